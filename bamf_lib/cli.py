@@ -1,0 +1,134 @@
+"""The ``bamf`` command line: ``fuse``, ``metrics``, ``train``, ``evaluate``, ``reproduce``.
+
+Each subcommand parses its arguments here and calls one library function; errors from
+bad input are printed as one line on stderr with exit status 2 and nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+def _cmd_fuse(args: argparse.Namespace) -> int:
+    from bamf_lib.fusion import fuse
+    from bamf_lib.io import check_sources, read_image, write_image
+
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise FileExistsError(f"{out} exists; pass --force to replace it")
+    if args.decision_map and Path(args.decision_map).exists() and not args.force:
+        raise FileExistsError(f"{args.decision_map} exists; pass --force to replace it")
+    sources = check_sources([read_image(p) for p in args.sources], names=[str(p) for p in args.sources])
+    result = fuse(sources, path=args.path, device=args.device, align=args.align, progress=not args.quiet)
+    write_image(out, result.fused, overwrite=args.force)
+    if args.decision_map:
+        dm = result.decision_map
+        dm = (dm * (255 // max(1, int(dm.max())))).astype("uint8") if dm.max() > 0 else dm.astype("uint8")
+        write_image(args.decision_map, dm, overwrite=args.force)
+    if not args.quiet:
+        total = sum(result.timings.values())
+        print(f"wrote {out} ({result.fused.shape[1]}x{result.fused.shape[0]}) in {total:.2f} s", file=sys.stderr)
+    return 0
+
+
+def _cmd_metrics(args: argparse.Namespace) -> int:
+    from bamf_lib.io import read_image
+    from bamf_lib.metrics import all_metrics
+
+    values = all_metrics(read_image(args.a), read_image(args.b), read_image(args.fused))
+    if args.json:
+        print(json.dumps(values))
+    else:
+        for name, value in values.items():
+            print(f"{name:5s} {value:.6f}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from bamf_lib.training import train_profile
+
+    train_profile(
+        args.profile,
+        net=args.net,
+        out_dir=args.out,
+        resume=not args.no_resume,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from bamf_lib.evaluation import evaluate_cli
+
+    return evaluate_cli(args)
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from bamf_lib.reproduce import reproduce
+
+    reproduce(profile=args.profile, book=not args.no_book, only=args.only)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bamf", description="Boundary-aware multi-focus image fusion.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("fuse", help="fuse two or more differently focused images into one all-in-focus image")
+    p.add_argument("sources", nargs="+", help="source images (two or more, same size)")
+    p.add_argument("-o", "--output", required=True, help="fused image to write")
+    p.add_argument("--decision-map", help="also write the decision map (index of the chosen source) here")
+    p.add_argument("--path", choices=["fast", "reference"], default="fast")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--align", action="store_true", help="register the sources to the first (OpenCV ECC) before fusing")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_fuse)
+
+    p = sub.add_parser("metrics", help="print Q_MI, Q_G, Q_Y, Q_CB of a fused image")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("fused")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_metrics)
+
+    p = sub.add_parser("train", help="train the initial or the boundary network on synthetic data")
+    p.add_argument("--profile", default="quick")
+    p.add_argument("--net", choices=["initial", "boundary"], default="initial")
+    p.add_argument("--out", default="runs", help="folder for checkpoints, logs and weights")
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
+    p.add_argument("--device", default="auto")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="Table 1: score bamf and the published baselines on test pairs")
+    p.add_argument("--pairs", choices=["paper24", "survey30", "lytro20", "grayscale10"], default="paper24")
+    p.add_argument("--json", dest="json_out", help="write per-pair and mean scores here")
+    p.add_argument("--save-fused", help="folder for bamf's fused images")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("reproduce", help="execute every notebook with papermill and build the HTML book")
+    p.add_argument("--profile", choices=["quick", "cpu", "paper"], default="quick")
+    p.add_argument("--no-book", action="store_true", help="execute the notebooks only")
+    p.add_argument("--only", nargs="*", help="run only notebooks whose names contain these strings")
+    p.set_defaults(func=_cmd_reproduce)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        print(f"bamf {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Configuration of every stage, as frozen dataclasses, and the named training profiles.
+
+A *profile* fixes the network size, the amount of synthetic training data and the
+training schedule, so the same code trains in minutes on a laptop (``quick``), in
+hours on a CPU (``cpu``) or at the paper's scale on a GPU (``paper``).  Every number
+the book shows names the profile that produced it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+__all__ = [
+    "ModelConfig",
+    "SynthesisConfig",
+    "TrainConfig",
+    "FDBConfig",
+    "PostprocessConfig",
+    "Profile",
+    "PROFILES",
+    "get_profile",
+]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The 2-channel CIFAR-style ResNet.
+
+    ``version="v1"``: basic blocks, depth = 6n + 2.  ``version="v2"``: pre-activation
+    bottlenecks, depth = 9n + 2 (the Keras ``ResNet56v2`` reading of the paper's "Res56").
+    ``width`` is the number of filters of the first stage.
+    """
+
+    version: str = "v1"
+    depth: int = 20
+    width: int = 16
+    patch_size: int = 32
+    in_channels: int = 2
+    num_classes: int = 2
+
+    def __post_init__(self) -> None:
+        if self.version not in ("v1", "v2"):
+            raise ValueError(f"ModelConfig.version must be 'v1' or 'v2', got {self.version!r}")
+        step = 6 if self.version == "v1" else 9
+        if self.depth < step + 2 or (self.depth - 2) % step:
+            raise ValueError(
+                f"ModelConfig.depth={self.depth} is not valid for {self.version}: "
+                f"it must be {step}n + 2 with n >= 1"
+            )
+        if self.patch_size < 8 or self.patch_size % 4:
+            raise ValueError(f"ModelConfig.patch_size must be a multiple of 4 and >= 8, got {self.patch_size}")
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """Training-data synthesis (paper section 3.1)."""
+
+    source: str = "embedded"  # "embedded" (offline default) or "alphamatting" (the paper's)
+    patch_size: int = 32
+    pairs_per_image: int = 10  # patch pairs drawn per (foreground, background) source pair
+    sigma_range: tuple[float, float] = (2.0, 5.0)  # Gaussian blur sigma, drawn per source pair
+    foreground_scale: float = 0.5  # the paper resizes the alpha-matting images to half size
+    boundary_min_fraction: float = 0.10  # boundary set: >= 10 % focused and >= 10 % defocused
+    val_fraction: float = 0.15  # held out by source pair
+    n_foregrounds: int | None = None  # None: all available
+    n_backgrounds: int | None = None  # None: all available
+    augment: bool = True  # channel swap + 8 rotations/flips
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training schedule (paper section 3.2), scaled to a profile's epoch count."""
+
+    epochs: int = 200
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    # learning-rate drops at these fractions of the run (80/120/160/180 of 200 epochs) ...
+    milestones: tuple[float, ...] = (0.4, 0.6, 0.8, 0.9)
+    # ... to these multiples of the initial rate (the Keras CIFAR-10 ResNet example)
+    factors: tuple[float, ...] = (0.1, 0.01, 0.001, 0.0005)
+    max_samples: int | None = None  # cap on training samples (None: all synthesised)
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class FDBConfig:
+    """Focused/defocused-boundary classification: box window ``k`` and threshold ``tau``."""
+
+    k: int = 15
+    tau: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.k % 2 == 0:
+            raise ValueError(f"FDBConfig.k must be an odd positive window size, got {self.k}")
+        if not 0.0 <= self.tau < 0.5:
+            raise ValueError(f"FDBConfig.tau must lie in [0, 0.5), got {self.tau}")
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """Binarisation and small-region removal; regions under ``area_fraction * H * W`` flip."""
+
+    threshold: float = 0.5
+    area_fraction: float = 0.01
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named bundle: one network shape, one data recipe, one schedule."""
+
+    name: str
+    model: ModelConfig
+    synthesis: SynthesisConfig
+    train: TrainConfig
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile(
+        name="quick",
+        description="Minutes on 2 CPU cores: tests, CI and the default book build.",
+        model=ModelConfig(version="v1", depth=8, width=16, patch_size=32),
+        synthesis=SynthesisConfig(source="embedded", patch_size=32, pairs_per_image=10),
+        train=TrainConfig(epochs=4, batch_size=128, optimizer="sgd", lr=0.05, max_samples=40_000),
+    ),
+    "cpu": Profile(
+        name="cpu",
+        description="A few hours on 2 CPU cores: the shipped weights when no GPU is at hand.",
+        model=ModelConfig(version="v1", depth=20, width=16, patch_size=32),
+        synthesis=SynthesisConfig(source="alphamatting", patch_size=32, pairs_per_image=10),
+        train=TrainConfig(epochs=30, batch_size=128, optimizer="sgd", lr=0.05, max_samples=400_000),
+    ),
+    "paper": Profile(
+        name="paper",
+        description="The paper's settings: Res56 (v2), 64x64 patches, 2.27 M samples, 200 epochs (GPU).",
+        model=ModelConfig(version="v2", depth=56, width=16, patch_size=64),
+        synthesis=SynthesisConfig(source="alphamatting", patch_size=64, pairs_per_image=10),
+        train=TrainConfig(epochs=200, batch_size=128, optimizer="sgd", lr=1e-3),
+    ),
+}
+
+
+def get_profile(name: str, **overrides: Any) -> Profile:
+    """Return the named profile, optionally with top-level fields replaced.
+
+    >>> get_profile("quick").model.patch_size
+    32
+    """
+    try:
+        profile = PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}") from None
+    return replace(profile, **overrides) if overrides else profile

@@ -1,0 +1,107 @@
+"""Execute the book's notebooks with papermill and build the static HTML book.
+
+The chapters live in ``notebooks/`` as MyST Markdown (jupytext).  ``reproduce``
+converts each to ``.ipynb``, executes it with papermill (the ``profile`` parameter is
+injected into the notebook's ``parameters`` cell), keeps the executed notebooks in
+``book/executed/`` and runs ``jupyter-book build`` with execution off.
+
+Command line: ``bamf reproduce --profile quick`` or ``python -m bamf_lib.reproduce convert DIR``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["ROOT", "notebook_sources", "convert", "execute", "build_book", "reproduce"]
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+EXECUTED = ROOT / "book" / "executed"
+
+
+def notebook_sources(only: list[str] | None = None) -> list[Path]:
+    """The chapter notebooks (``notebooks/NN-*.md``) in book order."""
+    paths = sorted(NOTEBOOKS.glob("[0-9][0-9]-*.md"))
+    if only:
+        paths = [p for p in paths if any(s in p.name for s in only)]
+    if not paths:
+        raise ValueError(f"no notebooks found in {NOTEBOOKS} (filter: {only})")
+    return paths
+
+
+def convert(out_dir: Path, only: list[str] | None = None) -> list[Path]:
+    """Convert each MyST notebook to ``.ipynb`` in ``out_dir`` (kernel ``python3``)."""
+    import jupytext
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for src in notebook_sources(only):
+        nb = jupytext.read(src)
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nb.metadata.pop("jupytext", None)
+        dst = out_dir / (src.stem + ".ipynb")
+        jupytext.write(nb, dst)
+        written.append(dst)
+    return written
+
+
+def execute(paths: list[Path], out_dir: Path, parameters: dict) -> dict[str, float]:
+    """Run each notebook with papermill; return seconds per notebook."""
+    import papermill
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seconds = {}
+    for path in paths:
+        t0 = time.perf_counter()
+        print(f"[reproduce] executing {path.name} with {parameters}", flush=True)
+        papermill.execute_notebook(
+            str(path),
+            str(out_dir / path.name),
+            parameters=parameters,
+            kernel_name="python3",
+            cwd=str(NOTEBOOKS),
+            progress_bar=False,
+        )
+        seconds[path.stem] = time.perf_counter() - t0
+        print(f"[reproduce] {path.name}: {seconds[path.stem]:.1f} s", flush=True)
+    return seconds
+
+
+def build_book(warnings_as_errors: bool = False) -> Path:
+    """``jupyter-book build`` the repository root; return the HTML folder."""
+    cmd = [sys.executable, "-m", "jupyter_book", "build", str(ROOT), "--path-output", str(ROOT)]
+    if warnings_as_errors:
+        cmd += ["-W", "-n", "--keep-going"]
+    subprocess.run(cmd, check=True)
+    return ROOT / "_build" / "html"
+
+
+def reproduce(profile: str = "quick", book: bool = True, only: list[str] | None = None, seed: int = 0) -> dict[str, float]:
+    """Convert, execute (papermill) and, unless told not to, build the book."""
+    from bamf_lib.config import get_profile
+
+    get_profile(profile)  # fail early on an unknown name
+    staging = ROOT / "build" / "notebooks"
+    paths = convert(staging, only)
+    seconds = execute(paths, EXECUTED, {"profile": profile, "seed": seed})
+    if book:
+        t0 = time.perf_counter()
+        html = build_book()
+        seconds["jupyter-book build"] = time.perf_counter() - t0
+        print(f"[reproduce] book: {html / 'index.html'}", flush=True)
+    total = sum(seconds.values())
+    print(f"[reproduce] total {total:.1f} s: " + ", ".join(f"{k} {v:.0f}s" for k, v in seconds.items()), flush=True)
+    return seconds
+
+
+if __name__ == "__main__":  # python -m bamf_lib.reproduce convert OUT_DIR
+    if len(sys.argv) == 3 and sys.argv[1] == "convert":
+        for p in convert(Path(sys.argv[2])):
+            print(p)
+    else:
+        sys.exit("usage: python -m bamf_lib.reproduce convert OUT_DIR")
