@@ -1,0 +1,29 @@
+import json
+
+import pytest
+
+from bamf_lib import reproduce
+
+
+def test_every_toc_chapter_has_a_notebook():
+    toc = (reproduce.ROOT / "_toc.yml").read_text()
+    stems = [p.stem for p in reproduce.notebook_sources()]
+    assert len(stems) >= 8
+    for stem in stems:
+        assert f"book/executed/{stem}" in toc, f"{stem} is missing from _toc.yml"
+
+
+def test_convert_writes_ipynb_with_a_parameters_cell(tmp_path):
+    paths = reproduce.convert(tmp_path)
+    assert len(paths) == len(reproduce.notebook_sources())
+    for path in paths:
+        nb = json.loads(path.read_text())
+        assert nb["metadata"]["kernelspec"]["name"] == "python3"
+        tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1, f"{path.name}: needs exactly one 'parameters' cell"
+        assert "profile" in "".join(tagged[0]["source"])
+
+
+def test_unknown_filter_is_an_error():
+    with pytest.raises(ValueError, match="no notebooks"):
+        reproduce.notebook_sources(only=["no-such-chapter"])
