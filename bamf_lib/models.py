@@ -1,0 +1,348 @@
+"""The 2-channel CIFAR-style ResNet of the paper ("Res56"), in both of its readings.
+
+The network sees a gray patch of source A (channel 0) and the same patch of source B
+(channel 1) and returns two logits; ``softmax(logits)[:, 1]`` is the probability that
+A is the focused one at the patch centre.
+
+* ``version="v1"``: basic blocks (two 3x3 convolutions), depth = 6n + 2, stage widths
+  w, 2w, 4w (the Keras CIFAR-10 example's ``resnet_v1``).
+* ``version="v2"``: pre-activation bottlenecks (1x1, 3x3, 1x1), depth = 9n + 2, stage
+  outputs 4w, 8w, 16w (the Keras example's ``resnet_v2``; the authors' code names its
+  model ``ResNet56v2``).
+
+Both have three stages with strides 1, 2, 2 (total stride 4), a global average pool and
+a linear layer to two classes.  Dense evaluation (see :mod:`bamf_lib.scoring`) needs the
+pre-pool feature map (:meth:`FocusResNet.features`), the linear layer (``.fc``), the total
+stride (``.total_stride``) and a copy with strides turned into dilations
+(:func:`dilated_copy`).
+
+Weights are stored as safetensors with the :class:`~bamf_lib.config.ModelConfig` and
+free-form metadata as JSON in the header; nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bamf_lib.config import ModelConfig
+from bamf_lib.io import atomic_write
+
+__all__ = [
+    "BasicBlock",
+    "PreActBottleneck",
+    "FocusResNet",
+    "build_model",
+    "dilated_copy",
+    "save_weights",
+    "load_weights",
+    "load_pretrained",
+    "param_count",
+    "receptive_field",
+    "WEIGHTS_DIR",
+]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+_STAGE_STRIDES = (1, 2, 2)
+
+
+def _conv(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=kernel_size // 2, bias=bias)
+
+
+class BasicBlock(nn.Module):
+    """v1 block: conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU.
+
+    As in the Keras example, a shape-changing shortcut is a strided 1x1 convolution
+    without batch normalisation.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, *, first_in_net: bool = False) -> None:
+        super().__init__()
+        self.conv1 = _conv(in_ch, out_ch, 3, stride)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.conv2 = _conv(out_ch, out_ch, 3)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        needs_projection = stride != 1 or in_ch != out_ch
+        self.shortcut = _conv(in_ch, out_ch, 1, stride, bias=True) if needs_projection else None
+
+    @property
+    def main_convs(self) -> list[nn.Conv2d]:
+        """Convolutions of the residual branch, in the order the data meets them."""
+        return [self.conv1, self.conv2]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        identity = x if self.shortcut is None else self.shortcut(x)
+        return self.relu(y + identity)
+
+
+class PreActBottleneck(nn.Module):
+    """v2 block: (BN-ReLU-conv1x1), BN-ReLU-conv3x3, BN-ReLU-conv1x1, plus the shortcut.
+
+    The stride sits on the first 1x1 convolution, as in the Keras example.  The very
+    first block of the net skips its first BN-ReLU (the stem has just applied one).
+    """
+
+    expansion = 4
+
+    def __init__(self, in_ch: int, width: int, out_ch: int, stride: int = 1, *, first_in_net: bool = False) -> None:
+        super().__init__()
+        self.pre = nn.Identity() if first_in_net else nn.Sequential(nn.BatchNorm2d(in_ch), nn.ReLU(inplace=False))
+        self.conv1 = _conv(in_ch, width, 1, stride)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv2 = _conv(width, width, 3)
+        self.bn3 = nn.BatchNorm2d(width)
+        self.conv3 = _conv(width, out_ch, 1)
+        self.relu = nn.ReLU(inplace=True)
+        needs_projection = stride != 1 or in_ch != out_ch
+        self.shortcut = _conv(in_ch, out_ch, 1, stride, bias=True) if needs_projection else None
+
+    @property
+    def main_convs(self) -> list[nn.Conv2d]:
+        """Convolutions of the residual branch, in the order the data meets them."""
+        return [self.conv1, self.conv2, self.conv3]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv1(self.pre(x))
+        y = self.conv2(self.relu(self.bn2(y)))
+        y = self.conv3(self.relu(self.bn3(y)))
+        identity = x if self.shortcut is None else self.shortcut(x)
+        return y + identity
+
+
+class FocusResNet(nn.Module):
+    """Three-stage CIFAR ResNet on 2-channel patch pairs; see the module docstring.
+
+    Parameters
+    ----------
+    config : ModelConfig
+        Version, depth, width, patch size, channels and classes.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.metadata: dict[str, Any] = {}
+        w = config.width
+        self.stem = nn.Sequential(_conv(config.in_channels, w, 3), nn.BatchNorm2d(w), nn.ReLU(inplace=True))
+        if config.version == "v1":
+            blocks_per_stage = (config.depth - 2) // 6
+            stage_out = [w * 2**i for i in range(len(_STAGE_STRIDES))]
+            self._in_ch = w
+            self.layer1, self.layer2, self.layer3 = (
+                self._make_layer(out, blocks_per_stage, stride, first_stage=i == 0)
+                for i, (out, stride) in enumerate(zip(stage_out, _STAGE_STRIDES))
+            )
+            self.post = nn.Identity()
+        else:
+            blocks_per_stage = (config.depth - 2) // 9
+            # Keras resnet_v2: bottleneck widths w, 4w, 8w; stage outputs 4x, 2x, 2x their input
+            bottleneck = [w, 4 * w, 8 * w]
+            stage_out = [PreActBottleneck.expansion * w, 8 * w, 16 * w]
+            self._in_ch = w
+            self.layer1, self.layer2, self.layer3 = (
+                self._make_layer(out, blocks_per_stage, stride, first_stage=i == 0, width=bw)
+                for i, (bw, out, stride) in enumerate(zip(bottleneck, stage_out, _STAGE_STRIDES))
+            )
+            self.post = nn.Sequential(nn.BatchNorm2d(stage_out[-1]), nn.ReLU(inplace=True))
+        self.feature_channels = stage_out[-1]
+        self.total_stride = 1
+        for s in _STAGE_STRIDES:
+            self.total_stride *= s
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(self.feature_channels, config.num_classes)
+        self._init_weights()
+
+    def _make_layer(self, out_ch: int, blocks: int, stride: int, *, first_stage: bool, width: int | None = None) -> nn.Sequential:
+        layers = []
+        for i in range(blocks):
+            first_in_net = first_stage and i == 0
+            block_stride = stride if i == 0 else 1
+            if self.config.version == "v1":
+                layers.append(BasicBlock(self._in_ch, out_ch, block_stride, first_in_net=first_in_net))
+            else:
+                layers.append(PreActBottleneck(self._in_ch, width, out_ch, block_stride, first_in_net=first_in_net))
+            self._in_ch = out_ch
+        return nn.Sequential(*layers)
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    @property
+    def blocks(self) -> list[nn.Module]:
+        """All residual blocks, in order."""
+        return [*self.layer1, *self.layer2, *self.layer3]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Feature map before the global average pool: (N, C, H/stride, W/stride)."""
+        x = self.stem(x)
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.post(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, num_classes) for patch pairs ``x`` of shape (N, 2, P, P) in [0, 1]."""
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def build_model(cfg: ModelConfig) -> FocusResNet:
+    """Build a freshly initialised network for ``cfg``.
+
+    Examples
+    --------
+    >>> from bamf_lib.config import ModelConfig
+    >>> net = build_model(ModelConfig(version="v1", depth=8, width=4, patch_size=16))
+    >>> net(torch.zeros(3, 2, 16, 16)).shape
+    torch.Size([3, 2])
+    """
+    if not isinstance(cfg, ModelConfig):
+        raise ValueError(f"cfg must be a ModelConfig, got {type(cfg).__name__}")
+    return FocusResNet(cfg)
+
+
+def dilated_copy(model: FocusResNet) -> FocusResNet:
+    """A copy of ``model`` whose strided convolutions run at stride 1, later ones dilated.
+
+    The copy's :meth:`~FocusResNet.features` is the original's feature map evaluated at
+    every pixel offset ("a trous"): output position ``p`` equals the strided network's
+    output for the input shifted so that ``p`` falls on its sampling grid.  Its
+    ``dilation`` attribute holds the final dilation (the original's total stride).
+    """
+    dense = copy.deepcopy(model)
+    dilation = 1
+    for block in dense.blocks:
+        for conv in block.main_convs:
+            stride = conv.stride[0]
+            # the strided conv itself samples at the old spacing; everything after it at the new
+            if conv.kernel_size[0] > 1:
+                conv.dilation = (dilation, dilation)
+                conv.padding = (dilation * (conv.kernel_size[0] // 2),) * 2
+            if stride > 1:
+                conv.stride = (1, 1)
+                dilation *= stride
+        if block.shortcut is not None:
+            block.shortcut.stride = (1, 1)
+    dense.total_stride = 1
+    dense.dilation = dilation
+    return dense
+
+
+def param_count(model: nn.Module, *, trainable_only: bool = False) -> int:
+    """Number of parameters (all, or only those with ``requires_grad``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def receptive_field(cfg: ModelConfig) -> int:
+    """Theoretical receptive field (pixels, one side) of one pre-pool feature.
+
+    Counted along the longest path (every residual branch), so it bounds how far a
+    pixel can influence one feature.  A patch's score pools features over the whole
+    patch, so the score depends on the patch only; compare this with ``patch_size`` to
+    see how much of the patch each feature can see.
+    """
+    model = build_model(cfg)
+    rf, jump = 1, 1
+    convs = [model.stem[0]] + [c for b in model.blocks for c in b.main_convs]
+    for conv in convs:
+        rf += (conv.kernel_size[0] - 1) * jump
+        jump *= conv.stride[0]
+    return rf
+
+
+def save_weights(model: FocusResNet, path: str | os.PathLike, metadata: dict | None = None, *, overwrite: bool = True) -> Path:
+    """Write ``model``'s state as safetensors, atomically, with config and metadata JSON.
+
+    Parameters
+    ----------
+    model : FocusResNet
+        The network; its ``.config`` is stored under the header key ``"config"``.
+    path : path-like
+        Destination ``.safetensors`` file.
+    metadata : dict, optional
+        JSON-serialisable facts (profile, epochs, accuracy, data, seed ...), stored
+        under the header key ``"metadata"``.
+    overwrite : bool
+        Replace an existing file (default True: checkpoints are rewritten each epoch).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    from safetensors.torch import save_file
+
+    if not hasattr(model, "config"):
+        raise ValueError("model has no .config; build it with build_model(cfg)")
+    metadata = dict(metadata or {})
+    try:
+        header = {"config": json.dumps(asdict(model.config)), "metadata": json.dumps(metadata)}
+    except TypeError as exc:
+        raise ValueError(f"metadata must be JSON-serialisable: {exc}") from None
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    path = Path(path)
+    with atomic_write(path, overwrite=overwrite) as tmp:
+        save_file(state, str(tmp), metadata=header)
+    return path
+
+
+def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> FocusResNet:
+    """Load a network written by :func:`save_weights`; returns it in eval mode.
+
+    The result carries ``.config`` (ModelConfig) and ``.metadata`` (dict).  Only
+    safetensors files are accepted: a pickled checkpoint raises ``ValueError``.
+    """
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+        state = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not a safetensors file ({exc}); pickled checkpoints are not loaded") from None
+    if "config" not in header:
+        raise ValueError(f"{path} has no 'config' entry in its safetensors header; was it written by save_weights?")
+    cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(header["config"]).items()})
+    model = build_model(cfg)
+    model.load_state_dict(state, strict=True)
+    model.metadata = json.loads(header.get("metadata", "{}"))
+    return model.to(device).eval()
+
+
+def load_pretrained(net: str = "initial", device: str | torch.device = "cpu") -> FocusResNet:
+    """Load the shipped ``initial`` or ``boundary`` network from ``bamf_lib/weights``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the weights are not shipped yet, with the command that trains them.
+    """
+    if net not in ("initial", "boundary"):
+        raise ValueError(f"net must be 'initial' or 'boundary', got {net!r}")
+    path = WEIGHTS_DIR / f"{net}.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no shipped weights at {path}. Train them with "
+            f"`bamf train --profile quick --net {net}` (or --profile cpu for better ones) "
+            f"and copy the resulting .safetensors file to {path}"
+        )
+    return load_weights(path, device)

@@ -1,0 +1,147 @@
+"""Behaviour of the 2-channel ResNet: shapes, depth rules, weights round trip, dense view."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from bamf_lib.config import ModelConfig
+from bamf_lib.models import (
+    build_model,
+    dilated_copy,
+    load_pretrained,
+    load_weights,
+    param_count,
+    receptive_field,
+    save_weights,
+)
+
+
+def _randomise_batchnorm(model: torch.nn.Module, seed: int = 0) -> None:
+    """Give BN layers non-trivial statistics so equivalences are not vacuous."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+@pytest.mark.parametrize(
+    "version,depth,patch",
+    [("v1", 8, 16), ("v1", 14, 32), ("v1", 20, 24), ("v2", 11, 16), ("v2", 20, 32)],
+)
+def test_shapes(version, depth, patch):
+    cfg = ModelConfig(version=version, depth=depth, width=4, patch_size=patch)
+    model = build_model(cfg).eval()
+    x = torch.rand(3, 2, patch, patch)
+    with torch.no_grad():
+        logits = model(x)
+        feats = model.features(x)
+    assert logits.shape == (3, 2)
+    assert feats.shape == (3, model.feature_channels, patch // model.total_stride, patch // model.total_stride)
+    assert model.config == cfg
+
+
+def test_depth_counts_layers():
+    # v1: 6n+2 weighted layers on the main path; v2: 9n+2
+    for version, depth in [("v1", 20), ("v1", 56), ("v2", 29), ("v2", 56)]:
+        model = build_model(ModelConfig(version=version, depth=depth, width=4))
+        main = 1 + sum(len(b.main_convs) for b in model.blocks) + 1  # stem + blocks + fc
+        assert main == depth
+
+
+def test_res56_parameter_counts_match_known_sizes():
+    # CIFAR ResNet-56 (v1) has about 0.85 M parameters; Keras ResNet56v2 about 1.66 M
+    v1 = param_count(build_model(ModelConfig(version="v1", depth=56, width=16)))
+    v2 = param_count(build_model(ModelConfig(version="v2", depth=56, width=16)))
+    assert 0.84e6 < v1 < 0.87e6
+    assert 1.6e6 < v2 < 1.7e6
+
+
+@pytest.mark.parametrize("version,depth", [("v1", 21), ("v1", 2), ("v2", 21), ("v3", 20)])
+def test_invalid_config_rejected(version, depth):
+    with pytest.raises(ValueError):
+        ModelConfig(version=version, depth=depth)
+
+
+def test_build_model_rejects_non_config():
+    with pytest.raises(ValueError, match="ModelConfig"):
+        build_model({"version": "v1"})
+
+
+def test_receptive_field_grows_with_depth():
+    rfs = [receptive_field(ModelConfig(version="v1", depth=d)) for d in (8, 20, 56)]
+    assert rfs == sorted(rfs) and rfs[0] < rfs[-1]
+    # stem 3x3 + stage 1 (one block of two 3x3 at jump 1) = 7; then +6 (jump 2) +12 (jump 4)
+    assert rfs[0] == 25
+
+
+@pytest.mark.parametrize("version,depth", [("v1", 8), ("v2", 11)])
+def test_save_load_round_trip(tmp_path, version, depth):
+    model = build_model(ModelConfig(version=version, depth=depth, width=4, patch_size=16)).eval()
+    _randomise_batchnorm(model)
+    path = save_weights(model, tmp_path / "net.safetensors", {"profile": "test", "epochs": 3})
+    loaded = load_weights(path)
+    x = torch.rand(4, 2, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    assert loaded.config == model.config
+    assert loaded.metadata == {"profile": "test", "epochs": 3}
+    assert not loaded.training
+
+
+def test_save_refuses_unserialisable_metadata(tmp_path):
+    model = build_model(ModelConfig(version="v1", depth=8, width=4, patch_size=16))
+    with pytest.raises(ValueError, match="JSON"):
+        save_weights(model, tmp_path / "net.safetensors", {"bad": object()})
+    assert not (tmp_path / "net.safetensors").exists()
+
+
+def test_load_refuses_pickle(tmp_path):
+    model = build_model(ModelConfig(version="v1", depth=8, width=4, patch_size=16))
+    path = tmp_path / "net.pt"
+    torch.save(model.state_dict(), path)
+    with pytest.raises(ValueError, match="safetensors"):
+        load_weights(path)
+    path2 = tmp_path / "net2.safetensors"
+    path2.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(ValueError):
+        load_weights(path2)
+
+
+def test_load_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_weights(tmp_path / "nope.safetensors")
+
+
+def test_load_pretrained_rejects_unknown_net():
+    with pytest.raises(ValueError, match="net"):
+        load_pretrained("normal")
+
+
+def test_load_pretrained_missing_says_how_to_train(monkeypatch, tmp_path):
+    import bamf_lib.models as models
+
+    monkeypatch.setattr(models, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="bamf train --profile quick --net boundary"):
+        load_pretrained("boundary")
+
+
+@pytest.mark.parametrize("version,depth", [("v1", 8), ("v2", 11)])
+def test_dilated_copy_samples_to_strided_features(version, depth):
+    model = build_model(ModelConfig(version=version, depth=depth, width=4, patch_size=16)).eval()
+    _randomise_batchnorm(model)
+    dense = dilated_copy(model)
+    x = torch.rand(1, 2, 40, 44)
+    with torch.no_grad():
+        strided = model.features(x)
+        full = dense.features(x)
+    assert full.shape[-2:] == x.shape[-2:]
+    s = model.total_stride
+    torch.testing.assert_close(full[..., ::s, ::s], strided, atol=1e-4, rtol=1e-4)
+    # the original model is untouched
+    assert model.features(x).shape[-1] == 44 // s
