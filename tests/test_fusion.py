@@ -1,0 +1,130 @@
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from _standin import StandInNet, install, textured_pair
+from bamf_lib.config import FDBConfig, PostprocessConfig
+from bamf_lib.fusion import FusionResult, align_sources, fuse, resolve_device
+from bamf_lib.io import read_image
+
+DATA = Path(os.environ.get("BAMF_DATA_DIR", "../shared/data"))
+
+
+@pytest.fixture
+def nets(monkeypatch):
+    install(monkeypatch)
+    return {"initial": StandInNet(), "boundary": StandInNet()}
+
+
+def test_pair_fuses_to_the_sharp_image_and_reports_every_stage(nets):
+    a, b, sharp, truth = textured_pair()
+    r = fuse([a, b], device="cpu", **nets)
+    assert isinstance(r, FusionResult)
+    assert r.fused.shape == a.shape and r.fused.dtype == np.uint8
+    assert r.decision_map.dtype == np.uint8 and set(np.unique(r.decision_map)) == {0, 1}
+    assert np.mean(r.decision_map == np.where(truth, 0, 1)) > 0.97
+    assert np.mean(r.fused == sharp) > 0.95
+    for m in (r.score_map, r.refined_score_map, r.near_boundary):
+        assert m.shape == a.shape
+    assert r.near_boundary.any() and not r.near_boundary.all()
+    assert set(r.timings) == {"align", "score", "refine", "postprocess", "fuse"}
+    assert all(t >= 0 for t in r.timings.values())
+
+
+def test_every_fused_pixel_comes_from_the_source_the_map_names(nets):
+    a, b, _, _ = textured_pair(colour=True, seed=3)
+    r = fuse([a, b], device="cpu", post=PostprocessConfig(area_fraction=0.0), **nets)
+    stack = np.stack([a, b])
+    rows, cols = np.indices(r.decision_map.shape)
+    assert np.array_equal(r.fused, stack[r.decision_map, rows, cols])
+    assert r.fused.shape == a.shape
+
+
+def test_colour_follows_the_gray_decision(nets):
+    a, b, _, _ = textured_pair(colour=True, seed=2)
+    r = fuse([a, b], device="cpu", **nets)
+    gray = fuse([cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)], device="cpu", **nets)
+    assert r.fused.shape == a.shape and r.fused.dtype == np.uint8
+    assert np.mean(r.decision_map == gray.decision_map) > 0.98
+
+
+def test_swapping_the_sources_swaps_the_decision(nets):
+    a, b, _, _ = textured_pair(seed=4)
+    ab = fuse([a, b], device="cpu", **nets)
+    ba = fuse([b, a], device="cpu", **nets)
+    assert np.mean(ab.decision_map != ba.decision_map) > 0.97
+    assert np.mean(ab.fused == ba.fused) > 0.97
+
+
+def test_refine_false_uses_the_initial_net_alone(nets):
+    a, b, _, _ = textured_pair()
+    r = fuse([a, b], device="cpu", refine=False, initial=nets["initial"])
+    assert not r.near_boundary.any() and np.array_equal(r.score_map, r.refined_score_map)
+    assert len(nets["initial"].calls) == 1
+
+
+def test_fdb_config_sets_the_band(nets):
+    a, b, _, _ = textured_pair()
+    narrow = fuse([a, b], device="cpu", fdb=FDBConfig(k=3, tau=0.2), **nets).near_boundary.sum()
+    wide = fuse([a, b], device="cpu", fdb=FDBConfig(k=31, tau=0.01), **nets).near_boundary.sum()
+    assert 0 < narrow < wide
+    assert nets["boundary"].calls[-1] == wide
+
+
+def test_three_sources_take_each_from_where_it_is_sharp(nets):
+    rng = np.random.default_rng(5)
+    sharp = cv2.resize(rng.integers(0, 256, (48, 72)).astype(np.uint8), (144, 96), interpolation=cv2.INTER_NEAREST)
+    blurred = cv2.GaussianBlur(sharp, (0, 0), 3)
+    thirds = np.repeat(np.arange(3), 48)[None, :].repeat(96, axis=0)
+    stack = [np.where(thirds == i, sharp, blurred) for i in range(3)]
+    r = fuse(stack, device="cpu", **nets)
+    assert r.score_map.shape == (2, 96, 144) and r.near_boundary.shape == (2, 96, 144)
+    assert np.mean(r.decision_map == thirds) > 0.95
+    assert np.mean(r.fused == sharp) > 0.9
+
+
+def test_bad_input_raises_value_error(nets):
+    a, b, _, _ = textured_pair()
+    with pytest.raises(ValueError, match="at least two"):
+        fuse([a], device="cpu", **nets)
+    with pytest.raises(ValueError, match="differ in size"):
+        fuse([a, b[:-1]], device="cpu", **nets)
+    with pytest.raises(ValueError, match="patch"):
+        fuse([a[:10], b[:10]], device="cpu", **nets)
+    with pytest.raises(ValueError, match="path"):
+        fuse([a, b], path="slow", device="cpu", **nets)
+    with pytest.raises(ValueError, match="device"):
+        resolve_device("tpu")
+
+
+def test_auto_device_falls_back_to_cpu_without_a_gpu():
+    import torch
+
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_align_undoes_a_known_shift(nets):
+    _, _, sharp, _ = textured_pair(160, 200, seed=7)
+    sharp = cv2.GaussianBlur(sharp, (0, 0), 1.5)
+    m = np.float32([[1, 0, 6.0], [0, 1, -4.0]])
+    moved = cv2.warpAffine(sharp, m, (200, 160), borderMode=cv2.BORDER_REFLECT)
+    ref, back = align_sources([sharp, moved])
+    inner = (slice(20, -20), slice(20, -20))
+    err_before = np.abs(moved[inner].astype(int) - sharp[inner]).mean()
+    err_after = np.abs(back[inner].astype(int) - sharp[inner]).mean()
+    assert ref is sharp and err_after < 0.2 * err_before
+    r = fuse([sharp, moved], device="cpu", align=True, **nets)
+    assert r.timings["align"] > 0
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not (DATA / "lytro" / "triple").is_dir(), reason="needs BAMF_DATA_DIR")
+def test_lytro_triple_fuses_all_three(nets):
+    stack = [cv2.resize(read_image(DATA / "lytro" / "triple" / f"lytro-01-{c}.jpg"), (0, 0), fx=0.5, fy=0.5)
+             for c in "ABC"]
+    r = fuse(stack, device="cpu", **nets)
+    assert r.fused.shape == stack[0].shape and r.fused.dtype == np.uint8
+    assert set(np.unique(r.decision_map)) <= {0, 1, 2} and len(np.unique(r.decision_map)) >= 2
