@@ -14,21 +14,40 @@ from pathlib import Path
 __all__ = ["main", "build_parser"]
 
 
+# pixels from which ``bamf fuse`` shows a progress bar (about a 1000 x 1000 image)
+_PROGRESS_PIXELS = 1_000_000
+
+
+def _check_output(path: str | None, force: bool) -> None:
+    """Refuse an output before any work: existing (without --force) or of unknown format."""
+    from PIL import Image
+
+    if path is None:
+        return
+    if Path(path).exists() and not force:
+        raise FileExistsError(f"{path} exists; pass --force to replace it")
+    if Path(path).suffix.lower() not in Image.registered_extensions():
+        raise ValueError(f"cannot tell the image format from the suffix of {path} (use e.g. .png, .jpg, .tif)")
+
+
 def _cmd_fuse(args: argparse.Namespace) -> int:
-    from bamf_lib.fusion import fuse
     from bamf_lib.io import check_sources, read_image, write_image
 
     out = Path(args.output)
-    if out.exists() and not args.force:
-        raise FileExistsError(f"{out} exists; pass --force to replace it")
-    if args.decision_map and Path(args.decision_map).exists() and not args.force:
-        raise FileExistsError(f"{args.decision_map} exists; pass --force to replace it")
+    _check_output(args.output, args.force)
+    _check_output(args.decision_map, args.force)
+    if args.decision_map and Path(args.decision_map).resolve() == out.resolve():
+        raise ValueError(f"--decision-map and -o name the same file {out}")
     sources = check_sources([read_image(p) for p in args.sources], names=[str(p) for p in args.sources])
-    result = fuse(sources, path=args.path, device=args.device, align=args.align, progress=not args.quiet)
+
+    from bamf_lib.fusion import fuse
+
+    large = sources[0].shape[0] * sources[0].shape[1] >= _PROGRESS_PIXELS
+    result = fuse(sources, path=args.path, device=args.device, align=args.align, progress=large and not args.quiet)
+    # both images are ready before either is written, so a failure leaves no output
     write_image(out, result.fused, overwrite=args.force)
     if args.decision_map:
-        dm = result.decision_map
-        dm = (dm * (255 // max(1, int(dm.max())))).astype("uint8") if dm.max() > 0 else dm.astype("uint8")
+        dm = (result.decision_map.astype("uint16") * (255 // (len(sources) - 1))).astype("uint8")
         write_image(args.decision_map, dm, overwrite=args.force)
     if not args.quiet:
         total = sum(result.timings.values())
@@ -83,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fuse", help="fuse two or more differently focused images into one all-in-focus image")
     p.add_argument("sources", nargs="+", help="source images (two or more, same size)")
     p.add_argument("-o", "--output", required=True, help="fused image to write")
-    p.add_argument("--decision-map", help="also write the decision map (index of the chosen source) here")
+    p.add_argument("--decision-map", help="also write the decision map here: the index of the chosen source, "
+                   "scaled to 0..255 (for a pair: 0 where the first source is taken, 255 where the second)")
     p.add_argument("--path", choices=["fast", "reference"], default="fast")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--align", action="store_true", help="register the sources to the first (OpenCV ECC) before fusing")

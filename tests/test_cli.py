@@ -1,0 +1,132 @@
+"""``bamf fuse`` end to end through ``bamf_lib.cli.main``, with stand-in networks."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import bamf_lib.fusion
+from _standin import StandInNet, install, textured_pair
+from bamf_lib.cli import main
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    install(monkeypatch)
+    monkeypatch.setattr(bamf_lib.fusion, "pretrained", lambda net, device="cpu": StandInNet())
+    a, b, _, _ = textured_pair(colour=True)
+    Image.fromarray(a).save(tmp_path / "a.png")
+    Image.fromarray(b).save(tmp_path / "b.png")
+    return tmp_path
+
+
+def run(capsys, *argv):
+    rc = main(["fuse", *map(str, argv)])
+    return rc, capsys.readouterr().err
+
+
+def assert_refused(rc, err, folder, before, *words):
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bamf fuse: error:")
+    for word in words:
+        assert word in lines[0]
+    assert sorted(p.name for p in folder.iterdir()) == before  # no output, no temporary file
+
+
+def test_fuses_a_pair_and_writes_the_decision_map(folder, capsys):
+    rc, err = run(capsys, folder / "a.png", folder / "b.png", "-o", folder / "f.png", "--decision-map", folder / "d.png")
+    assert rc == 0 and "wrote" in err
+    fused = np.asarray(Image.open(folder / "f.png"))
+    dm = np.asarray(Image.open(folder / "d.png"))
+    assert fused.shape == (96, 128, 3) and fused.dtype == np.uint8
+    assert set(np.unique(dm)) == {0, 255}
+    assert dm[:, :50].mean() < 10 and dm[:, 78:].mean() > 245  # A on the left, B on the right
+
+
+def test_three_sources_scale_the_map_to_the_index(folder, capsys):
+    a = np.asarray(Image.open(folder / "a.png"))
+    Image.fromarray(a).save(folder / "c.png")
+    rc, _ = run(capsys, folder / "a.png", folder / "b.png", folder / "c.png", "-o", folder / "f.png",
+                "--decision-map", folder / "d.png", "-q")
+    assert rc == 0
+    assert set(np.unique(np.asarray(Image.open(folder / "d.png")))) <= {0, 127, 254}
+
+
+def test_existing_output_needs_force(folder, capsys):
+    (folder / "f.png").write_bytes(b"old")
+    before = sorted(p.name for p in folder.iterdir())
+    rc, err = run(capsys, folder / "a.png", folder / "b.png", "-o", folder / "f.png")
+    assert_refused(rc, err, folder, before, "exists", "--force")
+    assert (folder / "f.png").read_bytes() == b"old"
+    rc, _ = run(capsys, folder / "a.png", folder / "b.png", "-o", folder / "f.png", "--force", "-q")
+    assert rc == 0 and np.asarray(Image.open(folder / "f.png")).shape == (96, 128, 3)
+
+
+def test_existing_decision_map_needs_force(folder, capsys):
+    (folder / "d.png").write_bytes(b"old")
+    before = sorted(p.name for p in folder.iterdir())
+    rc, err = run(capsys, folder / "a.png", folder / "b.png", "-o", folder / "f.png", "--decision-map", folder / "d.png")
+    assert_refused(rc, err, folder, before, "d.png", "exists")
+
+
+def write_gray(folder, name, shape=(96, 128)):
+    Image.fromarray(np.full(shape, 100, np.uint8)).save(folder / name)
+    return folder / name
+
+
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda f: [f / "a.png"], ["at least two"]),
+        (lambda f: [f / "a.png", f / "missing.png"], ["not found", "missing.png"]),
+        (lambda f: [f / "a.png", (f / "x.png").write_bytes(b"not an image") and f / "x.png"], ["cannot read", "x.png"]),
+        (lambda f: [f / "a.png", (f / "t.txt").write_text("hello") and f / "t.txt"], ["cannot read", "t.txt"]),
+        (lambda f: [f / "a.png", write_gray(f, "g.png")], ["mix gray and colour"]),
+        (lambda f: [write_gray(f, "g1.png"), write_gray(f, "g2.png", (96, 120))], ["differ in size", "g2.png"]),
+        (lambda f: [write_gray(f, "s1.png", (8, 8)), write_gray(f, "s2.png", (8, 8))], ["smaller than", "patch"]),
+    ],
+    ids=["one-source", "missing", "corrupt", "text-file", "gray-and-colour", "sizes", "smaller-than-patch"],
+)
+def test_bad_sources_are_refused_with_one_line(folder, capsys, make, words):
+    sources = make(folder)
+    before = sorted(p.name for p in folder.iterdir())
+    rc, err = run(capsys, *sources, "-o", folder / "f.png", "--decision-map", folder / "d.png")
+    assert_refused(rc, err, folder, before, *words)
+
+
+def test_transparent_alpha_is_refused(folder, capsys):
+    rgba = np.dstack([np.asarray(Image.open(folder / "b.png")), np.full((96, 128), 255, np.uint8)])
+    rgba[0, 0, 3] = 10
+    Image.fromarray(rgba).save(folder / "alpha.png")
+    before = sorted(p.name for p in folder.iterdir())
+    rc, err = run(capsys, folder / "a.png", folder / "alpha.png", "-o", folder / "f.png")
+    assert_refused(rc, err, folder, before, "transparent alpha", "alpha.png")
+
+
+def test_sixteen_bit_sources_are_converted_and_fuse_like_eight_bit(folder, capsys):
+    a, b, _, _ = textured_pair()
+    for name, img in (("a", a), ("b", b)):
+        Image.fromarray(img).save(folder / f"{name}8.png")
+        Image.fromarray(img.astype(np.uint16) * 257).save(folder / f"{name}16.png")
+    assert run(capsys, folder / "a8.png", folder / "b8.png", "-o", folder / "f8.png", "-q")[0] == 0
+    assert run(capsys, folder / "a16.png", folder / "b16.png", "-o", folder / "f16.png", "-q")[0] == 0
+    assert np.array_equal(np.asarray(Image.open(folder / "f8.png")), np.asarray(Image.open(folder / "f16.png")))
+
+
+def test_unknown_output_format_is_refused_before_work(folder, capsys):
+    before = sorted(p.name for p in folder.iterdir())
+    rc, err = run(capsys, folder / "a.png", folder / "b.png", "-o", folder / "fused.xyz")
+    assert_refused(rc, err, folder, before, "suffix", "fused.xyz")
+
+
+def test_same_file_for_both_outputs_is_refused(folder, capsys):
+    before = sorted(p.name for p in folder.iterdir())
+    rc, err = run(capsys, folder / "a.png", folder / "b.png", "-o", folder / "f.png", "--decision-map", folder / "f.png")
+    assert_refused(rc, err, folder, before, "same file")
+
+
+def test_parser_offers_the_documented_options():
+    with pytest.raises(SystemExit):
+        main(["fuse", "a.png", "b.png", "-o", "f.png", "--path", "slow"])
+    with pytest.raises(SystemExit):
+        main(["fuse", "a.png", "b.png", "-o", "f.png", "--device", "tpu"])
