@@ -1,0 +1,56 @@
+"""Small Sphinx fixes that keep the bamf book's pages free of browser console errors.
+
+* sphinx-thebe registers its inline configuration script twice under Jupyter Book 1,
+  so a page declares ``const THEBE_JS_URL`` twice (a SyntaxError): drop exact duplicates.
+* pydata-sphinx-theme logs an error when no default colour mode is configured: use light.
+* The ipywidgets manager (served offline from ``_static/widgets``) injects CSS whose
+  font URLs resolve relative to each page (``@jupyter-widgets/...``): copy the fonts there.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+_WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+_FONT_DIRS = ("@jupyter-widgets", "@jupyter-widgets/html-manager/dist")
+
+
+def _dedupe_scripts(app, pagename, templatename, context, doctree):
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen, unique = set(), []
+    for js in scripts:
+        attrs = getattr(js, "attributes", {}) or {}
+        key = (getattr(js, "filename", None) or "", attrs.get("body", ""))
+        if key in seen:
+            continue
+        seen.add(key)
+        unique.append(js)
+    scripts[:] = unique
+
+
+def _default_mode(app, config):
+    config.html_context.setdefault("default_mode", "light")
+
+
+def _copy_widget_fonts(app, exception):
+    if exception is not None or app.builder.format != "html":
+        return
+    out = Path(app.outdir)
+    fonts = sorted((out / "_static" / "widgets").glob("*.woff*"))
+    page_dirs = {p.parent for p in out.rglob("*.html") if _WIDGET_STATE in p.read_text(errors="ignore")}
+    for page_dir in page_dirs:
+        for sub in _FONT_DIRS:
+            target = page_dir / sub
+            target.mkdir(parents=True, exist_ok=True)
+            for font in fonts:
+                shutil.copy2(font, target / font.name)
+
+
+def setup(app):
+    app.connect("config-inited", _default_mode)
+    app.connect("html-page-context", _dedupe_scripts, priority=999)
+    app.connect("build-finished", _copy_widget_fonts)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
