@@ -35,6 +35,7 @@ from bamf_lib.io import check_sources, read_image, rgb2gray
 
 __all__ = [
     "box_mean",
+    "data_root",
     "guided_filter",
     "gff_weights",
     "gff_fuse",
@@ -224,7 +225,8 @@ def gff_fuse(
     return _matlab_uint8(fused * 255.0)
 
 
-def _data_dir(data_dir: str | os.PathLike | None) -> Path:
+def data_root(data_dir: str | os.PathLike | None = None) -> Path:
+    """The data folder: ``data_dir`` if given, else ``$BAMF_DATA_DIR``."""
     if data_dir is None:
         env = os.environ.get("BAMF_DATA_DIR")
         if not env:
@@ -250,7 +252,7 @@ def published_fused_path(method: str, kind: str, index: int, *, data_dir: str | 
     if kind not in ("color", "grayscale"):
         raise ValueError(f"kind must be 'color' or 'grayscale', got {kind!r}")
     prefix = "c" if kind == "color" else "g"
-    return _data_dir(data_dir) / "published" / kind / folder / f"{prefix}_{index:02d}.png"
+    return data_root(data_dir) / "published" / kind / folder / f"{prefix}_{index:02d}.png"
 
 
 def published_fused(method: str, kind: str, index: int, *, data_dir: str | os.PathLike | None = None) -> np.ndarray:

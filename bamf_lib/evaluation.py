@@ -1,0 +1,440 @@
+"""Table 1: score fusion methods on test pairs with the four metrics and count wins.
+
+The paper's Table 1 gives, for each metric and method, the mean score over 24 pairs
+(20 Lytro + the classic "clock", "book", "lab", "flower") and, in parentheses, the
+number of pairs on which that method beats all the others; its "w/o" column (the initial
+network alone) takes no part in the win counts. Here:
+
+* :func:`pair_set` names the test pairs (``paper24``, ``survey30``, ``lytro20``,
+  ``grayscale10``);
+* :func:`evaluate` fuses (or reads) every method's result on every pair and scores it
+  with :func:`bamf_lib.metrics.all_metrics`;
+* :func:`summarize` turns a score table into means and win counts;
+* :func:`format_table` prints the Table-1 layout, ``mean (wins)``.
+
+Published baselines come from the Liu et al. 2020 survey's results
+(``BAMF_DATA_DIR/published``), which cover the Lytro and the survey's grayscale pairs.
+The classic "lab" and "flower" are pixel-identical to the survey's grayscale pairs 03 and
+08, so their published results are used; "clock" and "book" have none (``n/a``) and
+those methods' means are over the pairs that exist.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bamf_lib.baselines import PUBLISHED_METHODS, data_root, gff_fuse, published_fused
+from bamf_lib.io import atomic_write, read_image, write_image
+
+__all__ = [
+    "METRICS",
+    "PAIR_SETS",
+    "PAPER_TABLE1",
+    "Pair",
+    "pair_set",
+    "load_sources",
+    "default_methods",
+    "EvaluationResult",
+    "summarize",
+    "evaluate",
+    "format_table",
+    "evaluate_cli",
+]
+
+METRICS: tuple[str, ...] = ("Q_MI", "Q_G", "Q_Y", "Q_CB")
+PAIR_SETS: tuple[str, ...] = ("paper24", "survey30", "lytro20", "grayscale10")
+PAPER_CLASSIC: tuple[str, ...] = ("clock", "book", "lab", "flower")
+# classic pairs whose sources are pixel-identical to a survey grayscale pair (checked by
+# tests/test_evaluation.py), so the survey's published results apply to them
+CLASSIC_IN_SURVEY: dict[str, int] = {"lab": 3, "flower": 8}
+
+# The paper's Table 1 as printed: method -> metric -> (mean, wins or None)
+PAPER_TABLE1: dict[str, dict[str, tuple[float, int | None]]] = {
+    "NSCT": {"Q_MI": (0.9407, 0), "Q_G": (0.6789, 0), "Q_Y": (0.9549, 0), "Q_CB": (0.7423, 0)},
+    "SR": {"Q_MI": (1.0807, 0), "Q_G": (0.6944, 0), "Q_Y": (0.9663, 0), "Q_CB": (0.7641, 0)},
+    "NSCT-SR": {"Q_MI": (0.9651, 0), "Q_G": (0.6823, 0), "Q_Y": (0.9576, 0), "Q_CB": (0.7499, 0)},
+    "GF": {"Q_MI": (1.1001, 0), "Q_G": (0.7104, 0), "Q_Y": (0.9775, 1), "Q_CB": (0.7848, 0)},
+    "DSIFT": {"Q_MI": (1.1902, 1), "Q_G": (0.7162, 0), "Q_Y": (0.9841, 2), "Q_CB": (0.8005, 7)},
+    "CNN": {"Q_MI": (1.1561, 0), "Q_G": (0.7155, 5), "Q_Y": (0.9851, 6), "Q_CB": (0.8000, 1)},
+    "Ours w/o": {"Q_MI": (1.2000, None), "Q_G": (0.7187, None), "Q_Y": (0.9867, None), "Q_CB": (0.8028, None)},
+    "Ours": {"Q_MI": (1.2002, 23), "Q_G": (0.7188, 18), "Q_Y": (0.9871, 16), "Q_CB": (0.8042, 16)},
+}
+
+Method = Callable[[list[np.ndarray]], np.ndarray] | str
+ScoreTable = Mapping[str, Mapping[str, Mapping[str, float] | None]]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One test pair: its name (also the saved file's stem), its source files relative to
+    the data folder, and where the survey's published results for it live, if anywhere."""
+
+    name: str
+    sources: tuple[str, ...]
+    published: tuple[str, int] | None = None  # (kind, index)
+
+
+def _lytro(n: int) -> Pair:
+    return Pair(f"c_{n:02d}", (f"lytro/lytro-{n:02d}-A.jpg", f"lytro/lytro-{n:02d}-B.jpg"), ("color", n))
+
+
+def _grayscale(n: int) -> Pair:
+    return Pair(f"g_{n:02d}", (f"grayscale/g_{n:02d}_1.png", f"grayscale/g_{n:02d}_2.png"), ("grayscale", n))
+
+
+def _classic(name: str) -> Pair:
+    n = CLASSIC_IN_SURVEY.get(name)
+    return Pair(name, (f"classic/{name}1.bmp", f"classic/{name}2.bmp"), ("grayscale", n) if n else None)
+
+
+def pair_set(name: str) -> list[Pair]:
+    """The pairs of a named test set.
+
+    Parameters
+    ----------
+    name : {"paper24", "survey30", "lytro20", "grayscale10"}
+        ``paper24``: the paper's 20 Lytro + clock, book, lab, flower; ``survey30``: the
+        survey's 20 Lytro + 10 grayscale; ``lytro20``; ``grayscale10``.
+
+    Returns
+    -------
+    list of Pair
+
+    Example
+    -------
+    >>> [p.name for p in pair_set("paper24")][-4:]
+    ['clock', 'book', 'lab', 'flower']
+    """
+    lytro = [_lytro(n) for n in range(1, 21)]
+    gray = [_grayscale(n) for n in range(1, 11)]
+    sets = {
+        "paper24": lytro + [_classic(c) for c in PAPER_CLASSIC],
+        "survey30": lytro + gray,
+        "lytro20": lytro,
+        "grayscale10": gray,
+    }
+    if name not in sets:
+        raise ValueError(f"pairs must be one of {list(PAIR_SETS)}, got {name!r}")
+    return sets[name]
+
+
+def load_sources(pair: Pair, *, data_dir=None) -> list[np.ndarray]:
+    """Read a pair's source images (uint8) from the data folder (``BAMF_DATA_DIR``)."""
+    root = data_root(data_dir)
+    return [read_image(root / rel) for rel in pair.sources]
+
+
+def _bamf(refine: bool) -> Callable[[list[np.ndarray]], np.ndarray]:
+    def run(sources: list[np.ndarray]) -> np.ndarray:
+        from bamf_lib.fusion import fuse
+
+        return fuse(sources, refine=refine).fused
+
+    return run
+
+
+def default_methods() -> dict[str, Method]:
+    """Table 1's columns: the six published baselines, this project's GFF, bamf w/o and with refinement."""
+    methods: dict[str, Method] = {name: f"published:{name}" for name in PUBLISHED_METHODS}
+    methods["gff-here"] = gff_fuse
+    methods["bamf-initial"] = _bamf(refine=False)
+    methods["bamf"] = _bamf(refine=True)
+    return methods
+
+
+@dataclass
+class EvaluationResult:
+    """Scores of every method on every pair, with means and win counts.
+
+    ``scores[method][pair]`` is ``{"Q_MI": ..., ...}`` or ``None`` (n/a);
+    ``means[method][metric]`` is over the ``n_pairs[method]`` pairs that have scores
+    (NaN when none); ``wins[method][metric]`` counts the ``win_pairs`` on which the method
+    beats every other competing method strictly, ``None`` for methods outside ``compete``.
+    """
+
+    pairs: list[str]
+    methods: list[str]
+    scores: dict[str, dict[str, dict[str, float] | None]]
+    means: dict[str, dict[str, float]]
+    n_pairs: dict[str, int]
+    wins: dict[str, dict[str, int] | None]
+    compete: list[str]
+    win_pairs: list[str]
+    seconds: dict[str, dict[str, float]] = field(default_factory=dict)
+    label: str = ""
+    wins_on: str = "common"
+
+    def to_json(self) -> dict:
+        """A JSON-serialisable dict (n/a and NaN become ``null``)."""
+
+        def clean(v):
+            return None if isinstance(v, float) and math.isnan(v) else v
+
+        return {
+            "label": self.label,
+            "pairs": self.pairs,
+            "metrics": list(METRICS),
+            "compete": self.compete,
+            "win_pairs": self.win_pairs,
+            "wins_on": self.wins_on,
+            "methods": {
+                m: {
+                    "mean": {k: clean(v) for k, v in self.means[m].items()},
+                    "n_pairs": self.n_pairs[m],
+                    "wins": self.wins[m],
+                    "per_pair": self.scores[m],
+                    "seconds": self.seconds.get(m, {}),
+                }
+                for m in self.methods
+            },
+        }
+
+
+def summarize(
+    scores: ScoreTable,
+    *,
+    pairs: Sequence[str] | None = None,
+    compete: Iterable[str] | None = None,
+    wins_on: str = "common",
+) -> tuple[dict[str, dict[str, float]], dict[str, int], dict[str, dict[str, int] | None], list[str]]:
+    """Means and win counts of a score table ``scores[method][pair] -> {metric: value} | None``.
+
+    Parameters
+    ----------
+    scores : mapping
+        Per-method, per-pair metric dicts; ``None`` marks a pair the method has no result for.
+    pairs : sequence of str, optional
+        Pair order (default: the first method's keys).
+    compete : iterable of str, optional
+        Methods that take part in win counting (default: all). A method wins a pair on a
+        metric when its score is strictly larger than every other competing method's.
+    wins_on : {"common", "available"}
+        ``"common"``: count wins only on pairs that every competing method has scores
+        for, so every count is over the same pairs; ``"available"``: on every pair,
+        among the competing methods that have scores there.
+
+    Returns
+    -------
+    means, n_pairs, wins, win_pairs
+
+    Example
+    -------
+    >>> s = {"x": {"p": {"Q_MI": 1.0}}, "y": {"p": {"Q_MI": 0.5}}}
+    >>> summarize(s)[2]["x"]["Q_MI"]
+    1
+    """
+    if wins_on not in ("common", "available"):
+        raise ValueError(f"wins_on must be 'common' or 'available', got {wins_on!r}")
+    methods = list(scores)
+    if not methods:
+        raise ValueError("scores is empty")
+    pairs = list(pairs) if pairs is not None else list(scores[methods[0]])
+    compete = list(methods if compete is None else compete)
+    unknown = [m for m in compete if m not in scores]
+    if unknown:
+        raise ValueError(f"compete names methods without scores: {unknown}")
+    metrics = [k for k in METRICS if any(scores[m].get(p) and k in scores[m][p] for m in methods for p in pairs)]
+
+    means, n_pairs = {}, {}
+    for m in methods:
+        rows = [scores[m][p] for p in pairs if scores[m].get(p) is not None]
+        n_pairs[m] = len(rows)
+        means[m] = {k: float(np.mean([r[k] for r in rows])) if rows else math.nan for k in metrics}
+
+    if wins_on == "common":
+        win_pairs = [p for p in pairs if all(scores[m].get(p) is not None for m in compete)]
+    else:
+        win_pairs = list(pairs)
+    wins: dict[str, dict[str, int] | None] = {m: None for m in methods}
+    for m in compete:
+        wins[m] = dict.fromkeys(metrics, 0)
+    for p in win_pairs:
+        present = [m for m in compete if scores[m].get(p) is not None]
+        if len(present) < 2:
+            continue
+        for k in metrics:
+            values = np.array([scores[m][p][k] for m in present])
+            best = values.max()
+            if np.count_nonzero(values == best) == 1:
+                wins[present[int(values.argmax())]][k] += 1
+    return means, n_pairs, wins, win_pairs
+
+
+def _run_method(method: Method, pair: Pair, sources: list[np.ndarray], data_dir=None) -> np.ndarray | None:
+    if isinstance(method, str):
+        if not method.startswith("published:"):
+            raise ValueError(f"a method given as text must be 'published:<name>', got {method!r}")
+        if pair.published is None:
+            return None
+        kind, index = pair.published
+        return published_fused(method.split(":", 1)[1], kind, index, data_dir=data_dir)
+    return method(sources)
+
+
+def evaluate(
+    pairs: Sequence[Pair],
+    methods: Mapping[str, Method],
+    *,
+    compete: Iterable[str] | None = None,
+    wins_on: str = "common",
+    metric_fn: Callable[[np.ndarray, np.ndarray, np.ndarray], Mapping[str, float]] | None = None,
+    save_fused: str | Path | None = None,
+    save_method: str = "bamf",
+    overwrite: bool = False,
+    data_dir=None,
+    progress: bool = True,
+    label: str = "",
+) -> EvaluationResult:
+    """Score every method on every pair and summarise (Table 1).
+
+    Parameters
+    ----------
+    pairs : sequence of Pair
+        From :func:`pair_set`.
+    methods : mapping name -> callable or str
+        A callable takes the list of uint8 sources and returns the fused uint8 image;
+        ``"published:<name>"`` reads the survey's result (``<name>`` a Table-1 column
+        such as ``"GF"`` or a folder such as ``"gff"``), n/a where none exists.
+    compete : iterable of str, optional
+        Methods that take part in win counting; default all but ``"bamf-initial"`` and
+        ``"gff-here"`` (the paper leaves its "w/o" column out; ``gff-here`` would tie
+        with the published GF it reproduces).
+    wins_on : {"common", "available"}
+        See :func:`summarize`.
+    metric_fn : callable, optional
+        ``(a, b, fused) -> {"Q_MI": ..., ...}``; default :func:`bamf_lib.metrics.all_metrics`.
+    save_fused : path, optional
+        Folder for ``save_method``'s fused images, ``<pair name>.png`` (``c_NN``,
+        ``g_NN``, or the classic name), each written atomically.
+    overwrite : bool
+        Replace existing saved images.
+    progress : bool
+        Show a progress bar over the pairs.
+
+    Returns
+    -------
+    EvaluationResult
+    """
+    if not pairs:
+        raise ValueError("pairs is empty")
+    if not methods:
+        raise ValueError("methods is empty")
+    if metric_fn is None:
+        from bamf_lib.metrics import all_metrics as metric_fn
+    if compete is None:
+        compete = [m for m in methods if m not in ("bamf-initial", "gff-here")]
+    compete = list(compete)
+    if save_fused is not None:
+        if save_method not in methods:
+            raise ValueError(f"save_method {save_method!r} is not among the methods {list(methods)}")
+        save_fused = Path(save_fused)
+        if not overwrite:
+            clash = [save_fused / f"{p.name}.png" for p in pairs if (save_fused / f"{p.name}.png").exists()]
+            if clash:
+                raise FileExistsError(f"{clash[0]} exists (and {len(clash) - 1} more); pass overwrite=True to replace")
+
+    from tqdm.auto import tqdm
+
+    scores: dict[str, dict[str, dict[str, float] | None]] = {m: {} for m in methods}
+    seconds: dict[str, dict[str, float]] = {m: {} for m in methods if callable(methods[m])}
+    bar = tqdm(pairs, desc="pairs", unit="pair", disable=not progress, file=sys.stderr)
+    for pair in bar:
+        bar.set_postfix_str(pair.name)
+        sources = load_sources(pair, data_dir=data_dir)
+        if len(sources) != 2:
+            raise ValueError(f"pair {pair.name} has {len(sources)} sources; the metrics need exactly two")
+        for name, method in methods.items():
+            t0 = time.perf_counter()
+            fused = _run_method(method, pair, sources, data_dir)
+            if name in seconds:
+                seconds[name][pair.name] = time.perf_counter() - t0
+            if fused is None:
+                scores[name][pair.name] = None
+                continue
+            if fused.shape != sources[0].shape:
+                raise ValueError(f"{name} on {pair.name}: fused shape {fused.shape} != source shape {sources[0].shape}")
+            scores[name][pair.name] = {k: float(v) for k, v in metric_fn(sources[0], sources[1], fused).items()}
+            if save_fused is not None and name == save_method:
+                write_image(save_fused / f"{pair.name}.png", fused, overwrite=overwrite)
+    names = [p.name for p in pairs]
+    means, n_pairs, wins, win_pairs = summarize(scores, pairs=names, compete=compete, wins_on=wins_on)
+    return EvaluationResult(names, list(methods), scores, means, n_pairs, wins, compete, win_pairs, seconds, label, wins_on)
+
+
+def format_table(result: EvaluationResult, *, digits: int = 4, markdown: bool = True) -> str:
+    """Table 1's layout: rows = metrics, columns = methods, cells ``mean (wins)``.
+
+    The best mean among the competing methods is bold (markdown). Notes under the table
+    say how many pairs each mean and the win counts are over.
+    """
+    methods = result.methods
+    metrics = [k for k in METRICS if any(k in result.means[m] for m in methods)]
+    rows = []
+    for k in metrics:
+        competing = [result.means[m][k] for m in result.compete if not math.isnan(result.means[m].get(k, math.nan))]
+        best = max(competing) if competing else None
+        cells = []
+        for m in methods:
+            v = result.means[m].get(k, math.nan)
+            if math.isnan(v):
+                cells.append("n/a")
+                continue
+            text = f"{v:.{digits}f}"
+            if markdown and m in result.compete and v == best:
+                text = f"**{text}**"
+            if result.wins[m] is not None:
+                text += f" ({result.wins[m][k]})"
+            cells.append(text)
+        rows.append([k] + cells)
+    header = ["Metric"] + methods
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+    else:
+        widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+        lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in [header] + rows]
+    n_all = len(result.pairs)
+    partial = [f"{m} {result.n_pairs[m]}" for m in methods if result.n_pairs[m] != n_all]
+    notes = [f"Means over {n_all} pairs{' ' + result.label if result.label else ''}"]
+    if partial:
+        notes.append(f"except where results exist on fewer (n/a elsewhere): {', '.join(partial)}")
+    notes = ["; ".join(notes) + "."]
+    excluded = [m for m in methods if m not in result.compete]
+    notes.append(
+        f"(wins): pairs on which a method beats every other method in ({', '.join(result.compete)}) strictly, "
+        + (
+            f"counted over the {len(result.win_pairs)} pairs all of them have"
+            if result.wins_on == "common"
+            else f"counted over all {len(result.win_pairs)} pairs, among the methods with a result there"
+        )
+        + (f"; no win count for {', '.join(excluded)}." if excluded else ".")
+    )
+    return "\n".join(lines + [""] + notes)
+
+
+def evaluate_cli(args) -> int:
+    """``bamf evaluate --pairs SET [--json OUT] [--save-fused DIR]``: print Table 1, optionally save."""
+    overwrite = bool(getattr(args, "force", False))
+    json_out = Path(args.json_out) if args.json_out else None
+    if json_out is not None and json_out.exists() and not overwrite:
+        raise FileExistsError(f"{json_out} exists; remove it or choose another --json path")
+    result = evaluate(
+        pair_set(args.pairs),
+        default_methods(),
+        save_fused=args.save_fused,
+        overwrite=overwrite,
+        label=args.pairs,
+    )
+    print(format_table(result))
+    if json_out is not None:
+        with atomic_write(json_out, overwrite=overwrite) as tmp:
+            tmp.write_text(json.dumps(result.to_json(), indent=1))
+    return 0

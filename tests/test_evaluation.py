@@ -1,0 +1,173 @@
+"""Table-1 machinery: pair sets, means and win counts, published results, the table, the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bamf_lib import evaluation as ev
+from bamf_lib.evaluation import Pair, evaluate, format_table, pair_set, summarize
+from bamf_lib.io import read_image
+
+DATA = os.environ.get("BAMF_DATA_DIR")
+needs_data = pytest.mark.skipif(not DATA, reason="BAMF_DATA_DIR is not set: test pairs and published results unavailable")
+
+
+def _row(mi, g, y, cb):
+    return {"Q_MI": mi, "Q_G": g, "Q_Y": y, "Q_CB": cb}
+
+
+# three pairs; "base" has no result on p3; "ours-w/o" does not compete
+TABLE = {
+    "base": {"p1": _row(1.0, 0.5, 0.9, 0.7), "p2": _row(1.2, 0.6, 0.8, 0.7), "p3": None},
+    "ours": {"p1": _row(1.1, 0.5, 0.8, 0.8), "p2": _row(1.0, 0.7, 0.9, 0.6), "p3": _row(2.0, 0.9, 0.9, 0.9)},
+    "ours-w/o": {"p1": _row(9.0, 9.0, 9.0, 9.0), "p2": _row(9.0, 9.0, 9.0, 9.0), "p3": _row(9.0, 9.0, 9.0, 9.0)},
+}
+
+
+def test_summarize_means_skip_missing_pairs():
+    means, n_pairs, _, _ = summarize(TABLE, compete=["base", "ours"])
+    assert n_pairs == {"base": 2, "ours": 3, "ours-w/o": 3}
+    assert means["base"]["Q_MI"] == pytest.approx(1.1)
+    assert means["ours"]["Q_MI"] == pytest.approx((1.1 + 1.0 + 2.0) / 3)
+
+
+def test_summarize_counts_strict_wins_on_common_pairs():
+    _, _, wins, win_pairs = summarize(TABLE, compete=["base", "ours"])
+    assert win_pairs == ["p1", "p2"]
+    # p1: ours wins MI, CB; tie on G (no win); base wins Y.  p2: base wins MI, CB; ours wins G, Y.
+    assert wins["ours"] == {"Q_MI": 1, "Q_G": 1, "Q_Y": 1, "Q_CB": 1}
+    assert wins["base"] == {"Q_MI": 1, "Q_G": 0, "Q_Y": 1, "Q_CB": 1}
+    assert wins["ours-w/o"] is None  # outside the competition, like the paper's "w/o"
+
+
+def test_summarize_available_counts_pairs_with_missing_methods():
+    _, _, wins, win_pairs = summarize(TABLE, compete=["base", "ours"], wins_on="available")
+    assert win_pairs == ["p1", "p2", "p3"]
+    # p3 has one competitor only: no contest, no win
+    assert wins["ours"]["Q_MI"] == 1
+
+
+def test_summarize_everyone_competes_by_default():
+    _, _, wins, _ = summarize(TABLE)
+    assert wins["ours-w/o"] == {"Q_MI": 2, "Q_G": 2, "Q_Y": 2, "Q_CB": 2}
+    assert wins["base"] == dict.fromkeys(ev.METRICS, 0)
+
+
+def test_summarize_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="wins_on"):
+        summarize(TABLE, wins_on="some")
+    with pytest.raises(ValueError, match="compete"):
+        summarize(TABLE, compete=["nobody"])
+
+
+def _result(table=TABLE, compete=("base", "ours")):
+    means, n_pairs, wins, win_pairs = summarize(table, compete=list(compete))
+    return ev.EvaluationResult(list(next(iter(table.values()))), list(table), dict(table), means, n_pairs, wins, list(compete), win_pairs)
+
+
+def test_format_table_layout():
+    text = format_table(_result())
+    lines = text.splitlines()
+    assert lines[0] == "| Metric | base | ours | ours-w/o |"
+    mi = next(line for line in lines if line.startswith("| Q_MI"))
+    assert "1.1000 (1)" in mi and "**1.3667** (1)" in mi
+    assert "9.0000 |" in mi and "9.0000 (" not in mi  # no wins for a non-competitor
+    assert "base 2" in text and "2 pairs" in text
+
+
+def test_format_table_marks_methods_without_results():
+    table = {"a": {"p": _row(1, 1, 1, 1)}, "b": {"p": None}}
+    text = format_table(_result(table, compete=("a",)))
+    assert "| n/a |" in text
+
+
+def test_pair_sets():
+    assert len(pair_set("paper24")) == 24 and len(pair_set("survey30")) == 30
+    paper = pair_set("paper24")
+    assert [p.name for p in paper[:2]] == ["c_01", "c_02"]
+    named = {p.name: p for p in paper}
+    assert named["clock"].published is None and named["lab"].published == ("grayscale", 3)
+    assert [p.name for p in pair_set("grayscale10")][-1] == "g_10"
+    with pytest.raises(ValueError, match="pairs"):
+        pair_set("paper25")
+
+
+@needs_data
+@pytest.mark.parametrize("name", sorted(ev.CLASSIC_IN_SURVEY))
+def test_classic_pairs_given_published_results_are_the_survey_pairs(name):
+    classic = ev.load_sources(ev._classic(name))
+    survey = ev.load_sources(ev._grayscale(ev.CLASSIC_IN_SURVEY[name]))
+    for c, s in zip(classic, survey):
+        np.testing.assert_array_equal(c, s)
+
+
+def _published_scores(kind: str, method: str, index: int) -> dict[str, float]:
+    with open(Path(DATA) / "published" / f"scores_{kind}.csv") as fh:
+        for row in csv.DictReader(fh):
+            if row["method"] == method and int(row["image_index"]) == index:
+                return {"Q_MI": float(row["QMI"]), "Q_G": float(row["QG"]), "Q_CB": float(row["QCB"])}
+    raise KeyError((kind, method, index))
+
+
+@needs_data
+def test_evaluate_reads_published_results_and_marks_missing_ones():
+    pairs = [p for p in pair_set("paper24") if p.name in ("c_02", "book")]
+    result = evaluate(pairs, {"GF": "published:GF", "CNN": "published:cnn"}, progress=False)
+    assert result.scores["GF"]["book"] is None and result.n_pairs == {"GF": 1, "CNN": 1}
+    for method, folder in (("GF", "gff"), ("CNN", "cnn")):
+        expected = _published_scores("color", folder, 2)
+        for k, v in expected.items():
+            assert result.scores[method]["c_02"][k] == pytest.approx(v, abs=1e-4)
+    assert result.win_pairs == ["c_02"]
+    assert "| n/a |" not in format_table(result)  # both have one pair: means exist
+
+
+@needs_data
+def test_evaluate_saves_fused_images_and_refuses_to_overwrite(tmp_path):
+    pairs = [p for p in pair_set("grayscale10") if p.name == "g_10"]
+    take_first = lambda sources: sources[0]  # noqa: E731
+    fake_metrics = lambda a, b, f: _row(float(np.mean(f)), 0.0, 0.0, 0.0)  # noqa: E731
+    result = evaluate(pairs, {"bamf": take_first}, metric_fn=fake_metrics, save_fused=tmp_path, progress=False)
+    saved = read_image(tmp_path / "g_10.png")
+    np.testing.assert_array_equal(saved, ev.load_sources(pairs[0])[0])
+    assert result.means["bamf"]["Q_MI"] == pytest.approx(saved.mean())
+    with pytest.raises(FileExistsError):
+        evaluate(pairs, {"bamf": take_first}, metric_fn=fake_metrics, save_fused=tmp_path, progress=False)
+
+
+@needs_data
+def test_evaluate_cli_prints_table_and_writes_json(tmp_path, monkeypatch, capsys):
+    two = [p for p in pair_set("grayscale10") if p.name in ("g_05", "g_10")]
+    monkeypatch.setattr(ev, "pair_set", lambda name: two)
+    monkeypatch.setattr(ev, "default_methods", lambda: {"GF": "published:GF", "bamf": lambda s: s[1]})
+    out = tmp_path / "scores.json"
+    args = argparse.Namespace(pairs="grayscale10", json_out=str(out), save_fused=str(tmp_path / "fused"))
+    assert ev.evaluate_cli(args) == 0
+    assert "| Q_CB |" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert set(data["methods"]) == {"GF", "bamf"} and data["pairs"] == ["g_05", "g_10"]
+    gf = data["methods"]["GF"]
+    assert set(gf["per_pair"]) == {"g_05", "g_10"} and set(gf["wins"]) == set(ev.METRICS)
+    assert math.isclose(gf["mean"]["Q_G"], np.mean([gf["per_pair"][p]["Q_G"] for p in ("g_05", "g_10")]))
+    assert sorted(os.listdir(tmp_path / "fused")) == ["g_05.png", "g_10.png"]
+    with pytest.raises(FileExistsError):  # nothing is overwritten without being asked
+        ev.evaluate_cli(args)
+
+
+def test_evaluate_rejects_unknown_method_text(tmp_path):
+    pair = Pair("x", ("a.png", "b.png"))
+    img = np.zeros((8, 8), np.uint8)
+    for name in ("a.png", "b.png"):
+        from bamf_lib.io import write_image
+
+        write_image(tmp_path / name, img)
+    with pytest.raises(ValueError, match="published:"):
+        evaluate([pair], {"m": "gff"}, data_dir=tmp_path, metric_fn=lambda a, b, f: _row(0, 0, 0, 0), progress=False)
