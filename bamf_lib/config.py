@@ -65,7 +65,9 @@ class SynthesisConfig:
     val_fraction: float = 0.15  # held out by source pair
     n_foregrounds: int | None = None  # None: all available
     n_backgrounds: int | None = None  # None: all available
-    augment: bool = True  # channel swap + 8 rotations/flips
+    augment: bool = True  # channel swap + rotations/flips
+    n_transforms: int = 8  # rotations/flips per sample: 8 (all) or 6 (the paper's 2,268,000 total)
+    masks_per_image: int = 4  # embedded source: procedural alpha mattes per bundled image
     seed: int = 0
 
 

@@ -1,0 +1,315 @@
+"""The data registry: every dataset the project reads, with its public URL and SHA-256.
+
+Files are looked up, in order, in
+
+1. ``BAMF_DATA_DIR`` (laid out like ``../shared/data``: ``lytro/``, ``grayscale/``, ``classic/``,
+   ``alphamatting/``, ``published/``, optionally ``coco/``).  When it is set it is the only
+   source: nothing is downloaded;
+2. otherwise pooch's cache (``BAMF_CACHE_DIR`` or the OS cache), downloading on first use.
+
+Every file is checked against ``registry.txt`` before it is returned; a file whose hash
+differs is refused with :class:`DataIntegrityError`.  A missing dataset raises
+:class:`DatasetNotFoundError` saying how to get it.
+
+The embedded source (:func:`embedded_images`) needs no download: natural images that ship
+inside scikit-image.  Lytro, the grayscale and the classic pairs are **test data**: the
+synthesis code never reads them.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from bamf_lib.io import read_image
+
+__all__ = [
+    "DataIntegrityError",
+    "DatasetNotFoundError",
+    "registry",
+    "url",
+    "data_dir",
+    "path",
+    "verify",
+    "file_hash",
+    "lytro_pair",
+    "lytro_triple",
+    "grayscale_pair",
+    "classic_pair",
+    "alphamatting",
+    "published_fused",
+    "published_scores",
+    "coco_backgrounds",
+    "embedded_images",
+    "TEST_DATASETS",
+    "LYTRO_INDICES",
+    "GRAYSCALE_NAMES",
+    "CLASSIC_NAMES",
+    "ALPHAMATTING_INDICES",
+    "PUBLISHED_METHODS",
+]
+
+REGISTRY_FILE = Path(__file__).with_name("registry.txt")
+TEST_DATASETS = ("lytro", "grayscale", "classic")  # never read by training-data synthesis
+LYTRO_INDICES = tuple(range(1, 21))
+LYTRO_TRIPLE_INDICES = (1, 2, 3, 4)
+GRAYSCALE_NAMES = ("clock", "pepsi", "lab", "desk", "calendar", "wine", "flowerpot-clock", "flower", "newspaper", "craft")
+CLASSIC_NAMES = ("balloon", "book", "calendar", "clock", "corner", "craft", "desk", "flower", "girl", "grass",
+                 "lab", "leaf", "leopard", "newspaper", "pepsi", "seascape", "temple", "toy", "wine")
+ALPHAMATTING_INDICES = tuple(range(1, 28))
+PUBLISHED_METHODS = ("nsct", "sr", "nsct-sr", "gff", "dsift", "cnn")
+
+_GH = "https://raw.githubusercontent.com"
+_UPSTREAM = {  # registry prefix -> URL prefix of the public copy (see data/README.md)
+    "lytro/triple/": f"{_GH}/uzeful/IFCNN/master/Code/datasets/CMFDataset/Triple%20Series/",
+    "lytro/": f"{_GH}/uzeful/IFCNN/master/Code/datasets/CMFDataset/",
+    "grayscale/": f"{_GH}/yuliu316316/MFIF/master/sourceimages/grayscale/",
+    "classic/": f"{_GH}/uzeful/Boundary-Finding-based-Multi-focus-Image-Fusion/master/Datasets/",
+    "alphamatting/input/": f"{_GH}/ADG4050/Bayesian-Matting-Implementation/main/Image%20Dataset/input_training_lowres/",
+    "alphamatting/gt/": f"{_GH}/ADG4050/Bayesian-Matting-Implementation/main/Image%20Dataset/gt_training_lowres/",
+    "published/": f"{_GH}/yuliu316316/MFIF/master/Results/",
+    "coco/": "http://images.cocodataset.org/",
+}
+
+
+class DataIntegrityError(ValueError):
+    """A data file's hash differs from the registry's: it is refused."""
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A registered file is not available; the message says how to get it."""
+
+
+@lru_cache(maxsize=1)
+def registry() -> dict[str, str]:
+    """``{relative path: hash}`` from ``registry.txt`` (bare hex = SHA-256, else ``"md5:<hex>"``)."""
+    out = {}
+    for line in REGISTRY_FILE.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, digest = line.split()
+            out[name] = digest
+    return out
+
+
+def url(name: str) -> str:
+    """Public URL of a registered file (the longest matching upstream prefix)."""
+    _check_registered(name)
+    prefix = max((p for p in _UPSTREAM if name.startswith(p)), key=len, default=None)
+    if prefix is None:
+        raise ValueError(f"no upstream URL for {name!r}")
+    return _UPSTREAM[prefix] + name[len(prefix):]
+
+
+def data_dir() -> Path | None:
+    """``BAMF_DATA_DIR`` as a Path, or None when unset."""
+    value = os.environ.get("BAMF_DATA_DIR")
+    return Path(value).expanduser() if value else None
+
+
+def file_hash(file: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in 1 MiB blocks."""
+    h = hashlib.new(algorithm)
+    with open(file, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+_VERIFIED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> hash already checked
+
+
+def verify(file: str | os.PathLike, expected: str) -> Path:
+    """Return ``file`` if its hash is ``expected``; raise :class:`DataIntegrityError` otherwise."""
+    file = Path(file)
+    st = file.stat()
+    key = (str(file.resolve()), st.st_size, st.st_mtime_ns)
+    if _VERIFIED.get(key) == expected:
+        return file
+    algorithm, _, digest = expected.rpartition(":")
+    actual = file_hash(file, algorithm or "sha256")
+    if actual != digest:
+        raise DataIntegrityError(
+            f"{file} has {algorithm or 'sha256'} {actual}, but the registry expects {digest}: the file is "
+            "corrupt or was changed; delete it and fetch it again"
+        )
+    _VERIFIED[key] = expected
+    return file
+
+
+def _check_registered(name: str) -> None:
+    if name not in registry():
+        raise ValueError(f"{name!r} is not in the bamf data registry ({REGISTRY_FILE.name})")
+
+
+def _how_to_get(name: str) -> str:
+    return (
+        f"point BAMF_DATA_DIR at a folder laid out like ../shared/data (holding {name}), or unset "
+        f"BAMF_DATA_DIR and run with internet access so bamf can download it from {url(name)}"
+    )
+
+
+def path(name: str) -> Path:
+    """Local, hash-verified path of a registered file such as ``"lytro/lytro-01-A.jpg"``.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        The file is neither in ``BAMF_DATA_DIR`` nor downloadable.
+    DataIntegrityError
+        The file's hash differs from the registry's.
+    """
+    _check_registered(name)
+    expected = registry()[name]
+    root = data_dir()
+    if root is not None:
+        file = root / name
+        if not file.is_file():
+            raise DatasetNotFoundError(f"{name} is not in BAMF_DATA_DIR={root}: {_how_to_get(name)}")
+        return verify(file, expected)
+    import pooch
+
+    cache = os.environ.get("BAMF_CACHE_DIR") or pooch.os_cache("bamf")
+    try:
+        fetched = pooch.retrieve(url(name), known_hash=expected if ":" in expected else f"sha256:{expected}",
+                                 fname=name.replace("/", "__"), path=cache, progressbar=False)
+    except ValueError as err:  # pooch's hash mismatch
+        raise DataIntegrityError(f"download of {name} failed its hash check: {err}") from err
+    except Exception as err:  # noqa: BLE001 - any network failure means "not available"
+        raise DatasetNotFoundError(f"{name} could not be downloaded ({type(err).__name__}): {_how_to_get(name)}") from err
+    return Path(fetched)
+
+
+# --------------------------------------------------------------------------- named datasets
+
+
+def _index(n: int, valid: tuple[int, ...], what: str) -> int:
+    if int(n) not in valid:
+        raise ValueError(f"{what} must be one of {valid[0]}..{valid[-1]}, got {n!r}")
+    return int(n)
+
+
+def lytro_pair(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lytro pair ``n`` (1-20) as RGB uint8 ``(A, B)``, 520x520.  Test data only."""
+    n = _index(n, LYTRO_INDICES, "n")
+    return tuple(read_image(path(f"lytro/lytro-{n:02d}-{s}.jpg")) for s in "AB")  # type: ignore[return-value]
+
+
+def lytro_triple(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lytro triple series ``n`` (1-4): three RGB sources.  Test data only."""
+    n = _index(n, LYTRO_TRIPLE_INDICES, "n")
+    return tuple(read_image(path(f"lytro/triple/lytro-{n:02d}-{s}.jpg")) for s in "ABC")  # type: ignore[return-value]
+
+
+def grayscale_pair(n: int | str) -> tuple[np.ndarray, np.ndarray]:
+    """Grayscale pair of the MFIF survey, by index 1-10 or name (``"clock"``...).  Test data only."""
+    if isinstance(n, str):
+        if n not in GRAYSCALE_NAMES:
+            raise ValueError(f"n must be one of {GRAYSCALE_NAMES} or 1..10, got {n!r}")
+        n = GRAYSCALE_NAMES.index(n) + 1
+    n = _index(n, tuple(range(1, 11)), "n")
+    return tuple(read_image(path(f"grayscale/g_{n:02d}_{s}.png")) for s in "12")  # type: ignore[return-value]
+
+
+def classic_pair(name: str) -> list[np.ndarray]:
+    """A named classic pair (``"book"`` is the paper's); ``"toy"`` has three sources.  Test data only."""
+    if name not in CLASSIC_NAMES:
+        raise ValueError(f"name must be one of {CLASSIC_NAMES}, got {name!r}")
+    names = sorted(k for k in registry() if k.startswith(f"classic/{name}") and k[len(f"classic/{name}"):-4].isdigit())
+    return [read_image(path(k)) for k in names]
+
+
+def alphamatting(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Alpha-matting training image ``n`` (1-27): RGB uint8 image and uint8 alpha (0-255)."""
+    n = _index(n, ALPHAMATTING_INDICES, "n")
+    image = read_image(path(f"alphamatting/input/GT{n:02d}.png"))
+    alpha = read_image(path(f"alphamatting/gt/GT{n:02d}.png"))
+    if alpha.ndim == 3:
+        alpha = alpha[..., 0]
+    return image, alpha
+
+
+def published_fused(method: str, kind: str, n: int) -> np.ndarray:
+    """A baseline's published fused image: ``kind="color"`` (Lytro ``n``) or ``"grayscale"``."""
+    if method not in PUBLISHED_METHODS:
+        raise ValueError(f"method must be one of {PUBLISHED_METHODS}, got {method!r}")
+    if kind not in ("color", "grayscale"):
+        raise ValueError(f"kind must be 'color' or 'grayscale', got {kind!r}")
+    n = _index(n, LYTRO_INDICES if kind == "color" else tuple(range(1, 11)), "n")
+    return read_image(path(f"published/{kind}/{method}/{kind[0]}_{n:02d}.png"))
+
+
+def published_scores(kind: str) -> list[dict[str, float | str | int]]:
+    """Per-image scores of the MFIF survey's toolbox: rows of ``method, image_index, QMI, ...``."""
+    if kind not in ("color", "grayscale"):
+        raise ValueError(f"kind must be 'color' or 'grayscale', got {kind!r}")
+    with open(path(f"published/scores_{kind}.csv"), newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return [{k: (v if k == "method" else int(v) if k == "image_index" else float(v)) for k, v in r.items()}
+            for r in rows]
+
+
+def coco_backgrounds() -> list[tuple[str, np.ndarray]]:
+    """The registered COCO 2017 background images that are available locally (may be empty).
+
+    Looks in ``BAMF_DATA_DIR/coco`` (or the cache); a file present is hash-checked, a missing
+    one is skipped, so synthesis falls back to the embedded backgrounds when there are none.
+    """
+    out = []
+    root = data_dir()
+    for name in sorted(k for k in registry() if k.startswith("coco/") and k.endswith(".jpg")):
+        if root is not None and (root / name).is_file():
+            out.append((Path(name).stem, read_image(path(name))))
+    return out
+
+
+# --------------------------------------------------------------------------- embedded source
+
+# scikit-image's bundled photographs and textures (no download).  Three disjoint groups:
+# training foregrounds, training backgrounds, and a held-out group for the ground-truth set.
+EMBEDDED_GROUPS = {
+    "foreground": ("astronaut", "chelsea", "rocket", "immunohistochemistry", "camera", "hubble_deep_field"),
+    "background": ("grass", "gravel", "moon", "cell", "retina"),
+    "test_foreground": ("coffee", "coins"),
+    "test_background": ("brick", "page", "text"),
+}
+
+
+@lru_cache(maxsize=None)
+def _embedded(name: str) -> np.ndarray:
+    import skimage.data
+
+    image = np.asarray(getattr(skimage.data, name)())
+    if name == "retina":  # a dark disc on black: keep its textured centre
+        h, w = image.shape[:2]
+        image = image[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4]
+    image.setflags(write=False)
+    return image
+
+
+def embedded_images(group: str = "foreground") -> list[tuple[str, np.ndarray]]:
+    """Bundled scikit-image images of one group (see ``EMBEDDED_GROUPS``), as ``(name, uint8)``."""
+    if group not in EMBEDDED_GROUPS:
+        raise ValueError(f"group must be one of {sorted(EMBEDDED_GROUPS)}, got {group!r}")
+    return [(n, _embedded(n)) for n in EMBEDDED_GROUPS[group]]
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m bamf_lib.datasets hash DIR``: print registry lines for every file under DIR."""
+    if len(argv) != 2 or argv[0] != "hash":
+        print("usage: python -m bamf_lib.datasets hash DIR", file=sys.stderr)
+        return 2
+    root = Path(argv[1])
+    for file in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "README.md"):
+        print(f"{file.relative_to(root).as_posix()} {file_hash(file)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))

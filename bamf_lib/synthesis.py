@@ -1,0 +1,561 @@
+"""Training data as in paper section 3.1: source pairs from (foreground, alpha, background).
+
+A foreground ``Fg`` with alpha matte ``G`` and a background ``Bg`` give two sources whose
+focused/defocused boundary coincides with the object boundary::
+
+    A = G Fg + (1 - G) Bg_b      (foreground in focus)
+    B = G Fg_b + (1 - G) Bg      (background in focus)
+
+where ``_b`` marks a Gaussian-blurred copy.  Patch pairs are cut at random centres of each
+source pair; the label is 1 where the centre pixel is focused in A.
+
+Choices the paper leaves open, and ours:
+
+* **Blur.**  ``sigma_range = (2, 5)`` px by default, drawn independently for ``Fg_b`` and
+  ``Bg_b`` per source pair.  The CNN method the paper builds on (Liu et al. 2017) blurs with a
+  sigma-2 Gaussian applied one to five times, i.e. an effective sigma of 2 to about 4.5.
+* **Fractional alpha.**  A centre pixel counts as focused in A when ``G > 0.5``: its value is
+  then mostly the sharp foreground in A and mostly blurred in B; ``G <= 0.5`` gives label 0.
+  The same rule marks pixels focused/defocused for the boundary subset.
+* **Centre pixel** of an even patch of size P is ``(P // 2, P // 2)``.
+* **Gray.**  Foreground and background are converted to gray (``io.rgb2gray``) *before*
+  blurring and compositing.  Both operations are linear, so this equals the gray of the
+  colour composite up to one grey level of rounding, at a third of the cost.
+* **Augmentation.**  Each patch pair is also added with its channels swapped and the
+  opposite label; each of these is added in the 8 rotations/flips (``n_transforms=8``).  The
+  paper's total (18,900 pairs x 10 x 12 = 2,268,000) implies 6 transforms; set
+  ``n_transforms=6`` (identity, three rotations, two flips) to reproduce that count exactly.
+* **Validation.**  ``val_fraction`` of the *source pairs* (not patches) are held out, so no
+  source pair contributes to both splits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import asdict
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from numpy.lib.stride_tricks import sliding_window_view
+from tqdm.auto import tqdm
+
+from bamf_lib.config import SynthesisConfig
+from bamf_lib.io import atomic_write, rgb2gray
+
+__all__ = [
+    "make_source_pair",
+    "soft_alpha_mask",
+    "label_map",
+    "boundary_mask",
+    "load_foregrounds",
+    "load_backgrounds",
+    "source_pairs",
+    "split_pairs",
+    "patches_from_pair",
+    "augment",
+    "iter_patches",
+    "generate_patches",
+    "PatchDataset",
+    "write_shards",
+    "ShardDataset",
+]
+
+
+def make_source_pair(
+    foreground: np.ndarray,
+    alpha: np.ndarray,
+    background: np.ndarray,
+    *,
+    sigma_fg: float = 3.0,
+    sigma_bg: float = 3.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Compose the two differently focused sources of one (foreground, background) pair.
+
+    Parameters
+    ----------
+    foreground, background : ndarray, ``H x W`` or ``H x W x 3``, same shape
+        Any numeric dtype; computed in float32 on the given scale.
+    alpha : ndarray, ``H x W``, float in [0, 1]
+        Matte of the foreground (1 = foreground).
+    sigma_fg, sigma_bg : float
+        Gaussian blur sigma (pixels) of ``Fg_b`` and ``Bg_b``.
+
+    Returns
+    -------
+    a, b : ndarray, float32, the shape of ``foreground``
+        ``A = G Fg + (1-G) Bg_b`` (foreground focused), ``B = G Fg_b + (1-G) Bg``.
+
+    Example
+    -------
+    >>> fg = np.zeros((32, 32)); bg = np.ones((32, 32)); g = np.ones((32, 32))
+    >>> a, b = make_source_pair(fg, g, bg)
+    >>> float(a.max()), float(b.max())
+    (0.0, 0.0)
+    """
+    fg = np.asarray(foreground, dtype=np.float32)
+    bg = np.asarray(background, dtype=np.float32)
+    g = np.asarray(alpha, dtype=np.float32)
+    if fg.shape != bg.shape:
+        raise ValueError(f"background shape {bg.shape} must equal foreground shape {fg.shape}")
+    if g.shape != fg.shape[:2]:
+        raise ValueError(f"alpha shape {g.shape} must be the foreground's H x W {fg.shape[:2]}")
+    for name, s in (("sigma_fg", sigma_fg), ("sigma_bg", sigma_bg)):
+        if not s > 0:
+            raise ValueError(f"{name} must be > 0, got {s}")
+    fg_b = cv2.GaussianBlur(fg, (0, 0), sigmaX=float(sigma_fg), borderType=cv2.BORDER_REFLECT)
+    bg_b = cv2.GaussianBlur(bg, (0, 0), sigmaX=float(sigma_bg), borderType=cv2.BORDER_REFLECT)
+    if fg.ndim == 3:
+        g = g[..., None]
+    a = bg_b + g * (fg - bg_b)
+    b = bg + g * (fg_b - bg)
+    return a, b
+
+
+def soft_alpha_mask(
+    shape: tuple[int, int],
+    *,
+    rng: np.random.Generator,
+    coverage: tuple[float, float] = (0.25, 0.6),
+    smoothness: float = 0.18,
+    edge_sigma: tuple[float, float] = (0.5, 2.0),
+) -> np.ndarray:
+    """A random blob-shaped soft alpha matte (float32 in [0, 1]).
+
+    Low-pass noise is thresholded so that a ``coverage`` fraction becomes foreground; the
+    binary mask is then blurred by a small sigma so the edge has fractional alpha, as a real
+    matte's does.  ``smoothness`` is the noise's correlation length as a fraction of the
+    smaller side.
+
+    Example
+    -------
+    >>> m = soft_alpha_mask((64, 96), rng=np.random.default_rng(0))
+    >>> m.shape, bool(0 < (m > 0.5).mean() < 1)
+    ((64, 96), True)
+    """
+    h, w = shape
+    # low-pass noise is drawn on a coarse grid and upsampled: the same shapes, far cheaper
+    step = max(1, int(smoothness * min(h, w) / 4))
+    coarse = rng.standard_normal((h // step + 2, w // step + 2)).astype(np.float32)
+    coarse = cv2.GaussianBlur(coarse, (0, 0), sigmaX=max(1.0, smoothness * min(h, w) / step))
+    noise = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+    frac = rng.uniform(*coverage)
+    binary = (noise >= np.quantile(noise, 1.0 - frac)).astype(np.float32)
+    return cv2.GaussianBlur(binary, (0, 0), sigmaX=rng.uniform(*edge_sigma))
+
+
+def label_map(alpha: np.ndarray) -> np.ndarray:
+    """True where A is the focused source: ``alpha > 0.5`` (see the module notes)."""
+    return np.asarray(alpha) > 0.5
+
+
+def boundary_mask(alpha: np.ndarray, patch_size: int, min_fraction: float = 0.10) -> np.ndarray:
+    """Patch centres whose ``patch_size`` window has >= ``min_fraction`` focused AND defocused pixels.
+
+    Returns a bool array over the valid top-left corners, shape ``(H-P+1, W-P+1)``: entry
+    ``(y, x)`` describes the patch ``[y:y+P, x:x+P]`` (centre ``(y+P//2, x+P//2)``).
+    """
+    if not 0.0 <= min_fraction <= 0.5:
+        raise ValueError(f"min_fraction must lie in [0, 0.5], got {min_fraction}")
+    p = int(patch_size)
+    focused = label_map(alpha).astype(np.float64)
+    integral = cv2.integral(focused)
+    counts = integral[p:, p:] - integral[:-p, p:] - integral[p:, :-p] + integral[:-p, :-p]
+    frac = counts / (p * p)
+    eps = 1e-9  # counts are exact integers; guard the division
+    return (frac >= min_fraction - eps) & (frac <= 1.0 - min_fraction + eps)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def _resize_scale(image: np.ndarray, scale: float, interpolation: int) -> np.ndarray:
+    if scale == 1.0:
+        return image
+    h, w = image.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=interpolation)
+
+
+def load_foregrounds(cfg: SynthesisConfig, *, role: str = "train") -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Foregrounds as ``(name, gray uint8, alpha float32)``, resized by ``cfg.foreground_scale``.
+
+    ``cfg.source == "alphamatting"``: the 27 alpha-matting training images and their ground
+    truth (needs ``BAMF_DATA_DIR``).  ``"embedded"``: natural images bundled with scikit-image,
+    each with ``cfg.masks_per_image`` procedural soft mattes.  ``role="test"`` gives held-out
+    embedded images (the ground-truth set).  Results are cached (read-only arrays).
+    """
+    return _foregrounds(cfg, role, os.environ.get("BAMF_DATA_DIR"))
+
+
+@lru_cache(maxsize=4)
+def _foregrounds(cfg: SynthesisConfig, role: str, _data_dir: str | None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    from bamf_lib import datasets
+
+    if cfg.source == "alphamatting" and role == "train":
+        items = [(f"GT{i:02d}", *datasets.alphamatting(i)) for i in datasets.ALPHAMATTING_INDICES]
+        items = [(n, im, al.astype(np.float32) / 255.0) for n, im, al in items]
+    elif cfg.source in ("embedded", "alphamatting"):
+        images = datasets.embedded_images("foreground" if role == "train" else "test_foreground")
+        count = cfg.n_foregrounds or len(images) * cfg.masks_per_image
+        if count < 1:
+            raise ValueError(f"cfg.n_foregrounds must be >= 1 or None, got {cfg.n_foregrounds}")
+        items = []
+        for k in range(count):
+            name, im = images[k % len(images)]
+            items.append((f"{name}-m{k // len(images)}", im, None))
+    else:
+        raise ValueError(f"cfg.source must be 'embedded' or 'alphamatting', got {cfg.source!r}")
+    if cfg.n_foregrounds is not None:
+        items = items[: cfg.n_foregrounds]
+    out = []
+    for name, im, al in items:
+        gray = _resize_scale(rgb2gray(im), cfg.foreground_scale, cv2.INTER_AREA)
+        if al is None:  # embedded: a procedural matte drawn at the working size
+            al = soft_alpha_mask(gray.shape, rng=np.random.default_rng([cfg.seed, 7, len(out)]))
+        else:
+            al = _resize_scale(al, cfg.foreground_scale, cv2.INTER_AREA)
+        al = np.clip(al, 0.0, 1.0).astype(np.float32)
+        gray.setflags(write=False)
+        al.setflags(write=False)
+        out.append((name, gray, al))
+    return out
+
+
+def load_backgrounds(cfg: SynthesisConfig, *, role: str = "train") -> list[tuple[str, np.ndarray]]:
+    """Backgrounds as ``(name, gray uint8)``: COCO 2017 when present, else the embedded set.
+
+    Never an image of a test set: COCO or scikit-image textures and photographs, and
+    ``role="test"`` draws from a held-out group of the latter.  ``cfg.n_backgrounds`` beyond
+    the images at hand adds rotated views of them.  Results are cached (read-only arrays).
+    """
+    return _backgrounds(cfg, role, os.environ.get("BAMF_DATA_DIR"))
+
+
+@lru_cache(maxsize=4)
+def _backgrounds(cfg: SynthesisConfig, role: str, _data_dir: str | None) -> list[tuple[str, np.ndarray]]:
+    from bamf_lib import datasets
+
+    images = datasets.coco_backgrounds() if role == "train" else []
+    if not images:
+        images = datasets.embedded_images("background" if role == "train" else "test_background")
+        # the embedded backgrounds are few: each also serves in its four rotations
+        count = cfg.n_backgrounds or 4 * len(images)
+    else:
+        count = cfg.n_backgrounds or len(images)
+    if count < 1:
+        raise ValueError(f"cfg.n_backgrounds must be >= 1 or None, got {cfg.n_backgrounds}")
+    out = []
+    for k in range(count):
+        name, im = images[k % len(images)]
+        view = np.ascontiguousarray(np.rot90(rgb2gray(im), (k // len(images)) % 4))
+        view.setflags(write=False)
+        out.append((f"{name}-r{k // len(images)}", view))
+    return out
+
+
+def _fit_background(bg: np.ndarray, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A random ``shape`` crop of ``bg``, upscaled first only when ``bg`` is too small."""
+    h, w = shape
+    scale = max(h / bg.shape[0], w / bg.shape[1])
+    if scale > 1.0:
+        bg = cv2.resize(bg, (math.ceil(bg.shape[1] * scale), math.ceil(bg.shape[0] * scale)),
+                        interpolation=cv2.INTER_LINEAR)
+    y = int(rng.integers(0, bg.shape[0] - h + 1))
+    x = int(rng.integers(0, bg.shape[1] - w + 1))
+    return bg[y : y + h, x : x + w]
+
+
+def source_pairs(n_foregrounds: int, n_backgrounds: int) -> np.ndarray:
+    """Every (foreground, background) index combination, shape ``(n_fg * n_bg, 2)``."""
+    fi, bi = np.meshgrid(np.arange(n_foregrounds), np.arange(n_backgrounds), indexing="ij")
+    return np.stack([fi.ravel(), bi.ravel()], axis=1)
+
+
+def split_pairs(n_pairs: int, val_fraction: float, seed: int) -> dict[str, np.ndarray]:
+    """Shuffle source-pair indices with ``seed``; the first ``round(val_fraction * n)`` are "val"."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction}")
+    order = np.random.default_rng([seed, 1]).permutation(n_pairs)
+    n_val = int(round(val_fraction * n_pairs))
+    if val_fraction > 0 and n_pairs > 1:
+        n_val = min(max(n_val, 1), n_pairs - 1)
+    return {"val": np.sort(order[:n_val]), "train": np.sort(order[n_val:])}
+
+
+def patches_from_pair(
+    a: np.ndarray,
+    b: np.ndarray,
+    alpha: np.ndarray,
+    *,
+    n: int,
+    patch_size: int,
+    rng: np.random.Generator,
+    boundary_only: bool = False,
+    boundary_min_fraction: float = 0.10,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cut ``n`` patch pairs at uniform random positions; labels from the centre pixel.
+
+    With ``boundary_only`` the positions are uniform over those whose patch holds at least
+    ``boundary_min_fraction`` focused and defocused pixels: the paper's filter, sampled
+    directly so each source pair still gives ``n`` patches (fewer if it has no such patch).
+
+    Returns ``X`` (n, 2, P, P) of the dtype of ``a`` and ``y`` uint8 (n,).
+    """
+    p = int(patch_size)
+    h, w = alpha.shape
+    if h < p or w < p:
+        raise ValueError(f"source pair {alpha.shape} is smaller than patch_size={p}")
+    if boundary_only:
+        allowed = np.flatnonzero(boundary_mask(alpha, p, boundary_min_fraction))
+        if allowed.size == 0:
+            return np.empty((0, 2, p, p), a.dtype), np.empty(0, np.uint8)
+        flat = allowed[rng.integers(0, allowed.size, n)]
+    else:
+        flat = rng.integers(0, (h - p + 1) * (w - p + 1), n)
+    ys, xs = np.divmod(flat, w - p + 1)
+    x = np.stack([sliding_window_view(a, (p, p))[ys, xs], sliding_window_view(b, (p, p))[ys, xs]], axis=1)
+    y = label_map(alpha[ys + p // 2, xs + p // 2]).astype(np.uint8)
+    return x, y
+
+
+def augment(x: np.ndarray, y: np.ndarray, *, n_transforms: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Add channel-swapped copies (opposite label), then ``n_transforms`` rotations/flips of all.
+
+    Transform order: identity, rot90, rot180, rot270, flip-up-down, flip-left-right, and (for 8)
+    the two transposes.  Output length ``2 * n_transforms * len(x)``.
+    """
+    if n_transforms not in (1, 6, 8):
+        raise ValueError(f"n_transforms must be 1, 6 or 8, got {n_transforms}")
+    x = np.concatenate([x, x[:, ::-1]])
+    y = np.concatenate([y, 1 - y])
+    views = [x, np.rot90(x, 1, (2, 3)), np.rot90(x, 2, (2, 3)), np.rot90(x, 3, (2, 3)),
+             x[:, :, ::-1], x[:, :, :, ::-1], x.transpose(0, 1, 3, 2), x[:, :, ::-1, ::-1].transpose(0, 1, 3, 2)]
+    views = views[:n_transforms]
+    return np.concatenate(views), np.tile(y, len(views))
+
+
+# --------------------------------------------------------------------------- streams
+
+
+def _samples_per_patch(cfg: SynthesisConfig) -> int:
+    return 2 * cfg.n_transforms if cfg.augment else 1
+
+
+def iter_patches(
+    cfg: SynthesisConfig,
+    *,
+    split: str = "train",
+    boundary_only: bool = False,
+    per_pair: int | None = None,
+    progress: bool = False,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(X uint8 (k, 2, P, P), y uint8 (k,))`` source pair by source pair.
+
+    Each source pair draws its blur, background crop and patch positions from its own
+    generator seeded by ``(cfg.seed, pair index)``, so the stream is the same for a seed
+    whatever is consumed before it.
+    """
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    lo, hi = cfg.sigma_range
+    if not 0 < lo <= hi:
+        raise ValueError(f"cfg.sigma_range must satisfy 0 < low <= high, got {cfg.sigma_range}")
+    fgs = load_foregrounds(cfg)
+    bgs = load_backgrounds(cfg)
+    pairs = source_pairs(len(fgs), len(bgs))
+    chosen = split_pairs(len(pairs), cfg.val_fraction, cfg.seed)[split]
+    n = cfg.pairs_per_image if per_pair is None else int(per_pair)
+    for idx in tqdm(chosen, desc=f"synthesis ({split})", disable=not progress, unit="pair"):
+        fi, bi = pairs[idx]
+        _, fg, alpha = fgs[fi]
+        rng = np.random.default_rng([cfg.seed, 2, int(idx)])
+        bg = _fit_background(bgs[bi][1], alpha.shape, rng)
+        a, b = make_source_pair(fg, alpha, bg, sigma_fg=rng.uniform(lo, hi), sigma_bg=rng.uniform(lo, hi))
+        a = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+        b = np.clip(np.rint(b), 0, 255).astype(np.uint8)
+        x, y = patches_from_pair(a, b, alpha, n=n, patch_size=cfg.patch_size, rng=rng,
+                                 boundary_only=boundary_only, boundary_min_fraction=cfg.boundary_min_fraction)
+        if cfg.augment:
+            x, y = augment(x, y, n_transforms=cfg.n_transforms)
+        yield x, y
+
+
+def _plan(cfg: SynthesisConfig, split: str, n_samples: int | None) -> int | None:
+    """Patches per source pair: the paper's count, or enough to reach ``n_samples``."""
+    if n_samples is None:
+        return None
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1 or None, got {n_samples}")
+    n_fg = len(load_foregrounds(cfg))
+    n_bg = len(load_backgrounds(cfg))
+    n_pairs = len(split_pairs(n_fg * n_bg, cfg.val_fraction, cfg.seed)[split])
+    if n_pairs == 0:
+        raise ValueError(f"split {split!r} has no source pairs; raise val_fraction or the pool sizes")
+    return math.ceil(n_samples / (n_pairs * _samples_per_patch(cfg)))
+
+
+def generate_patches(
+    cfg: SynthesisConfig,
+    *,
+    split: str = "train",
+    boundary_only: bool = False,
+    n_samples: int | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labelled patch pairs in memory, shuffled.
+
+    Parameters
+    ----------
+    cfg : SynthesisConfig
+        Source, patch size, blur range, pool sizes, augmentation, split and seed.
+    split : {"train", "val"}
+        Which source pairs (the split is by source pair).
+    boundary_only : bool
+        Keep only patches with >= ``cfg.boundary_min_fraction`` focused and defocused pixels
+        (the boundary net's set).
+    n_samples : int or None
+        Exactly this many samples (drawing more or fewer patches per source pair than the
+        paper's ten); None gives the paper's count, ``pairs_per_image`` per source pair.
+
+    Returns
+    -------
+    X : uint8 (N, 2, P, P)
+        Channel 0 the gray of source A, channel 1 of source B.
+    y : uint8 (N,)
+        1 where the centre pixel is focused in channel 0.
+
+    Example
+    -------
+    >>> X, y = generate_patches(SynthesisConfig(n_foregrounds=2, n_backgrounds=2), n_samples=64)
+    >>> X.shape, X.dtype, y.shape
+    ((64, 2, 32, 32), dtype('uint8'), (64,))
+    """
+    per_pair = _plan(cfg, split, n_samples)
+    chunks = list(iter_patches(cfg, split=split, boundary_only=boundary_only, per_pair=per_pair, progress=progress))
+    p = cfg.patch_size
+    X = np.concatenate([c[0] for c in chunks]) if chunks else np.empty((0, 2, p, p), np.uint8)
+    y = np.concatenate([c[1] for c in chunks]) if chunks else np.empty(0, np.uint8)
+    order = np.random.default_rng([cfg.seed, 3]).permutation(len(y))
+    if n_samples is not None:
+        order = order[:n_samples]
+    return X[order], y[order]
+
+
+class PatchDataset(torch.utils.data.Dataset):
+    """Torch view of ``(X uint8 (N, 2, P, P), y (N,))``: float32 patches in [0, 1], int64 labels.
+
+    ``X`` may be a memory map; samples are converted on access.
+    """
+
+    def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
+        if X.ndim != 4 or X.shape[1] != 2:
+            raise ValueError(f"X must have shape (N, 2, P, P), got {X.shape}")
+        if len(y) != len(X):
+            raise ValueError(f"y has {len(y)} labels for {len(X)} samples")
+        self.X, self.y = X, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.from_numpy(np.ascontiguousarray(self.X[i])).float().div_(255.0)
+        return x, torch.tensor(int(self.y[i]), dtype=torch.int64)
+
+    def __getitems__(self, idx: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        # one fancy-indexing read per batch instead of one per sample (DataLoader uses this)
+        idx = np.asarray(idx)
+        xs = torch.from_numpy(np.ascontiguousarray(self.X[idx])).float().div_(255.0)
+        ys = torch.from_numpy(np.asarray(self.y[idx]).astype(np.int64))
+        return list(zip(xs, ys))
+
+
+def write_shards(
+    cfg: SynthesisConfig,
+    out_dir: str | Path,
+    *,
+    split: str = "train",
+    boundary_only: bool = False,
+    n_samples: int | None = None,
+    shard_size: int = 65536,
+    progress: bool = False,
+) -> Path:
+    """Stream the samples of :func:`generate_patches` to ``.npy`` shards (no full copy in memory).
+
+    Writes ``X_00000.npy``/``y_00000.npy``... and ``manifest.json`` (config, counts), each file
+    atomically.  Samples stay in source-pair order (shuffle when loading).  Returns ``out_dir``.
+    """
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    per_pair = _plan(cfg, split, n_samples)
+    budget = math.inf if n_samples is None else n_samples
+    buf_x: list[np.ndarray] = []
+    buf_y: list[np.ndarray] = []
+    counts: list[int] = []
+
+    def flush(final: bool) -> None:
+        x = np.concatenate(buf_x) if buf_x else np.empty((0, 2, cfg.patch_size, cfg.patch_size), np.uint8)
+        y = np.concatenate(buf_y) if buf_y else np.empty(0, np.uint8)
+        while len(y) >= shard_size or (final and len(y)):
+            k = len(counts)
+            for name, arr in (("X", x[:shard_size]), ("y", y[:shard_size])):
+                with atomic_write(out / f"{name}_{k:05d}.npy", overwrite=True) as tmp:
+                    with open(tmp, "wb") as fh:
+                        np.save(fh, arr)
+            counts.append(len(y[:shard_size]))
+            x, y = x[shard_size:], y[shard_size:]
+        buf_x[:], buf_y[:] = [x], [y]
+
+    total = 0
+    for x, y in iter_patches(cfg, split=split, boundary_only=boundary_only, per_pair=per_pair, progress=progress):
+        take = int(min(len(y), budget - total))
+        buf_x.append(x[:take])
+        buf_y.append(y[:take])
+        total += take
+        if sum(len(b) for b in buf_y) >= shard_size:
+            flush(final=False)
+        if total >= budget:
+            break
+    flush(final=True)
+    manifest = {"config": asdict(cfg), "split": split, "boundary_only": boundary_only,
+                "n_samples": total, "shards": counts}
+    with atomic_write(out / "manifest.json", overwrite=True) as tmp:
+        Path(tmp).write_text(json.dumps(manifest, indent=1))
+    return out
+
+
+class ShardDataset(PatchDataset):
+    """The shards of :func:`write_shards` as one dataset, memory-mapped (never fully loaded)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        d = Path(directory)
+        if not (d / "manifest.json").exists():
+            raise ValueError(f"directory {str(d)!r} has no manifest.json; write it with write_shards")
+        self.manifest = json.loads((d / "manifest.json").read_text())
+        k = len(self.manifest["shards"])
+        self._x = [np.load(d / f"X_{i:05d}.npy", mmap_mode="r") for i in range(k)]
+        self._y = [np.load(d / f"y_{i:05d}.npy") for i in range(k)]
+        self._starts = np.cumsum([0] + [len(y) for y in self._y])
+        self.y = np.concatenate(self._y) if self._y else np.empty(0, np.uint8)
+
+    def _locate(self, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        i = np.asarray(i)
+        if np.any(i < 0) or np.any(i >= len(self.y)):
+            raise IndexError(f"index out of range for {len(self.y)} samples")
+        s = np.searchsorted(self._starts, i, side="right") - 1
+        return s, i - self._starts[s]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        s, j = self._locate(i)
+        x = torch.from_numpy(np.array(self._x[int(s)][int(j)])).float().div_(255.0)
+        return x, torch.tensor(int(self.y[i]), dtype=torch.int64)
+
+    def __getitems__(self, idx: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [self[int(i)] for i in idx]
