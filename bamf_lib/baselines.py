@@ -18,41 +18,20 @@ published "GFF" results):
    borders): base = mean, detail = image - base; the fused image is the weighted sum of
    bases plus the weighted sum of details, rounded to uint8.
 
-:func:`published_fused` reads a published baseline's fused image (the survey's results
-of NSCT, SR, NSCT-SR, GFF, DSIFT and CNN) from ``BAMF_DATA_DIR/published``.
+The survey's published results of the other baselines (NSCT, SR, NSCT-SR, DSIFT, CNN)
+are read with :func:`bamf_lib.datasets.published_fused`.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from bamf_lib.io import check_sources, read_image, rgb2gray
+from bamf_lib.io import check_sources, rgb2gray
 
-__all__ = [
-    "box_mean",
-    "data_root",
-    "guided_filter",
-    "gff_weights",
-    "gff_fuse",
-    "PUBLISHED_METHODS",
-    "published_fused_path",
-    "published_fused",
-]
-
-# Table-1 column name -> folder under published/<kind>/
-PUBLISHED_METHODS: dict[str, str] = {
-    "NSCT": "nsct",
-    "SR": "sr",
-    "NSCT-SR": "nsct-sr",
-    "GF": "gff",
-    "DSIFT": "dsift",
-    "CNN": "cnn",
-}
+__all__ = ["box_mean", "guided_filter", "gff_weights", "gff_fuse"]
 
 _LAPLACIAN = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=np.float64)
 
@@ -205,7 +184,8 @@ def gff_fuse(
 
     Example
     -------
-    >>> fused = gff_fuse([read_image("a.png"), read_image("b.png")])  # doctest: +SKIP
+    >>> from bamf_lib.datasets import lytro_pair            # doctest: +SKIP
+    >>> fused = gff_fuse(lytro_pair(5))                     # doctest: +SKIP
     """
     sources = check_sources(sources)
     if base_size < 1 or base_size % 2 == 0:
@@ -223,38 +203,3 @@ def gff_fuse(
             wb, wd = wb[..., None], wd[..., None]
         fused += base * wb + (x - base) * wd
     return _matlab_uint8(fused * 255.0)
-
-
-def data_root(data_dir: str | os.PathLike | None = None) -> Path:
-    """The data folder: ``data_dir`` if given, else ``$BAMF_DATA_DIR``."""
-    if data_dir is None:
-        env = os.environ.get("BAMF_DATA_DIR")
-        if not env:
-            raise FileNotFoundError("published results need BAMF_DATA_DIR (or data_dir=...) pointing at the data folder")
-        data_dir = env
-    return Path(data_dir)
-
-
-def published_fused_path(method: str, kind: str, index: int, *, data_dir: str | os.PathLike | None = None) -> Path:
-    """Path of a published fused image: ``published/<kind>/<folder>/{c,g}_NN.png``.
-
-    Parameters
-    ----------
-    method : str
-        A Table-1 column name (``"GF"``, ``"CNN"``, ...) or a folder name (``"gff"``).
-    kind : {"color", "grayscale"}
-    index : int
-        Pair number, 1-based (Lytro pair NN or grayscale pair NN).
-    """
-    folder = PUBLISHED_METHODS.get(method, method)
-    if folder not in PUBLISHED_METHODS.values():
-        raise ValueError(f"method must be one of {sorted(PUBLISHED_METHODS)}, got {method!r}")
-    if kind not in ("color", "grayscale"):
-        raise ValueError(f"kind must be 'color' or 'grayscale', got {kind!r}")
-    prefix = "c" if kind == "color" else "g"
-    return data_root(data_dir) / "published" / kind / folder / f"{prefix}_{index:02d}.png"
-
-
-def published_fused(method: str, kind: str, index: int, *, data_dir: str | os.PathLike | None = None) -> np.ndarray:
-    """Read a published baseline's fused image (uint8); see :func:`published_fused_path`."""
-    return read_image(published_fused_path(method, kind, index, data_dir=data_dir))

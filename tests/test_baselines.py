@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 import pytest
 
-from bamf_lib.baselines import box_mean, gff_fuse, guided_filter, published_fused, published_fused_path
+from bamf_lib.baselines import box_mean, gff_fuse, guided_filter
+from bamf_lib.datasets import published_fused
 from bamf_lib.io import read_image
 
 DATA = os.environ.get("BAMF_DATA_DIR")
@@ -37,7 +38,7 @@ def _sources(kind: str, n: int) -> list[np.ndarray]:
 @pytest.mark.parametrize("kind,n", [("color", 4), ("grayscale", 4)])
 def test_gff_matches_published_results(kind, n):
     fused = gff_fuse(_sources(kind, n))
-    published = published_fused("GF", kind, n)
+    published = published_fused("gff", kind, n)
     assert fused.shape == published.shape and fused.dtype == np.uint8
     diff = np.abs(fused.astype(int) - published.astype(int))
     assert diff.mean() < MEAN_ABS_BOUND
@@ -103,12 +104,3 @@ def test_guided_filter_preserves_edges_of_its_guide_and_smooths_flat_noise():
     noise = np.random.default_rng(0).normal(0, 0.1, (40, 40))
     smoothed = guided_filter(np.zeros((40, 40)), noise, r=4, eps=1e-2)
     assert smoothed[8:-8, 8:-8].std() < 0.3 * noise.std()
-
-
-def test_published_path_names_and_validation(tmp_path):
-    p = published_fused_path("CNN", "grayscale", 7, data_dir=tmp_path)
-    assert p == tmp_path / "published" / "grayscale" / "cnn" / "g_07.png"
-    with pytest.raises(ValueError, match="method"):
-        published_fused_path("XYZ", "color", 1, data_dir=tmp_path)
-    with pytest.raises(ValueError, match="kind"):
-        published_fused_path("GF", "colour", 1, data_dir=tmp_path)

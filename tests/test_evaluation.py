@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import os
+import types
 from pathlib import Path
 
 import numpy as np
@@ -162,12 +163,36 @@ def test_evaluate_cli_prints_table_and_writes_json(tmp_path, monkeypatch, capsys
         ev.evaluate_cli(args)
 
 
-def test_evaluate_rejects_unknown_method_text(tmp_path):
-    pair = Pair("x", ("a.png", "b.png"))
-    img = np.zeros((8, 8), np.uint8)
-    for name in ("a.png", "b.png"):
-        from bamf_lib.io import write_image
+def test_evaluate_rejects_unknown_methods_before_any_work():
+    pair = Pair("x", ("nowhere/a.png", "nowhere/b.png"))  # never read: the check comes first
+    for bad in ("gff", "published:XYZ", 3):
+        with pytest.raises(ValueError, match="published:"):
+            evaluate([pair], {"m": bad}, metric_fn=lambda a, b, f: _row(0, 0, 0, 0), progress=False)
 
-        write_image(tmp_path / name, img)
-    with pytest.raises(ValueError, match="published:"):
-        evaluate([pair], {"m": "gff"}, data_dir=tmp_path, metric_fn=lambda a, b, f: _row(0, 0, 0, 0), progress=False)
+
+def test_default_methods_run_bamf_with_and_without_refinement(monkeypatch):
+    import bamf_lib.fusion
+
+    calls = []
+
+    def fake_fuse(sources, *, refine=True, **kwargs):
+        calls.append(refine)
+        return types.SimpleNamespace(fused=sources[0])
+
+    monkeypatch.setattr(bamf_lib.fusion, "fuse", fake_fuse)
+    methods = ev.default_methods()
+    assert list(methods)[:6] == ["NSCT", "SR", "NSCT-SR", "GF", "DSIFT", "CNN"]
+    img = np.zeros((4, 4), np.uint8)
+    methods["bamf-initial"]([img, img])
+    methods["bamf"]([img, img])
+    assert calls == [False, True]
+
+
+def test_paper_table_as_printed_is_consistent():
+    result = ev.paper_result()
+    for k in ("Q_MI", "Q_G", "Q_CB"):  # the printed Q_Y counts sum to 25 over 24 pairs (see PAPER_TABLE1)
+        assert sum(w[k] for w in result.wins.values() if w is not None) <= 24
+    for k in ev.METRICS:
+        assert max(result.means, key=lambda m: result.means[m][k]) == "Ours"
+    assert result.wins["Ours w/o"] is None
+    assert "**1.2002** (23)" in format_table(result) and "| 1.2000 |" in format_table(result)
