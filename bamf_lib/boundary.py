@@ -8,8 +8,10 @@ answer and the mean stays near 0 or 1; near it the mean falls between ``tau`` an
 those pixels.
 
 The paper gives no values for ``k`` and ``tau``.  The defaults in
-:class:`bamf_lib.config.FDBConfig` were chosen with :func:`select_fdb` on synthetic
-validation pairs with known decision maps (never on the test pairs); see chapter 5.
+:class:`bamf_lib.config.FDBConfig` were chosen with :func:`tune_fdb` (the rule of
+:func:`select_fdb`) on synthetic pairs with known decision maps from
+:func:`bamf_lib.groundtruth.groundtruth_set` (held-out images, never the Lytro or
+classic test pairs); chapter 5 repeats the computation live.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Iterable, Sequence
 import cv2
 import numpy as np
 
-__all__ = ["smooth_scores", "near_boundary", "refine", "select_fdb"]
+__all__ = ["smooth_scores", "near_boundary", "refine", "select_fdb", "tune_fdb"]
 
 
 def _check_score(score: np.ndarray, name: str = "score") -> np.ndarray:
@@ -184,3 +186,35 @@ def select_fdb(
     ok = [g for g in grid if g["coverage"] >= coverage]
     best = min(ok, key=lambda g: g["band_fraction"]) if ok else max(grid, key=lambda g: g["coverage"])
     return {**best, "grid": grid}
+
+
+def tune_fdb(initial_model, pairs, *, path: str = "fast", device: str = "cpu", **grid) -> dict:
+    """Score synthetic pairs with the initial net and choose ``(k, tau)`` with :func:`select_fdb`.
+
+    Parameters
+    ----------
+    initial_model : torch.nn.Module
+        The initial network.
+    pairs : sequence
+        Items with uint8 gray ``a``, ``b`` and bool ``truth`` (True where A is focused),
+        e.g. :func:`bamf_lib.groundtruth.groundtruth_set` (never the real test pairs).
+    path, device : str
+        Passed to :func:`bamf_lib.scoring.score_map`.
+    **grid
+        ``ks``, ``taus`` and ``coverage`` for :func:`select_fdb`.
+
+    Returns
+    -------
+    dict
+        :func:`select_fdb`'s result plus ``error_rate``, the initial net's pixel error.
+    """
+    from bamf_lib import scoring
+    from bamf_lib.io import to_float_gray
+
+    scores = [scoring.score_map(initial_model, to_float_gray(p.a), to_float_gray(p.b), path=path, device=device)
+              for p in pairs]
+    truths = [np.asarray(p.truth, bool) for p in pairs]
+    result = select_fdb(scores, truths, **grid)
+    wrong = sum(int(((s > 0.5) != t).sum()) for s, t in zip(scores, truths))
+    result["error_rate"] = wrong / sum(t.size for t in truths)
+    return result

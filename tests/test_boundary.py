@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from _standin import StandInNet, install, textured_pair
-from bamf_lib.boundary import near_boundary, refine, select_fdb, smooth_scores
+from bamf_lib.boundary import near_boundary, refine, select_fdb, smooth_scores, tune_fdb
 from bamf_lib.io import to_float_gray
 
 
@@ -81,3 +81,14 @@ def test_select_fdb_picks_the_smallest_band_that_catches_the_errors():
     caught = [g for g in choice["grid"] if g["coverage"] == 1.0]
     assert choice["band_fraction"] == min(g["band_fraction"] for g in caught)
     assert len(choice["grid"]) == 6
+
+
+def test_tune_fdb_reports_the_choice_and_the_error_rate(monkeypatch):
+    install(monkeypatch)
+    from types import SimpleNamespace
+
+    a8, b8, _, truth = textured_pair()
+    pairs = [SimpleNamespace(a=a8, b=b8, truth=truth)] * 2
+    result = tune_fdb(StandInNet(), pairs, ks=(5, 15), taus=(0.05, 0.2))
+    assert {"k", "tau", "coverage", "band_fraction", "error_rate", "grid"} <= set(result)
+    assert 0.0 <= result["error_rate"] < 0.1 and len(result["grid"]) == 4
