@@ -181,11 +181,23 @@ class EvaluationResult:
     label: str = ""
     wins_on: str = "common"
 
+    def common_pairs(self) -> list[str]:
+        """Pairs on which every method has a result."""
+        return [p for p in self.pairs if all(self.scores[m].get(p) is not None for m in self.methods)]
+
+    def common_means(self) -> dict[str, dict[str, float]]:
+        """Means over :meth:`common_pairs` only, so that every column averages the same pairs."""
+        common = self.common_pairs()
+        sub = {m: {p: self.scores[m][p] for p in common} for m in self.methods}
+        return summarize(sub, pairs=common)[0] if common else {m: {} for m in self.methods}
+
     def to_json(self) -> dict:
         """A JSON-serialisable dict (n/a and NaN become ``null``)."""
 
         def clean(v):
             return None if isinstance(v, float) and math.isnan(v) else v
+
+        common = self.common_means()
 
         return {
             "label": self.label,
@@ -194,9 +206,11 @@ class EvaluationResult:
             "compete": self.compete,
             "win_pairs": self.win_pairs,
             "wins_on": self.wins_on,
+            "common_pairs": self.common_pairs(),
             "methods": {
                 m: {
                     "mean": {k: clean(v) for k, v in self.means[m].items()},
+                    "mean_common": {k: clean(v) for k, v in common[m].items()},
                     "n_pairs": self.n_pairs[m],
                     "wins": self.wins[m],
                     "per_pair": self.scores[m],
@@ -392,21 +406,30 @@ def evaluate(
     return EvaluationResult(names, list(methods), scores, means, n_pairs, wins, compete, win_pairs, seconds, label, wins_on)
 
 
-def format_table(result: EvaluationResult, *, digits: int = 4, markdown: bool = True) -> str:
+def format_table(result: EvaluationResult, *, means: str = "available", digits: int = 4, markdown: bool = True) -> str:
     """Table 1's layout: rows = metrics, columns = methods, cells ``mean (wins)``.
+
+    Parameters
+    ----------
+    means : {"available", "common"}
+        Average each method over every pair it has a result for, or only over the pairs
+        all methods have (:meth:`EvaluationResult.common_pairs`).
 
     The best mean among the competing methods is bold (markdown). Notes under the table
     say how many pairs each mean and the win counts are over.
     """
+    if means not in ("available", "common"):
+        raise ValueError(f"means must be 'available' or 'common', got {means!r}")
     methods = result.methods
-    metrics = [k for k in METRICS if any(k in result.means[m] for m in methods)]
+    table = result.means if means == "available" else result.common_means()
+    metrics = [k for k in METRICS if any(k in table[m] for m in methods)]
     rows = []
     for k in metrics:
-        competing = [result.means[m][k] for m in result.compete if not math.isnan(result.means[m].get(k, math.nan))]
+        competing = [table[m][k] for m in result.compete if not math.isnan(table[m].get(k, math.nan))]
         best = max(competing) if competing else None
         cells = []
         for m in methods:
-            v = result.means[m].get(k, math.nan)
+            v = table[m].get(k, math.nan)
             if math.isnan(v):
                 cells.append("n/a")
                 continue
@@ -427,7 +450,10 @@ def format_table(result: EvaluationResult, *, digits: int = 4, markdown: bool = 
     n_all = len(result.pairs)
     partial = [f"{m} {result.n_pairs[m]}" for m in methods if result.n_pairs[m] != n_all]
     notes = [f"Means over {n_all} pairs{' ' + result.label if result.label else ''}"]
-    if partial:
+    if means == "common":
+        notes = [f"Means over the {len(result.common_pairs())} of {n_all} pairs{' ' + result.label if result.label else ''} "
+                 "that every method has a result for"]
+    elif partial:
         notes.append(f"except where results exist on fewer (n/a elsewhere): {', '.join(partial)}")
     notes = ["; ".join(notes) + "."]
     excluded = [m for m in methods if m not in result.compete]
@@ -478,6 +504,9 @@ def evaluate_cli(args) -> int:
         label=args.pairs,
     )
     print(format_table(result))
+    if len(result.common_pairs()) < len(result.pairs):
+        print("\nThe same, averaged only over the pairs every method has:\n")
+        print(format_table(result, means="common"))
     if args.pairs == "paper24":
         print("\nThe paper's Table 1 for comparison:\n")
         print(format_table(paper_result()))

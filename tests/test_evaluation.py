@@ -84,6 +84,18 @@ def test_format_table_layout():
     assert "base 2" in text and "2 pairs" in text
 
 
+def test_common_means_average_the_same_pairs_for_every_method():
+    result = _result()
+    assert result.common_pairs() == ["p1", "p2"]
+    common = result.common_means()
+    assert common["ours"]["Q_MI"] == pytest.approx(1.05) and common["base"]["Q_MI"] == pytest.approx(1.1)
+    text = format_table(result, means="common")
+    assert "**1.1000** (1)" in text and "2 of 3 pairs" in text
+    assert result.to_json()["methods"]["ours"]["mean_common"]["Q_MI"] == pytest.approx(1.05)
+    with pytest.raises(ValueError, match="means"):
+        format_table(result, means="all")
+
+
 def test_format_table_marks_methods_without_results():
     table = {"a": {"p": _row(1, 1, 1, 1)}, "b": {"p": None}}
     text = format_table(_result(table, compete=("a",)))
