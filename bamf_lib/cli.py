@@ -78,6 +78,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
         device=args.device,
         progress=not args.quiet,
+        time_budget=args.time_budget,
+        overrides=dict(item.split("=", 1) for item in args.set),
     )
     return 0
 
@@ -125,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
     p.add_argument("--device", default="auto")
     p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--time-budget", type=float, help="seconds for synthesis + training; stops after an epoch")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="replace a profile field, e.g. train.epochs=1 (repeatable)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="Table 1: score bamf and the published baselines on test pairs")

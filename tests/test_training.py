@@ -1,0 +1,157 @@
+"""Training loop: schedule, learning, checkpoint/resume after SIGKILL, DDP on 2 CPU processes.
+
+The networks here are tiny stand-ins defined in the tests; the loop is the library's.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bamf_lib.config import TrainConfig
+from bamf_lib.training import lr_factor, read_log, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A self-contained tiny problem: which channel holds the sharp texture?  Shared by the
+# in-process tests and the subprocess scripts (SIGKILL, torchrun).
+TINY = textwrap.dedent(
+    """
+    import numpy as np
+    import torch
+    from torch import nn
+    from torch.utils.data import TensorDataset
+
+    def tiny_data(n, seed, size=16):
+        rng = np.random.default_rng(seed)
+        sharp = rng.integers(0, 256, (n, size, size)).astype(np.float32)
+        blur = sum(np.roll(np.roll(sharp, dy, 1), dx, 2) for dy in (-1, 0, 1) for dx in (-1, 0, 1)) / 9
+        y = rng.integers(0, 2, n)
+        a = np.where(y[:, None, None] == 1, sharp, blur)
+        b = np.where(y[:, None, None] == 1, blur, sharp)
+        x = np.stack([a, b], 1).round().clip(0, 255).astype(np.uint8)
+        return TensorDataset(torch.from_numpy(x), torch.from_numpy(y.astype(np.int64)))
+
+    def tiny_model():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                             nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(8, 2))
+    """
+)
+exec(TINY)
+
+SCRIPT = TINY + textwrap.dedent(
+    """
+    import os, sys
+    from safetensors.torch import save_file
+    from bamf_lib.config import TrainConfig
+    from bamf_lib.training import train
+    torch.set_num_threads(1)
+    out = sys.argv[1]
+    cfg = TrainConfig(epochs=int(sys.argv[2]), batch_size=32, lr=0.05, seed=3, device="cpu",
+                      milestones=(0.5, 0.75), factors=(0.1, 0.01))
+    model = tiny_model()
+    train(model, tiny_data(int(sys.argv[3]), 1), tiny_data(200, 2), cfg, out_dir=out, progress=False)
+    rank = int(os.environ.get("RANK", 0))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, f"{out}/final-rank{rank}.safetensors")
+    """
+)
+
+
+def _write_script(tmp_path):
+    path = tmp_path / "train_tiny.py"
+    path.write_text(SCRIPT)
+    return path
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+def test_schedule_drops_at_the_papers_epochs():
+    cfg = TrainConfig()  # 200 epochs, drops after 80, 120, 160, 180
+    factors = {e: lr_factor(e / cfg.epochs, cfg) for e in (0, 79, 80, 119, 120, 160, 179, 180, 199)}
+    assert factors == {0: 1.0, 79: 1.0, 80: 0.1, 119: 0.1, 120: 0.01, 160: 0.001, 179: 0.001,
+                       180: 0.0005, 199: 0.0005}
+
+
+def test_schedule_scales_to_a_short_run_and_is_applied(tmp_path):
+    cfg = TrainConfig(epochs=5, batch_size=50, lr=0.1, milestones=(0.4, 0.8), factors=(0.1, 0.01),
+                      device="cpu", seed=0)
+    log = train(tiny_model(), tiny_data(200, 1), None, cfg, out_dir=tmp_path, progress=False)
+    # the logged rate is the one of each epoch's last step
+    assert [r["lr"] for r in log] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
+
+
+def test_tiny_training_learns_and_writes_its_log(tmp_path):
+    cfg = TrainConfig(epochs=4, batch_size=32, lr=0.05, device="cpu", milestones=(0.75,), factors=(0.1,))
+    val = tiny_data(300, 2)
+    log = train(tiny_model(), tiny_data(1500, 1), val, cfg, out_dir=tmp_path, progress=True,
+                boundary_val_ds=val)
+    assert log[-1]["loss"] < log[0]["loss"]
+    assert log[-1]["val_acc"] > 0.8
+    assert log[-1]["val_boundary_acc"] == log[-1]["val_acc"]
+    saved = read_log(tmp_path / "log.jsonl")
+    assert saved == json.loads(json.dumps(log))
+    assert set(saved[0]) >= {"epoch", "lr", "loss", "acc", "val_acc", "val_boundary_acc", "seconds", "samples_seen"}
+    assert [r["samples_seen"] for r in saved] == [1500 * (i + 1) for i in range(4)]
+
+
+def test_resume_after_sigkill_reaches_the_uninterrupted_weights(tmp_path):
+    script, epochs, n = _write_script(tmp_path), "6", "3000"
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    subprocess.run([sys.executable, script, whole, epochs, n], env=_env(), check=True, timeout=120)
+
+    proc = subprocess.Popen([sys.executable, script, broken, epochs, n], env=_env())
+    log = broken / "log.jsonl"
+    deadline = time.monotonic() + 60
+    while not (log.exists() and log.read_text().count("\n") >= 2) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    done = read_log(log)
+    assert 2 <= len(done) < int(epochs), "the kill must land mid-run"
+    assert not (broken / "final-rank0.safetensors").exists()
+
+    subprocess.run([sys.executable, script, broken, epochs, n], env=_env(), check=True, timeout=120)
+    a, b = load_file(whole / "final-rank0.safetensors"), load_file(broken / "final-rank0.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert read_log(broken / "log.jsonl")[-1]["samples_seen"] == read_log(whole / "log.jsonl")[-1]["samples_seen"]
+
+
+def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path):
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+    script, out = _write_script(tmp_path), tmp_path / "ddp"
+    subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node=2", str(script), str(out), "2", "800"],
+        env=_env(), check=True, timeout=120,
+    )
+    a, b = load_file(out / "final-rank0.safetensors"), load_file(out / "final-rank1.safetensors")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    log = read_log(out / "log.jsonl")  # written by rank 0 only, counting both ranks' samples
+    assert [r["samples_seen"] for r in log] == [800, 1600]
+
+
+def test_time_budget_stops_after_a_whole_epoch(tmp_path):
+    cfg = TrainConfig(epochs=50, batch_size=50, lr=0.05, device="cpu")
+    log = train(tiny_model(), tiny_data(200, 1), None, cfg, out_dir=tmp_path, progress=False, time_budget=1e-3)
+    assert len(log) == 1
+    assert read_log(tmp_path / "log.jsonl") == json.loads(json.dumps(log))
+
+
+def test_bad_config_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="optimizer"):
+        train(tiny_model(), tiny_data(10, 1), None, TrainConfig(optimizer="adam", device="cpu"), out_dir=tmp_path)
