@@ -1,0 +1,170 @@
+"""Score maps: the per-patch reference path, the whole-image paths, masks and validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage as ndi
+
+from bamf_lib.config import ModelConfig
+from bamf_lib.models import WEIGHTS_DIR, build_model, load_pretrained
+from bamf_lib.scoring import PATHS, score_map, score_masked
+
+P = 16
+CFG = ModelConfig(version="v1", depth=8, width=8, patch_size=P)
+
+
+def _texture(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Band-limited noise at a few scales, in [0, 1]: enough detail for blur to show."""
+    t = sum(ndi.gaussian_filter(rng.standard_normal(shape), s) * s for s in (0.7, 1.5, 3.0))
+    t = (t - t.min()) / (t.max() - t.min())
+    return t.astype(np.float32)
+
+
+def _half_focused_pair(rng: np.random.Generator, shape=(44, 52), sigma=2.5):
+    """A is sharp on the left half, B on the right; ground truth 1 on the left."""
+    t = _texture(rng, shape)
+    blurred = ndi.gaussian_filter(t, sigma).astype(np.float32)
+    left = np.zeros(shape, bool)
+    left[:, : shape[1] // 2] = True
+    return np.where(left, t, blurred), np.where(left, blurred, t), left
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small tensors: one thread is faster, and far faster on a busy shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def trained(one_thread):
+    """A tiny net taught sharp-vs-blurred on synthetic textures in a few seconds."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    model = build_model(CFG)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    tex = _texture(rng, (256, 256))
+    for step in range(150):
+        sigma = rng.uniform(1.5, 4.0)
+        blur = ndi.gaussian_filter(tex, sigma)
+        ys, xs = rng.integers(0, 256 - P, 64), rng.integers(0, 256 - P, 64)
+        sharp = np.stack([tex[y : y + P, x : x + P] for y, x in zip(ys, xs)])
+        soft = np.stack([blur[y : y + P, x : x + P] for y, x in zip(ys, xs)])
+        label = rng.integers(0, 2, 64)
+        a = np.where(label[:, None, None] == 1, sharp, soft)
+        b = np.where(label[:, None, None] == 1, soft, sharp)
+        x = torch.from_numpy(np.stack([a, b], 1).astype(np.float32))
+        loss = torch.nn.functional.cross_entropy(model(x), torch.from_numpy(label))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def test_reference_is_one_patch_per_pixel():
+    model = build_model(CFG).eval()
+    rng = np.random.default_rng(1)
+    a, b = rng.random((20, 23), dtype=np.float32), rng.random((20, 23), dtype=np.float32)
+    s = score_map(model, a, b, path="reference", batch_size=97)
+    pair = np.pad(np.stack([a, b]), ((0, 0), (P // 2, P // 2 - 1), (P // 2, P // 2 - 1)), mode="reflect")
+    for y, x in [(0, 0), (19, 22), (5, 17), (10, 0)]:
+        patch = torch.from_numpy(pair[None, :, y : y + P, x : x + P].copy())
+        with torch.no_grad():
+            expected = torch.softmax(model(patch), 1)[0, 1].item()
+        assert s[y, x] == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("path", ["fast", "strided", "dilated", "coarse-to-fine"])
+def test_whole_image_agrees_with_reference(trained, path):
+    a, b, truth = _half_focused_pair(np.random.default_rng(2))
+    ref = score_map(trained, a, b, path="reference")
+    fast = score_map(trained, a, b, path=path)
+    inner = (slice(P // 2, -P // 2), slice(P // 2, -P // 2))
+    # the net learned the task, so the comparison is not between two noise maps
+    assert ((ref[inner] > 0.5) == truth[inner]).mean() > 0.85
+    assert np.abs(fast[inner] - ref[inner]).mean() < 0.08
+    assert ((fast[inner] > 0.5) == (ref[inner] > 0.5)).mean() > 0.95
+
+
+def test_dilated_equals_strided_on_the_stride_grid():
+    model = build_model(CFG).eval()
+    rng = np.random.default_rng(3)
+    a, b = rng.random((41, 37), dtype=np.float32), rng.random((41, 37), dtype=np.float32)
+    strided = score_map(model, a, b, path="strided")
+    dilated = score_map(model, a, b, path="dilated")
+    np.testing.assert_allclose(strided[::4, ::4], dilated[::4, ::4], atol=1e-5)
+
+
+@pytest.mark.parametrize("path", ["strided", "dilated"])
+def test_tiling_does_not_show(path):
+    model = build_model(CFG).eval()
+    rng = np.random.default_rng(4)
+    a, b = rng.random((50, 61), dtype=np.float32), rng.random((50, 61), dtype=np.float32)
+    whole = score_map(model, a, b, path=path)
+    tiled = score_map(model, a, b, path=path, tile=12)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+@pytest.mark.parametrize("path", ["reference", "strided", "dilated", "coarse-to-fine"])
+def test_score_masked_matches_score_map(trained, path):
+    a, b, _ = _half_focused_pair(np.random.default_rng(5), shape=(34, 40))
+    mask = np.zeros(a.shape, bool)
+    mask[10:20, 15:25] = True
+    mask[0, 0] = True
+    full = score_map(trained, a, b, path=path)
+    part = score_masked(trained, a, b, mask, path=path)
+    assert part.dtype == np.float32
+    assert np.isnan(part[~mask]).all()
+    np.testing.assert_allclose(part[mask], full[mask], atol=1e-5)
+
+
+def test_output_type_and_range():
+    model = build_model(CFG)
+    rng = np.random.default_rng(6)
+    a, b = rng.random((P, P + 3)).astype(np.float32), rng.random((P, P + 3)).astype(np.float32)
+    for path in PATHS:
+        s = score_map(model, a, b, path=path)
+        assert s.dtype == np.float32 and s.shape == a.shape
+        assert np.isfinite(s).all() and s.min() >= 0 and s.max() <= 1
+    assert model.training  # the caller's mode is restored
+
+
+@pytest.mark.parametrize(
+    "a,b,match",
+    [
+        (np.zeros((10, 40), np.float32), np.zeros((10, 40), np.float32), "10x40.*16x16"),
+        (np.zeros((20, 20), np.float32), np.zeros((20, 21), np.float32), "differ in size"),
+        (np.zeros((20, 20), np.uint8), np.zeros((20, 20), np.uint8), "dtype uint8"),
+        (np.full((20, 20), 255.0, np.float32), np.zeros((20, 20), np.float32), r"\[0, 1\]"),
+        (np.zeros((20, 20, 3), np.float32), np.zeros((20, 20, 3), np.float32), "gray"),
+    ],
+)
+def test_bad_inputs_raise(a, b, match):
+    with pytest.raises(ValueError, match=match):
+        score_map(build_model(CFG), a, b)
+
+
+def test_bad_path_and_mask_raise():
+    model = build_model(CFG)
+    a = np.zeros((20, 20), np.float32)
+    with pytest.raises(ValueError, match="path"):
+        score_map(model, a, a, path="exact")
+    with pytest.raises(ValueError, match="mask"):
+        score_masked(model, a, a, np.ones((20, 19), bool))
+
+
+@pytest.mark.skipif(
+    not (WEIGHTS_DIR / "initial.safetensors").is_file(),
+    reason="no shipped initial weights yet (bamf_lib/weights/initial.safetensors)",
+)
+def test_swap_symmetry_of_shipped_weights():
+    model = load_pretrained("initial")
+    p = model.config.patch_size
+    a, b, _ = _half_focused_pair(np.random.default_rng(7), shape=(p + 24, p + 32), sigma=3.0)
+    s_ab = score_map(model, a, b)
+    s_ba = score_map(model, b, a)
+    assert np.abs(s_ab + s_ba - 1).mean() < 0.1
