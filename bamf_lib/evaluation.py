@@ -447,25 +447,24 @@ def format_table(result: EvaluationResult, *, means: str = "available", digits: 
     else:
         widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
         lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in [header] + rows]
-    n_all = len(result.pairs)
+    n_all, label = len(result.pairs), f" {result.label}" if result.label else ""
     partial = [f"{m} {result.n_pairs[m]}" for m in methods if result.n_pairs[m] != n_all]
-    notes = [f"Means over {n_all} pairs{' ' + result.label if result.label else ''}"]
     if means == "common":
-        notes = [f"Means over the {len(result.common_pairs())} of {n_all} pairs{' ' + result.label if result.label else ''} "
-                 "that every method has a result for"]
+        mean_note = f"Means over the {len(result.common_pairs())} of {n_all} pairs{label} that every method has a result for."
     elif partial:
-        notes.append(f"except where results exist on fewer (n/a elsewhere): {', '.join(partial)}")
-    notes = ["; ".join(notes) + "."]
+        mean_note = f"Means over {n_all} pairs{label}, except where results exist on fewer (n/a elsewhere): {', '.join(partial)}."
+    else:
+        mean_note = f"Means over {n_all} pairs{label}."
+    if result.wins_on == "common":
+        over = f"counted over the {len(result.win_pairs)} pairs all of them have"
+    else:
+        over = f"counted over all {len(result.win_pairs)} pairs, among the methods with a result there"
     excluded = [m for m in methods if m not in result.compete]
-    notes.append(
-        f"(wins): pairs on which a method beats every other method in ({', '.join(result.compete)}) strictly, "
-        + (
-            f"counted over the {len(result.win_pairs)} pairs all of them have"
-            if result.wins_on == "common"
-            else f"counted over all {len(result.win_pairs)} pairs, among the methods with a result there"
-        )
+    win_note = (
+        f"(wins): pairs on which a method beats every other method in ({', '.join(result.compete)}) strictly, {over}"
         + (f"; no win count for {', '.join(excluded)}." if excluded else ".")
     )
+    notes = [mean_note, win_note]
     return "\n".join(lines + [""] + notes)
 
 

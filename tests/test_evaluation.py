@@ -18,7 +18,12 @@ from bamf_lib.evaluation import Pair, evaluate, format_table, pair_set, summariz
 from bamf_lib.io import read_image
 
 DATA = os.environ.get("BAMF_DATA_DIR")
-needs_data = pytest.mark.skipif(not DATA, reason="BAMF_DATA_DIR is not set: test pairs and published results unavailable")
+_skip_without_data = pytest.mark.skipif(not DATA, reason="BAMF_DATA_DIR is not set: test pairs and published results unavailable")
+
+
+def needs_data(test):
+    """Mark a test as reading BAMF_DATA_DIR (marker ``data``) and skip it without one."""
+    return pytest.mark.data(_skip_without_data(test))
 
 
 def _row(mi, g, y, cb):
