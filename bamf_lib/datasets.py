@@ -46,6 +46,7 @@ __all__ = [
     "published_fused",
     "published_scores",
     "coco_backgrounds",
+    "fetch_coco_backgrounds",
     "embedded_images",
     "TEST_DATASETS",
     "LYTRO_INDICES",
@@ -74,7 +75,7 @@ _UPSTREAM = {  # registry prefix -> URL prefix of the public copy (see data/READ
     "alphamatting/input/": f"{_GH}/ADG4050/Bayesian-Matting-Implementation/main/Image%20Dataset/input_training_lowres/",
     "alphamatting/gt/": f"{_GH}/ADG4050/Bayesian-Matting-Implementation/main/Image%20Dataset/gt_training_lowres/",
     "published/": f"{_GH}/yuliu316316/MFIF/master/Results/",
-    "coco/": "http://images.cocodataset.org/",
+    "coco/": "http://images.cocodataset.org/",  # coco/zips/val2017.zip
 }
 
 
@@ -255,17 +256,81 @@ def published_scores(kind: str) -> list[dict[str, float | str | int]]:
             for r in rows]
 
 
-def coco_backgrounds() -> list[tuple[str, np.ndarray]]:
-    """The registered COCO 2017 background images that are available locally (may be empty).
+COCO_ZIP = "coco/zips/val2017.zip"  # COCO publishes MD5 only for its archives
 
-    Looks in ``BAMF_DATA_DIR/coco`` (or the cache); a file present is hash-checked, a missing
-    one is skipped, so synthesis falls back to the embedded backgrounds when there are none.
+
+def _cache_dir() -> Path:
+    import pooch
+
+    return Path(os.environ.get("BAMF_CACHE_DIR") or pooch.os_cache("bamf"))
+
+
+def _min_tile_sharpness(gray: np.ndarray, tiles: int = 3) -> float:
+    """Mean |Laplacian| of the least sharp tile of a ``tiles x tiles`` grid: low when any part is blurred."""
+    import cv2
+
+    lap = np.abs(cv2.Laplacian(gray.astype(np.float32), cv2.CV_32F))
+    h, w = lap.shape
+    return float(min(lap[i * h // tiles:(i + 1) * h // tiles, j * w // tiles:(j + 1) * w // tiles].mean()
+                     for i in range(tiles) for j in range(tiles)))
+
+
+def fetch_coco_backgrounds(n: int = 700, *, progress: bool = False) -> Path:
+    """Choose and extract the paper's 700 COCO 2017 backgrounds "without obvious defocus".
+
+    The paper does not list its images.  Ours are fixed by a rule: of the 5,000 val2017
+    images (``coco/zips/val2017.zip``, MD5-checked), the ``n`` whose least sharp third-by-third
+    tile is sharpest, so no part of the picture is out of focus.  They are extracted to
+    ``<cache>/coco/val2017/`` with ``backgrounds.txt`` (``name sha256``), which pins them from
+    then on.  Needs internet (or ``BAMF_DATA_DIR/coco/zips/val2017.zip``); takes minutes.
     """
-    out = []
+    import zipfile
+
+    import cv2
+    from tqdm.auto import tqdm
+
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    out = _cache_dir() / "coco"
+    with zipfile.ZipFile(path(COCO_ZIP)) as zf:
+        members = sorted(m for m in zf.namelist() if m.endswith(".jpg"))
+        scores = [
+            _min_tile_sharpness(cv2.imdecode(np.frombuffer(zf.read(m), np.uint8), cv2.IMREAD_GRAYSCALE))
+            for m in tqdm(members, desc="screening COCO", disable=not progress)
+        ]
+        keep = sorted(members[i] for i in np.argsort(scores, kind="stable")[::-1][:n])
+        lines = []
+        for m in keep:
+            raw = zf.read(m)
+            target = out / "val2017" / Path(m).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(raw)
+            lines.append(f"val2017/{target.name} {hashlib.sha256(raw).hexdigest()}")
+    (out / "backgrounds.txt").write_text("\n".join(lines) + "\n")
+    return out
+
+
+def coco_backgrounds() -> list[tuple[str, np.ndarray]]:
+    """The chosen COCO 2017 backgrounds, if they are here; else an empty list.
+
+    Reads ``coco/backgrounds.txt`` (``name sha256`` per line, written by
+    :func:`fetch_coco_backgrounds`) from ``BAMF_DATA_DIR`` when set, else from the cache, and
+    hash-checks every listed image.  Synthesis falls back to the embedded backgrounds when
+    this is empty; it never downloads by itself.
+    """
     root = data_dir()
-    for name in sorted(k for k in registry() if k.startswith("coco/") and k.endswith(".jpg")):
-        if root is not None and (root / name).is_file():
-            out.append((Path(name).stem, read_image(path(name))))
+    base = (root if root is not None else _cache_dir()) / "coco"
+    listing = base / "backgrounds.txt"
+    if not listing.is_file():
+        return []
+    out = []
+    for line in listing.read_text().split("\n"):
+        if line.strip():
+            name, digest = line.split()
+            file = base / name
+            if not file.is_file():
+                raise DatasetNotFoundError(f"{file} is listed in {listing} but missing: run fetch_coco_backgrounds()")
+            out.append((Path(name).stem, read_image(verify(file, digest))))
     return out
 
 

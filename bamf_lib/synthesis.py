@@ -179,6 +179,11 @@ def _resize_scale(image: np.ndarray, scale: float, interpolation: int) -> np.nda
     return cv2.resize(image, size, interpolation=interpolation)
 
 
+def _env_key() -> tuple:
+    """What decides where data comes from: part of the pools' cache key."""
+    return os.environ.get("BAMF_DATA_DIR"), os.environ.get("BAMF_CACHE_DIR")
+
+
 def load_foregrounds(cfg: SynthesisConfig, *, role: str = "train") -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Foregrounds as ``(name, gray uint8, alpha float32)``, resized by ``cfg.foreground_scale``.
 
@@ -187,11 +192,11 @@ def load_foregrounds(cfg: SynthesisConfig, *, role: str = "train") -> list[tuple
     each with ``cfg.masks_per_image`` procedural soft mattes.  ``role="test"`` gives held-out
     embedded images (the ground-truth set).  Results are cached (read-only arrays).
     """
-    return _foregrounds(cfg, role, os.environ.get("BAMF_DATA_DIR"))
+    return _foregrounds(cfg, role, _env_key())
 
 
 @lru_cache(maxsize=4)
-def _foregrounds(cfg: SynthesisConfig, role: str, _data_dir: str | None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def _foregrounds(cfg: SynthesisConfig, role: str, _env: tuple) -> list[tuple[str, np.ndarray, np.ndarray]]:
     from bamf_lib import datasets
 
     if cfg.source == "alphamatting" and role == "train":
@@ -231,11 +236,11 @@ def load_backgrounds(cfg: SynthesisConfig, *, role: str = "train") -> list[tuple
     ``role="test"`` draws from a held-out group of the latter.  ``cfg.n_backgrounds`` beyond
     the images at hand adds rotated views of them.  Results are cached (read-only arrays).
     """
-    return _backgrounds(cfg, role, os.environ.get("BAMF_DATA_DIR"))
+    return _backgrounds(cfg, role, _env_key())
 
 
 @lru_cache(maxsize=4)
-def _backgrounds(cfg: SynthesisConfig, role: str, _data_dir: str | None) -> list[tuple[str, np.ndarray]]:
+def _backgrounds(cfg: SynthesisConfig, role: str, _env: tuple) -> list[tuple[str, np.ndarray]]:
     from bamf_lib import datasets
 
     images = datasets.coco_backgrounds() if role == "train" else []

@@ -111,3 +111,33 @@ def test_embedded_groups_are_disjoint_and_load_offline():
 def test_no_coco_means_no_backgrounds(tmp_path, monkeypatch):
     monkeypatch.setenv("BAMF_DATA_DIR", str(tmp_path))
     assert datasets.coco_backgrounds() == []
+
+
+def test_coco_backgrounds_are_chosen_extracted_and_pinned(tmp_path, monkeypatch):
+    import zipfile
+
+    import cv2
+
+    from bamf_lib import synthesis
+    from bamf_lib.config import SynthesisConfig
+
+    rng = np.random.default_rng(0)
+    archive = tmp_path / "val2017.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for k in range(5):
+            image = rng.integers(0, 256, (72, 96), dtype=np.uint8)
+            if k % 2:  # partly defocused: the screen must reject it
+                image[:, :48] = cv2.GaussianBlur(image, (0, 0), 4)[:, :48]
+            zf.writestr(f"val2017/{k:012d}.jpg", cv2.imencode(".png", image)[1].tobytes())
+    monkeypatch.delenv("BAMF_DATA_DIR", raising=False)
+    monkeypatch.setenv("BAMF_CACHE_DIR", str(tmp_path / "cache"))
+    assert datasets.coco_backgrounds() == []
+    monkeypatch.setattr(datasets, "path", lambda name: archive)
+    out = datasets.fetch_coco_backgrounds(3)
+    assert [n for n, _ in datasets.coco_backgrounds()] == ["000000000000", "000000000002", "000000000004"]
+    names = [n for n, _ in synthesis.load_backgrounds(SynthesisConfig(seed=17))]
+    assert names == [f"{n}-r0" for n in ("000000000000", "000000000002", "000000000004")]
+    listed = out / "val2017" / "000000000002.jpg"
+    listed.write_bytes(listed.read_bytes() + b"x")
+    with pytest.raises(datasets.DataIntegrityError):
+        datasets.coco_backgrounds()
