@@ -70,7 +70,7 @@ def write_shards(
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    per_pair = _plan(cfg, split, n_samples)
+    per_pair, _ = _plan(cfg, split, n_samples)
     budget = math.inf if n_samples is None else n_samples
     buf_x: list[np.ndarray] = []
     buf_y: list[np.ndarray] = []

@@ -388,18 +388,18 @@ def iter_patches(
         yield x, y
 
 
-def _plan(cfg: SynthesisConfig, split: str, n_samples: int | None) -> int | None:
-    """Patches per source pair: the paper's count, or enough to reach ``n_samples``."""
-    if n_samples is None:
-        return None
-    if n_samples < 1:
+def _plan(cfg: SynthesisConfig, split: str, n_samples: int | None) -> tuple[int, int]:
+    """``(patches per source pair, source pairs in the split)``: the paper's ten, or enough for ``n_samples``."""
+    if n_samples is not None and n_samples < 1:
         raise ValueError(f"n_samples must be >= 1 or None, got {n_samples}")
     n_fg = len(load_foregrounds(cfg))
     n_bg = len(load_backgrounds(cfg))
     n_pairs = len(split_pairs(n_fg * n_bg, cfg.val_fraction, cfg.seed)[split])
     if n_pairs == 0:
         raise ValueError(f"split {split!r} has no source pairs; raise val_fraction or the pool sizes")
-    return math.ceil(n_samples / (n_pairs * _samples_per_patch(cfg)))
+    if n_samples is None:
+        return cfg.pairs_per_image, n_pairs
+    return math.ceil(n_samples / (n_pairs * _samples_per_patch(cfg))), n_pairs
 
 
 def generate_patches(
@@ -438,12 +438,22 @@ def generate_patches(
     >>> X.shape, X.dtype, y.shape
     ((64, 2, 32, 32), dtype('uint8'), (64,))
     """
-    per_pair = _plan(cfg, split, n_samples)
-    chunks = list(iter_patches(cfg, split=split, boundary_only=boundary_only, per_pair=per_pair, progress=progress))
-    p = cfg.patch_size
-    X = np.concatenate([c[0] for c in chunks]) if chunks else np.empty((0, 2, p, p), np.uint8)
-    y = np.concatenate([c[1] for c in chunks]) if chunks else np.empty(0, np.uint8)
-    order = np.random.default_rng([cfg.seed, 3]).permutation(len(y))
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    per_pair, n_pairs = _plan(cfg, split, n_samples)
+    quota = per_pair * _samples_per_patch(cfg)
+    total, p = n_pairs * quota, cfg.patch_size
+    # each sample goes straight to its shuffled slot: peak memory is the output itself
+    slot = np.random.default_rng([cfg.seed, 3]).permutation(total)
+    X = np.empty((total, 2, p, p), np.uint8)
+    y = np.empty(total, np.uint8)
+    filled = np.zeros(total, bool)
+    stream = iter_patches(cfg, split=split, boundary_only=boundary_only, per_pair=per_pair, progress=progress)
+    for k, (xs, ys) in enumerate(stream):
+        where = slot[k * quota : k * quota + len(ys)]  # a pair with no boundary patch gives none
+        X[where], y[where], filled[where] = xs, ys, True
+    if not filled.all():
+        X, y = X[filled], y[filled]
     if n_samples is not None:
-        order = order[:n_samples]
-    return X[order], y[order]
+        X, y = X[:n_samples], y[:n_samples]
+    return X, y
