@@ -46,6 +46,7 @@ __all__ = [
     "load_pretrained",
     "param_count",
     "receptive_field",
+    "architecture_table",
     "WEIGHTS_DIR",
 ]
 
@@ -263,6 +264,33 @@ def receptive_field(cfg: ModelConfig) -> int:
         rf += (conv.kernel_size[0] - 1) * jump
         jump *= conv.stride[0]
     return rf
+
+
+def architecture_table(cfg: ModelConfig) -> list[dict[str, Any]]:
+    """One row per stage of the network for ``cfg``: what it is, its output and parameters.
+
+    Keys: ``stage``, ``layers`` (a short description), ``channels`` (output), ``stride``
+    (of the stage), ``size`` (output side for a ``patch_size`` input) and ``params``.
+    """
+    model = build_model(cfg)
+    x = torch.zeros(1, cfg.in_channels, cfg.patch_size, cfg.patch_size)
+    rows = []
+    kind = "basic 3x3-3x3" if cfg.version == "v1" else "pre-act bottleneck 1x1-3x3-1x1"
+    parts = [("stem", "conv3x3-BN-ReLU", model.stem, 1)]
+    for i, (layer, stride) in enumerate(zip((model.layer1, model.layer2, model.layer3), _STAGE_STRIDES), 1):
+        inner = "" if cfg.version == "v1" else f" (inner width {layer[0].conv2.out_channels})"
+        parts.append((f"stage {i}", f"{len(layer)} x {kind}{inner}", layer, stride))
+    with torch.no_grad():
+        for name, desc, module, stride in parts:
+            x = module(x)
+            rows.append({"stage": name, "layers": desc, "channels": x.shape[1], "stride": stride,
+                         "size": x.shape[-1], "params": param_count(module)})
+    head = [model.post, model.fc]
+    rows.append({"stage": "head", "layers": ("BN-ReLU, " if cfg.version == "v2" else "")
+                 + f"global average pool, linear {model.feature_channels} -> {cfg.num_classes}",
+                 "channels": cfg.num_classes, "stride": 1, "size": 1,
+                 "params": sum(param_count(m) for m in head)})
+    return rows
 
 
 def save_weights(model: FocusResNet, path: str | os.PathLike, metadata: dict | None = None, *, overwrite: bool = True) -> Path:

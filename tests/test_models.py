@@ -9,6 +9,7 @@ import torch
 
 from bamf_lib.config import ModelConfig
 from bamf_lib.models import (
+    architecture_table,
     build_model,
     dilated_copy,
     load_pretrained,
@@ -145,3 +146,12 @@ def test_dilated_copy_samples_to_strided_features(version, depth):
     torch.testing.assert_close(full[..., ::s, ::s], strided, atol=1e-4, rtol=1e-4)
     # the original model is untouched
     assert model.features(x).shape[-1] == 44 // s
+
+
+@pytest.mark.parametrize("version,depth", [("v1", 14), ("v2", 20)])
+def test_architecture_table_accounts_for_every_parameter(version, depth):
+    cfg = ModelConfig(version=version, depth=depth, width=8, patch_size=24)
+    rows = architecture_table(cfg)
+    assert [r["stage"] for r in rows] == ["stem", "stage 1", "stage 2", "stage 3", "head"]
+    assert sum(r["params"] for r in rows) == param_count(build_model(cfg))
+    assert [r["size"] for r in rows[:4]] == [24, 24, 12, 6]

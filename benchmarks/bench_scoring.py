@@ -1,0 +1,118 @@
+"""Reference (patch per pixel) against whole-image score maps: agreement and speed, one run.
+
+For each Lytro pair, the reference scores of a central ``crop x crop`` square are computed
+with the whole image as context (so no crop border enters), and every whole-image path is
+run on the full 520 x 520 pair and compared with them there.  Prints patches/s of the
+reference, seconds per pair of each fast path, the speed-up over the (extrapolated)
+reference on the full pair, the mean and max |S_fast - S_ref| and the agreement of the
+maps binarised at 0.5.
+
+    python benchmarks/bench_scoring.py                       # shipped initial weights
+    python benchmarks/bench_scoring.py --weights runs/quick-initial.safetensors --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from bamf_lib import datasets
+from bamf_lib.config import get_profile
+from bamf_lib.io import to_float_gray
+from bamf_lib.models import build_model, load_pretrained, load_weights
+from bamf_lib.scoring import score_map, score_masked
+
+FAST = ("strided", "dilated", "coarse-to-fine")
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _timed(fn, device):
+    _sync(device)
+    t = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return out, time.perf_counter() - t
+
+
+def _model(weights: str | None):
+    if weights:
+        return load_weights(weights), weights
+    try:
+        return load_pretrained("initial"), "shipped initial"
+    except FileNotFoundError:
+        warnings.warn("no shipped weights: using an untrained quick net, agreement numbers mean little")
+        return build_model(get_profile("quick").model).eval(), "untrained quick"
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", help=".safetensors file (default: shipped initial)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--pairs", default="1,5,10", help="Lytro pair numbers")
+    ap.add_argument("--crop", type=int, default=48, help="side of the reference crop")
+    ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--json", help="write the numbers here")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, source = _model(args.weights)
+    cfg = model.config
+    print(f"net {cfg.version}-{cfg.depth} w{cfg.width} P{cfg.patch_size} ({source}); device {args.device}; "
+          f"torch threads {torch.get_num_threads()}")
+
+    rows = {m: {"diff": [], "max": [], "agree": [], "seconds": []} for m in FAST}
+    ref_rate = []
+    for n in map(int, args.pairs.split(",")):
+        a, b = (to_float_gray(im) for im in datasets.lytro_pair(n))
+        h, w = a.shape
+        mask = np.zeros((h, w), bool)
+        y0, x0 = (h - args.crop) // 2, (w - args.crop) // 2
+        mask[y0 : y0 + args.crop, x0 : x0 + args.crop] = True
+        ref, t_ref = _timed(lambda: score_masked(model, a, b, mask, path="reference", device=args.device,
+                                                  batch_size=args.batch_size), args.device)
+        ref_rate.append(mask.sum() / t_ref)
+        for m in FAST:
+            score_map(model, a[:64, :64], b[:64, :64], path=m, device=args.device)  # warm-up
+            fast, t = _timed(lambda: score_map(model, a, b, path=m, device=args.device), args.device)
+            d = np.abs(fast[mask] - ref[mask])
+            rows[m]["diff"].append(float(d.mean()))
+            rows[m]["max"].append(float(d.max()))
+            rows[m]["agree"].append(float(((fast[mask] > 0.5) == (ref[mask] > 0.5)).mean()))
+            rows[m]["seconds"].append(t)
+        print(f"lytro-{n:02d}: reference {ref_rate[-1]:.0f} patches/s, " + ", ".join(
+            f"{m} {rows[m]['seconds'][-1]:.2f} s |dS| {rows[m]['diff'][-1]:.4f} agree {rows[m]['agree'][-1]:.4f}"
+            for m in FAST))
+
+    rate = float(np.mean(ref_rate))
+    ref_seconds = 520 * 520 / rate
+    summary = {"net": f"{cfg.version}-{cfg.depth} w{cfg.width} P{cfg.patch_size}", "weights": source,
+               "device": args.device, "threads": torch.get_num_threads(), "crop": args.crop,
+               "pairs": args.pairs, "reference_patches_per_s": rate,
+               "reference_seconds_520": ref_seconds, "paths": {}}
+    print(f"\nreference: {rate:.0f} patches/s -> {ref_seconds:.0f} s for a 520x520 pair (extrapolated)")
+    print(f"{'path':<16}{'s / 520^2':>10}{'speed-up':>10}{'mean|dS|':>10}{'max|dS|':>9}{'agree@0.5':>11}")
+    for m in FAST:
+        sec = float(np.mean(rows[m]["seconds"]))
+        r = {"seconds_520": sec, "speedup": ref_seconds / sec, "mean_abs_diff": float(np.mean(rows[m]["diff"])),
+             "max_abs_diff": float(np.max(rows[m]["max"])), "binary_agreement": float(np.mean(rows[m]["agree"]))}
+        summary["paths"][m] = r
+        print(f"{m:<16}{sec:>10.2f}{r['speedup']:>10.0f}{r['mean_abs_diff']:>10.4f}{r['max_abs_diff']:>9.3f}"
+              f"{r['binary_agreement']:>11.4f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(summary, f, indent=1)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
