@@ -19,7 +19,8 @@ import numpy as np
 from scipy import ndimage
 
 from bamf_lib.config import SynthesisConfig
-from bamf_lib.synthesis import _fit_background, label_map, load_backgrounds, load_foregrounds, make_source_pair
+from bamf_lib.sources import fit_background, load_backgrounds, load_foregrounds
+from bamf_lib.synthesis import label_map, make_source_pair
 
 __all__ = [
     "GroundTruthPair",
@@ -90,7 +91,7 @@ def groundtruth_set(
         name, fg, alpha = fgs[k]
         bg_name, bg = bgs[k]
         rng = np.random.default_rng([seed, 11, k])
-        bg = _fit_background(bg, alpha.shape, rng)
+        bg = fit_background(bg, alpha.shape, rng)
         s_fg, s_bg = rng.uniform(lo, hi), rng.uniform(lo, hi)
         a, b = make_source_pair(fg, alpha, bg, sigma_fg=s_fg, sigma_bg=s_bg)
         a = np.clip(np.rint(a), 0, 255).astype(np.uint8)

@@ -32,9 +32,8 @@ Choices the paper leaves open, and ours:
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
-from functools import lru_cache
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -42,8 +41,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from tqdm.auto import tqdm
 
 from bamf_lib.config import SynthesisConfig
-from bamf_lib.io import rgb2gray
 from bamf_lib.shards import PatchDataset, ShardDataset, write_shards
+from bamf_lib.sources import fit_background, load_backgrounds, load_foregrounds, soft_alpha_mask
 
 __all__ = [
     "make_source_pair",
@@ -53,6 +52,8 @@ __all__ = [
     "load_foregrounds",
     "load_backgrounds",
     "source_pairs",
+    "SourcePair",
+    "source_pair",
     "split_pairs",
     "patches_from_pair",
     "augment",
@@ -114,38 +115,6 @@ def make_source_pair(
     return a, b
 
 
-def soft_alpha_mask(
-    shape: tuple[int, int],
-    *,
-    rng: np.random.Generator,
-    coverage: tuple[float, float] = (0.25, 0.6),
-    smoothness: float = 0.18,
-    edge_sigma: tuple[float, float] = (0.5, 2.0),
-) -> np.ndarray:
-    """A random blob-shaped soft alpha matte (float32 in [0, 1]).
-
-    Low-pass noise is thresholded so that a ``coverage`` fraction becomes foreground; the
-    binary mask is then blurred by a small sigma so the edge has fractional alpha, as a real
-    matte's does.  ``smoothness`` is the noise's correlation length as a fraction of the
-    smaller side.
-
-    Example
-    -------
-    >>> m = soft_alpha_mask((64, 96), rng=np.random.default_rng(0))
-    >>> m.shape, bool(0 < (m > 0.5).mean() < 1)
-    ((64, 96), True)
-    """
-    h, w = shape
-    # low-pass noise is drawn on a coarse grid and upsampled: the same shapes, far cheaper
-    step = max(1, int(smoothness * min(h, w) / 4))
-    coarse = rng.standard_normal((h // step + 2, w // step + 2)).astype(np.float32)
-    coarse = cv2.GaussianBlur(coarse, (0, 0), sigmaX=max(1.0, smoothness * min(h, w) / step))
-    noise = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
-    frac = rng.uniform(*coverage)
-    binary = (noise >= np.quantile(noise, 1.0 - frac)).astype(np.float32)
-    return cv2.GaussianBlur(binary, (0, 0), sigmaX=rng.uniform(*edge_sigma))
-
-
 def label_map(alpha: np.ndarray) -> np.ndarray:
     """True where A is the focused source: ``alpha > 0.5`` (see the module notes)."""
     return np.asarray(alpha) > 0.5
@@ -166,111 +135,6 @@ def boundary_mask(alpha: np.ndarray, patch_size: int, min_fraction: float = 0.10
     frac = counts / (p * p)
     eps = 1e-9  # counts are exact integers; guard the division
     return (frac >= min_fraction - eps) & (frac <= 1.0 - min_fraction + eps)
-
-
-# --------------------------------------------------------------------------- sources
-
-
-def _resize_scale(image: np.ndarray, scale: float, interpolation: int) -> np.ndarray:
-    if scale == 1.0:
-        return image
-    h, w = image.shape[:2]
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(image, size, interpolation=interpolation)
-
-
-def _env_key() -> tuple:
-    """What decides where data comes from: part of the pools' cache key."""
-    return os.environ.get("BAMF_DATA_DIR"), os.environ.get("BAMF_CACHE_DIR")
-
-
-def load_foregrounds(cfg: SynthesisConfig, *, role: str = "train") -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """Foregrounds as ``(name, gray uint8, alpha float32)``, resized by ``cfg.foreground_scale``.
-
-    ``cfg.source == "alphamatting"``: the 27 alpha-matting training images and their ground
-    truth (needs ``BAMF_DATA_DIR``).  ``"embedded"``: natural images bundled with scikit-image,
-    each with ``cfg.masks_per_image`` procedural soft mattes.  ``role="test"`` gives held-out
-    embedded images (the ground-truth set).  Results are cached (read-only arrays).
-    """
-    return _foregrounds(cfg, role, _env_key())
-
-
-@lru_cache(maxsize=4)
-def _foregrounds(cfg: SynthesisConfig, role: str, _env: tuple) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    from bamf_lib import datasets
-
-    if cfg.source == "alphamatting" and role == "train":
-        items = [(f"GT{i:02d}", *datasets.alphamatting(i)) for i in datasets.ALPHAMATTING_INDICES]
-        items = [(n, im, al.astype(np.float32) / 255.0) for n, im, al in items]
-    elif cfg.source in ("embedded", "alphamatting"):
-        images = datasets.embedded_images("foreground" if role == "train" else "test_foreground")
-        count = cfg.n_foregrounds or len(images) * cfg.masks_per_image
-        if count < 1:
-            raise ValueError(f"cfg.n_foregrounds must be >= 1 or None, got {cfg.n_foregrounds}")
-        items = []
-        for k in range(count):
-            name, im = images[k % len(images)]
-            items.append((f"{name}-m{k // len(images)}", im, None))
-    else:
-        raise ValueError(f"cfg.source must be 'embedded' or 'alphamatting', got {cfg.source!r}")
-    if cfg.n_foregrounds is not None:
-        items = items[: cfg.n_foregrounds]
-    out = []
-    for name, im, al in items:
-        gray = _resize_scale(rgb2gray(im), cfg.foreground_scale, cv2.INTER_AREA)
-        if al is None:  # embedded: a procedural matte drawn at the working size
-            al = soft_alpha_mask(gray.shape, rng=np.random.default_rng([cfg.seed, 7, len(out)]))
-        else:
-            al = _resize_scale(al, cfg.foreground_scale, cv2.INTER_AREA)
-        al = np.clip(al, 0.0, 1.0).astype(np.float32)
-        gray.setflags(write=False)
-        al.setflags(write=False)
-        out.append((name, gray, al))
-    return out
-
-
-def load_backgrounds(cfg: SynthesisConfig, *, role: str = "train") -> list[tuple[str, np.ndarray]]:
-    """Backgrounds as ``(name, gray uint8)``: COCO 2017 when present, else the embedded set.
-
-    Never an image of a test set: COCO or scikit-image textures and photographs, and
-    ``role="test"`` draws from a held-out group of the latter.  ``cfg.n_backgrounds`` beyond
-    the images at hand adds rotated views of them.  Results are cached (read-only arrays).
-    """
-    return _backgrounds(cfg, role, _env_key())
-
-
-@lru_cache(maxsize=4)
-def _backgrounds(cfg: SynthesisConfig, role: str, _env: tuple) -> list[tuple[str, np.ndarray]]:
-    from bamf_lib import datasets
-
-    images = datasets.coco_backgrounds() if role == "train" else []
-    if not images:
-        images = datasets.embedded_images("background" if role == "train" else "test_background")
-        # the embedded backgrounds are few: each also serves in its four rotations
-        count = cfg.n_backgrounds or 4 * len(images)
-    else:
-        count = cfg.n_backgrounds or len(images)
-    if count < 1:
-        raise ValueError(f"cfg.n_backgrounds must be >= 1 or None, got {cfg.n_backgrounds}")
-    out = []
-    for k in range(count):
-        name, im = images[k % len(images)]
-        view = np.ascontiguousarray(np.rot90(rgb2gray(im), (k // len(images)) % 4))
-        view.setflags(write=False)
-        out.append((f"{name}-r{k // len(images)}", view))
-    return out
-
-
-def _fit_background(bg: np.ndarray, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """A random ``shape`` crop of ``bg``, upscaled first only when ``bg`` is too small."""
-    h, w = shape
-    scale = max(h / bg.shape[0], w / bg.shape[1])
-    if scale > 1.0:
-        bg = cv2.resize(bg, (math.ceil(bg.shape[1] * scale), math.ceil(bg.shape[0] * scale)),
-                        interpolation=cv2.INTER_LINEAR)
-    y = int(rng.integers(0, bg.shape[0] - h + 1))
-    x = int(rng.integers(0, bg.shape[1] - w + 1))
-    return bg[y : y + h, x : x + w]
 
 
 def source_pairs(n_foregrounds: int, n_backgrounds: int) -> np.ndarray:
@@ -349,6 +213,59 @@ def _samples_per_patch(cfg: SynthesisConfig) -> int:
     return 2 * cfg.n_transforms if cfg.augment else 1
 
 
+@dataclass(frozen=True)
+class SourcePair:
+    """One composed source pair, as the patches are cut from it (gray uint8 images)."""
+
+    index: int
+    foreground_name: str
+    background_name: str
+    foreground: np.ndarray  # Fg, gray
+    background: np.ndarray  # Bg, gray, cropped to the foreground's size
+    alpha: np.ndarray  # G, float32 in [0, 1]
+    a: np.ndarray  # A = G Fg + (1 - G) Bg_b
+    b: np.ndarray  # B = G Fg_b + (1 - G) Bg
+    sigma_fg: float
+    sigma_bg: float
+
+
+def _pools(cfg: SynthesisConfig) -> tuple[list, list, np.ndarray]:
+    lo, hi = cfg.sigma_range
+    if not 0 < lo <= hi:
+        raise ValueError(f"cfg.sigma_range must satisfy 0 < low <= high, got {cfg.sigma_range}")
+    fgs, bgs = load_foregrounds(cfg), load_backgrounds(cfg)
+    return fgs, bgs, source_pairs(len(fgs), len(bgs))
+
+
+def _compose(cfg: SynthesisConfig, index: int, pools: tuple) -> tuple[SourcePair, np.random.Generator]:
+    """Source pair ``index`` and its generator, which then draws the patch positions."""
+    fgs, bgs, pairs = pools
+    fi, bi = pairs[index]
+    fg_name, fg, alpha = fgs[fi]
+    rng = np.random.default_rng([cfg.seed, 2, index])
+    bg = fit_background(bgs[bi][1], alpha.shape, rng)
+    s_fg, s_bg = (float(rng.uniform(*cfg.sigma_range)) for _ in range(2))
+    a, b = make_source_pair(fg, alpha, bg, sigma_fg=s_fg, sigma_bg=s_bg)
+    a = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    b = np.clip(np.rint(b), 0, 255).astype(np.uint8)
+    return SourcePair(index, fg_name, bgs[bi][0], fg, bg, alpha, a, b, s_fg, s_bg), rng
+
+
+def source_pair(cfg: SynthesisConfig, index: int = 0) -> SourcePair:
+    """The ``index``-th (foreground, background) source pair exactly as the patch stream makes it.
+
+    Example
+    -------
+    >>> pair = source_pair(SynthesisConfig(), 0)
+    >>> pair.a.shape == pair.alpha.shape, pair.a.dtype
+    (True, dtype('uint8'))
+    """
+    pools = _pools(cfg)
+    if not 0 <= index < len(pools[2]):
+        raise ValueError(f"index must lie in [0, {len(pools[2])}), got {index}")
+    return _compose(cfg, int(index), pools)[0]
+
+
 def iter_patches(
     cfg: SynthesisConfig,
     *,
@@ -365,23 +282,12 @@ def iter_patches(
     """
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-    lo, hi = cfg.sigma_range
-    if not 0 < lo <= hi:
-        raise ValueError(f"cfg.sigma_range must satisfy 0 < low <= high, got {cfg.sigma_range}")
-    fgs = load_foregrounds(cfg)
-    bgs = load_backgrounds(cfg)
-    pairs = source_pairs(len(fgs), len(bgs))
-    chosen = split_pairs(len(pairs), cfg.val_fraction, cfg.seed)[split]
+    pools = _pools(cfg)
+    chosen = split_pairs(len(pools[2]), cfg.val_fraction, cfg.seed)[split]
     n = cfg.pairs_per_image if per_pair is None else int(per_pair)
     for idx in tqdm(chosen, desc=f"synthesis ({split})", disable=not progress, unit="pair"):
-        fi, bi = pairs[idx]
-        _, fg, alpha = fgs[fi]
-        rng = np.random.default_rng([cfg.seed, 2, int(idx)])
-        bg = _fit_background(bgs[bi][1], alpha.shape, rng)
-        a, b = make_source_pair(fg, alpha, bg, sigma_fg=rng.uniform(lo, hi), sigma_bg=rng.uniform(lo, hi))
-        a = np.clip(np.rint(a), 0, 255).astype(np.uint8)
-        b = np.clip(np.rint(b), 0, 255).astype(np.uint8)
-        x, y = patches_from_pair(a, b, alpha, n=n, patch_size=cfg.patch_size, rng=rng,
+        pair, rng = _compose(cfg, int(idx), pools)
+        x, y = patches_from_pair(pair.a, pair.b, pair.alpha, n=n, patch_size=cfg.patch_size, rng=rng,
                                  boundary_only=boundary_only, boundary_min_fraction=cfg.boundary_min_fraction)
         if cfg.augment:
             x, y = augment(x, y, n_transforms=cfg.n_transforms)
