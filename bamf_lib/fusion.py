@@ -167,8 +167,9 @@ def fuse(
     sources : sequence of uint8 ndarray
         Two or more images of one scene, all gray (H, W) or all RGB (H, W, 3), one size,
         at least the network's patch size on each side.
-    path : {"fast", "reference"}
-        Scoring path (see :mod:`bamf_lib.scoring`).
+    path : str
+        Scoring path: ``"fast"`` (default) or ``"reference"`` (the paper's patch per pixel;
+        slow), or another of :data:`bamf_lib.scoring.PATHS`.
     device : {"auto", "cpu", "cuda"}
     align : bool
         Register the sources to the first before fusing (:func:`align_sources`).
@@ -195,8 +196,9 @@ def fuse(
     >>> r.fused.shape == lytro_pair(5)[0].shape             # doctest: +SKIP
     True
     """
-    if path not in ("fast", "reference"):
-        raise ValueError(f"path must be 'fast' or 'reference', got {path!r}")
+    paths = getattr(scoring, "PATHS", ("fast", "reference"))
+    if path not in paths:
+        raise ValueError(f"path must be one of {paths}, got {path!r}")
     device = resolve_device(device)
     timings = dict.fromkeys(("align", "score", "refine", "postprocess", "fuse"), 0.0)
     initial = initial if initial is not None else pretrained("initial", device)

@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
+import bamf_lib.models
 from _standin import StandInNet, install, textured_pair
 from bamf_lib.config import FDBConfig, PostprocessConfig
 from bamf_lib.fusion import FusionResult, align_sources, fuse, resolve_device
@@ -128,3 +129,32 @@ def test_lytro_triple_fuses_all_three(nets):
     r = fuse(stack, device="cpu", **nets)
     assert r.fused.shape == stack[0].shape and r.fused.dtype == np.uint8
     assert set(np.unique(r.decision_map)) <= {0, 1, 2} and len(np.unique(r.decision_map)) >= 2
+
+
+def test_real_networks_and_scoring_keep_the_contract():
+    """The untrained quick-profile net through the real scoring module: shapes and types."""
+    import torch
+
+    from bamf_lib.config import ModelConfig
+    from bamf_lib.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(version="v1", depth=8, width=4, patch_size=16))
+    a, b, _, _ = textured_pair(48, 56, colour=True)
+    r = fuse([a, b], device="cpu", initial=net, boundary=net, fdb=FDBConfig(k=5, tau=0.2))
+    assert r.fused.shape == a.shape and r.fused.dtype == np.uint8
+    assert r.score_map.dtype == np.float32 and r.score_map.shape == a.shape[:2]
+    assert np.isfinite(r.refined_score_map).all()
+    assert ((r.refined_score_map >= 0) & (r.refined_score_map <= 1)).all()
+    assert np.array_equal(r.refined_score_map[~r.near_boundary], r.score_map[~r.near_boundary])
+
+
+@pytest.mark.skipif(not (Path(bamf_lib.models.WEIGHTS_DIR) / "initial.safetensors").is_file()
+                    or not (Path(bamf_lib.models.WEIGHTS_DIR) / "boundary.safetensors").is_file(),
+                    reason="no shipped weights yet")
+def test_shipped_weights_fuse_a_pair_with_a_known_answer():
+    from bamf_lib.groundtruth import groundtruth_set, pixel_accuracy
+
+    pair = groundtruth_set(1, seed=3)[0]
+    r = fuse([pair.a, pair.b], device="cpu")
+    assert pixel_accuracy(r.decision_map == 0, pair.truth) > 0.85
