@@ -72,10 +72,12 @@ def resolve_device(device: str = "auto") -> str:
     """``"auto"`` is ``"cuda"`` when a GPU is available, else ``"cpu"``."""
     if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-    if device == "auto":
-        import torch
+    import torch
 
+    if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for, but torch sees no CUDA GPU here; use 'cpu' or 'auto'")
     return device
 
 

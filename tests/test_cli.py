@@ -130,3 +130,13 @@ def test_parser_offers_the_documented_options():
         main(["fuse", "a.png", "b.png", "-o", "f.png", "--path", "slow"])
     with pytest.raises(SystemExit):
         main(["fuse", "a.png", "b.png", "-o", "f.png", "--device", "tpu"])
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(folder, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    before = sorted(p.name for p in folder.iterdir())
+    rc, err = run(capsys, folder / "a.png", folder / "b.png", "-o", folder / "f.png", "--device", "cuda")
+    assert_refused(rc, err, folder, before, "CUDA")
