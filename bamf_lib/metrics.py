@@ -85,9 +85,8 @@ _PARAMS_DOC = """Parameters
     a, b : ndarray of uint8, ``H x W`` or ``H x W x 3`` (at least 7 x 7)
         The two source images; colour is converted with MATLAB's ``rgb2gray``.
     f : ndarray of uint8, same shape
-        The fused image.
-
-    Returns
+        The fused image."""
+_RETURNS_DOC = """Returns
     -------
     float
 
@@ -98,7 +97,7 @@ _PARAMS_DOC = """Parameters
 
 
 def _documented(fn):
-    fn.__doc__ = fn.__doc__.replace("%(params)s", _PARAMS_DOC)
+    fn.__doc__ = fn.__doc__.replace("%(params)s", _PARAMS_DOC).replace("%(returns)s", _RETURNS_DOC)
     return fn
 
 
@@ -131,6 +130,8 @@ def q_mi(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
     histogram) with both sources, each share normalised by the two entropies.
 
     %(params)s
+
+    %(returns)s
 
     Example
     -------
@@ -184,6 +185,8 @@ def q_g(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
 
     %(params)s
 
+    %(returns)s
+
     Example
     -------
     >>> rng = np.random.default_rng(0)
@@ -209,7 +212,7 @@ def _valid(x: np.ndarray) -> np.ndarray:
     return x[3:-3, 3:-3]
 
 
-def _local_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _local_stats(x: np.ndarray, exact_flat: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Windowed mean and variance ('valid'), exact where the 7x7 window is constant.
 
     Returns (mean, variance, constant-window mask). In a constant window ``E[X^2] - mu^2``
@@ -218,6 +221,8 @@ def _local_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     mu = _valid(_correlate_sep(x, _QY_WIN, _QY_WIN))
     var = _valid(_correlate_sep(x * x, _QY_WIN, _QY_WIN)) - mu * mu
+    if not exact_flat:
+        return mu, var, np.zeros(mu.shape, bool)
     kernel = np.ones((7, 7), np.uint8)
     xu = x.astype(np.uint8)
     const = _valid(cv2.erode(xu, kernel) == cv2.dilate(xu, kernel))
@@ -232,8 +237,8 @@ def _ssim(x, y, mx, vx, cx, my, vy, cy) -> np.ndarray:
     return ((2 * mx * my + _QY_C) * (2 * cov + _QY_C)) / ((mx * mx + my * my + _QY_C) * (vx + vy + _QY_C))
 
 
-def _q_y(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
-    sa, sb, sf = _local_stats(a), _local_stats(b), _local_stats(f)
+def _q_y(a: np.ndarray, b: np.ndarray, f: np.ndarray, exact_flat: bool = True) -> float:
+    sa, sb, sf = (_local_stats(x, exact_flat) for x in (a, b, f))
     ssim_ab = _ssim(a, b, *sa, *sb)
     ssim_af = _ssim(a, f, *sa, *sf)
     ssim_bf = _ssim(b, f, *sb, *sf)
@@ -247,14 +252,20 @@ def _q_y(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
 
 
 @_documented
-def q_y(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
+def q_y(a: np.ndarray, b: np.ndarray, f: np.ndarray, *, exact_flat: bool = True) -> float:
     """Yang's structural-similarity metric Q_Y (Yang et al. 2008), range 0..1.
 
     Where the two sources look alike (local SSIM(A, B) >= 0.75) the fused image should
     resemble both, weighted by local variance; elsewhere it should resemble at least one
-    of them. Windows whose 7x7 pixels are all equal are treated exactly (variance 0).
+    of them.
 
     %(params)s
+    exact_flat : bool
+        Treat 7x7 windows whose pixels are all equal exactly (variance 0, mean = the
+        value), the formula's infinite-precision value. ``False`` computes them in plain
+        float64 like the reference, where such windows give rounding noise / 2e-16.
+
+    %(returns)s
 
     Example
     -------
@@ -263,7 +274,7 @@ def q_y(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
     >>> round(q_y(a, a, a), 6)
     1.0
     """
-    return _q_y(*_prepare(a, b, f))
+    return _q_y(*_prepare(a, b, f), exact_flat=exact_flat)
 
 
 # --------------------------------------------------------------------------- Q_CB
@@ -316,6 +327,8 @@ def q_cb(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
     source that has more of it.
 
     %(params)s
+
+    %(returns)s
 
     Example
     -------

@@ -85,6 +85,11 @@ def test_q_y_treats_constant_windows_exactly():
     assert q_y(a, b, f) == pytest.approx(0.8, abs=1e-9)
 
 
+def test_q_y_flat_window_rule_changes_nothing_without_flat_windows(pair):
+    a, b, f, _ = pair
+    assert q_y(a, b, f, exact_flat=False) == pytest.approx(q_y(a, b, f), abs=1e-12)
+
+
 def test_normalize1_rounds_half_away_from_zero():
     # 255 * (0, 1, 3, 6) / 6 = (0, 42.5, 127.5, 255): half-to-even would give 42 for 42.5
     x = np.array([[0.0, 1.0, 3.0, 6.0]])
