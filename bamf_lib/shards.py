@@ -59,10 +59,19 @@ def write_shards(
     shard_size: int = 65536,
     progress: bool = False,
 ) -> Path:
-    """Stream the samples of :func:`generate_patches` to ``.npy`` shards (no full copy in memory).
+    """Stream the samples of :func:`~bamf_lib.synthesis.generate_patches` to ``.npy`` shards (no full copy in memory).
 
     Writes ``X_00000.npy``/``y_00000.npy``... and ``manifest.json`` (config, counts), each file
-    atomically.  Samples stay in source-pair order (shuffle when loading).  Returns ``out_dir``.
+    atomically.  Samples stay in source-pair order (shuffle when loading); with ``n_samples``
+    the stream stops there, so the last source pairs of the split may be cut short (in
+    memory, :func:`~bamf_lib.synthesis.generate_patches` instead keeps a random subset).  Returns ``out_dir``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> d = write_shards(SynthesisConfig(n_foregrounds=2, n_backgrounds=2), tempfile.mkdtemp(), n_samples=100)
+    >>> len(ShardDataset(d))
+    100
     """
     from bamf_lib.synthesis import _plan, iter_patches  # synthesis imports this module
 

@@ -213,3 +213,24 @@ def test_decision_map_scores():
     assert groundtruth.pixel_accuracy(truth.astype(np.float32) * 0.9, truth) == 1.0  # soft maps binarised at 0.5
     with pytest.raises(ValueError, match="shape"):
         groundtruth.pixel_accuracy(truth[:10], truth)
+
+
+def test_source_pair_is_what_the_stream_cuts():
+    cfg = replace(SMALL, augment=False, val_fraction=0.0)
+    pair = synthesis.source_pair(cfg, 0)
+    x, y = next(synthesis.iter_patches(cfg))
+    windows = np.lib.stride_tricks.sliding_window_view(pair.a, (cfg.patch_size,) * 2)
+    for patch in x[:, 0]:
+        assert (windows == patch).all(axis=(2, 3)).any()
+    assert pair.a.shape == pair.b.shape == pair.alpha.shape == pair.foreground.shape
+    assert cfg.sigma_range[0] <= pair.sigma_fg <= cfg.sigma_range[1]
+    with pytest.raises(ValueError, match="index"):
+        synthesis.source_pair(cfg, 10_000)
+
+
+def test_soft_alpha_mask_has_a_soft_edge_and_bounded_coverage():
+    for k in range(5):
+        m = synthesis.soft_alpha_mask((120, 160), rng=np.random.default_rng(k), coverage=(0.3, 0.5))
+        assert m.min() >= 0 and m.max() <= 1
+        assert 0.2 < (m > 0.5).mean() < 0.6
+        assert ((m > 0.05) & (m < 0.95)).any()  # fractional alpha along the outline
