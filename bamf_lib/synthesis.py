@@ -230,9 +230,16 @@ class SourcePair:
 
 
 def _pools(cfg: SynthesisConfig) -> tuple[list, list, np.ndarray]:
+    """Validate ``cfg``; return the foreground and background pools and every pair of them."""
     lo, hi = cfg.sigma_range
     if not 0 < lo <= hi:
         raise ValueError(f"cfg.sigma_range must satisfy 0 < low <= high, got {cfg.sigma_range}")
+    if cfg.pairs_per_image < 1:
+        raise ValueError(f"cfg.pairs_per_image must be >= 1, got {cfg.pairs_per_image}")
+    if not 0 < cfg.foreground_scale <= 4:
+        raise ValueError(f"cfg.foreground_scale must lie in (0, 4], got {cfg.foreground_scale}")
+    if not 0 <= cfg.boundary_min_fraction <= 0.5:
+        raise ValueError(f"cfg.boundary_min_fraction must lie in [0, 0.5], got {cfg.boundary_min_fraction}")
     fgs, bgs = load_foregrounds(cfg), load_backgrounds(cfg)
     return fgs, bgs, source_pairs(len(fgs), len(bgs))
 

@@ -179,6 +179,10 @@ def test_invalid_config_values_are_refused():
         synthesis.generate_patches(replace(SMALL, source="lytro"), n_samples=10)
     with pytest.raises(ValueError, match="val_fraction"):
         synthesis.split_pairs(10, 1.5, 0)
+    with pytest.raises(ValueError, match="boundary_min_fraction"):
+        synthesis.generate_patches(replace(SMALL, boundary_min_fraction=0.7), n_samples=10)
+    with pytest.raises(ValueError, match="patch_size"):
+        synthesis.generate_patches(replace(SMALL, patch_size=4096), n_samples=10)
 
 
 # --------------------------------------------------------------------------- ground truth
