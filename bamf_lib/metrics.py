@@ -55,11 +55,6 @@ def _prepare(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, n
     return tuple(rgb2gray(x).astype(np.float64) for x in arrays)  # type: ignore[return-value]
 
 
-def _matlab_round(x: np.ndarray) -> np.ndarray:
-    # MATLAB rounds half away from zero; numpy's half-to-even moves Q_CB by ~1e-3
-    return np.floor(x + 0.5) if np.all(x >= 0) else np.sign(x) * np.floor(np.abs(x) + 0.5)
-
-
 def _normalize1(x: np.ndarray) -> np.ndarray:
     """The toolbox's ``normalize1``: stretch to 0..255 and round.
 
@@ -68,7 +63,9 @@ def _normalize1(x: np.ndarray) -> np.ndarray:
     lo, hi = x.min(), x.max()
     if hi == lo:
         return np.zeros_like(x)
-    return _matlab_round(255.0 * (x - lo) / (hi - lo))
+    # MATLAB's round (half away from zero; these values are >= 0); numpy's half-to-even
+    # moves Q_CB by ~1e-3 on the grayscale set
+    return np.floor(255.0 * (x - lo) / (hi - lo) + 0.5)
 
 
 def _correlate(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -109,7 +106,8 @@ def _entropy(p: np.ndarray) -> float:
 
 # --------------------------------------------------------------------------- Q_MI
 def _q_mi(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
-    a, b, f = (_normalize1(x).astype(np.int64).ravel() for x in (a, b, f))
+    """Q_MI of images already passed through :func:`_normalize1`."""
+    a, b, f = (x.astype(np.int64).ravel() for x in (a, b, f))
     n = f.size
 
     def mi_terms(x: np.ndarray) -> tuple[float, float, float]:
@@ -141,7 +139,7 @@ def q_mi(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
     >>> round(q_mi(a, a, a), 6)
     2.0
     """
-    return _q_mi(*_prepare(a, b, f))
+    return _q_mi(*map(_normalize1, _prepare(a, b, f)))
 
 
 # --------------------------------------------------------------------------- Q_G
@@ -310,8 +308,9 @@ def _ratio_min_max(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _q_cb(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
+    """Q_CB of images already passed through :func:`_normalize1`."""
     csf = _csf(a.shape)
-    ca, cb, cf = (_masked_contrast(_normalize1(x), csf) for x in (a, b, f))
+    ca, cb, cf = (_masked_contrast(x, csf) for x in (a, b, f))
     ca2, cb2 = ca * ca, cb * cb
     tot = ca2 + cb2
     lam_a = np.divide(ca2, tot, out=np.full_like(tot, 0.5), where=tot > 0)
@@ -338,7 +337,7 @@ def q_cb(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
     >>> round(q_cb(a, a, a), 6)
     1.0
     """
-    return _q_cb(*_prepare(a, b, f))
+    return _q_cb(*map(_normalize1, _prepare(a, b, f)))
 
 
 # --------------------------------------------------------------------------- all four
@@ -350,12 +349,13 @@ def all_metrics(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> dict[str, float]
     dict
         ``{"Q_MI": ..., "Q_G": ..., "Q_Y": ..., "Q_CB": ...}``
     """
-    ga, gb, gf = _prepare(a, b, f)
+    gray = _prepare(a, b, f)
+    stretched = [_normalize1(x) for x in gray]  # Q_MI and Q_CB both start from normalize1
     return {
-        "Q_MI": _q_mi(ga, gb, gf),
-        "Q_G": _q_g(ga, gb, gf),
-        "Q_Y": _q_y(ga, gb, gf),
-        "Q_CB": _q_cb(ga, gb, gf),
+        "Q_MI": _q_mi(*stretched),
+        "Q_G": _q_g(*gray),
+        "Q_Y": _q_y(*gray),
+        "Q_CB": _q_cb(*stretched),
     }
 
 
