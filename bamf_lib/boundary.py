@@ -8,8 +8,8 @@ answer and the mean stays near 0 or 1; near it the mean falls between ``tau`` an
 those pixels.
 
 The paper gives no values for ``k`` and ``tau``.  The defaults in
-:class:`bamf_lib.config.FDBConfig` were chosen with :func:`tune_fdb` (the rule of
-:func:`select_fdb`) on synthetic pairs with known decision maps from
+:class:`bamf_lib.config.FDBConfig` were chosen with :func:`tune_fdb` (the best-deciding
+rule of :func:`select_fdb`, both shipped networks) on synthetic pairs with known decision maps from
 :func:`bamf_lib.groundtruth.groundtruth_set` (held-out images, never the Lytro or
 classic test pairs); chapter 5 repeats the computation live.
 """
@@ -139,18 +139,25 @@ def refine(
 def select_fdb(
     scores: Sequence[np.ndarray],
     truths: Sequence[np.ndarray],
+    boundary_scores: Sequence[np.ndarray] | None = None,
     *,
     ks: Iterable[int] = (5, 9, 15, 21, 31),
-    taus: Iterable[float] = (0.01, 0.05, 0.1, 0.2, 0.3),
+    taus: Iterable[float] = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4),
     coverage: float = 0.9,
+    tolerance: float = 0.001,
 ) -> dict:
     """Choose ``(k, tau)`` on validation pairs with known decision maps.
 
-    The band must catch the pixels the initial network gets wrong (its binarised score
-    disagrees with the truth) while staying small, since every pixel in it costs a
-    boundary-network evaluation.  Among the grid points whose band holds at least
-    ``coverage`` of the wrong pixels (pooled over all pairs), the one with the smallest
-    band wins; if none reaches ``coverage``, the one with the highest coverage wins.
+    With ``boundary_scores`` (the boundary network's score at every pixel) the choice is
+    the one that decides best: each grid point's refined map (boundary scores inside its
+    band, initial scores outside) is post-processed (:func:`bamf_lib.postprocess.decision_map`
+    with its defaults) and scored against the truth; among the points within ``tolerance``
+    of the best pixel accuracy, the smallest band wins, since every band pixel costs a
+    boundary-network evaluation.
+
+    Without them, only the band itself is judged: among the points whose band holds at
+    least ``coverage`` of the pixels the initial network gets wrong, the smallest band wins
+    (or, if none does, the highest coverage).
 
     Parameters
     ----------
@@ -158,38 +165,56 @@ def select_fdb(
         Initial score maps of validation pairs.
     truths : sequence of ndarray (H, W)
         Their true decision maps (1 where source A is focused).
+    boundary_scores : sequence of ndarray (H, W), optional
+        The boundary network's scores of the same pairs, everywhere.
     ks, taus : iterables
         The grid to search.
     coverage : float
-        Required fraction of wrong pixels inside the band.
+        Required fraction of wrong pixels inside the band (rule without boundary scores).
+    tolerance : float
+        Accuracy margin within which a smaller band is preferred.
 
     Returns
     -------
     dict
-        ``{"k", "tau", "coverage", "band_fraction", "grid": [per-point dicts]}``.
+        ``{"k", "tau", "coverage", "band_fraction", "accuracy", "grid": [per-point dicts]}``
+        (``accuracy`` only with ``boundary_scores``).
     """
+    from bamf_lib.postprocess import decision_map
+
     if len(scores) != len(truths) or not scores:
         raise ValueError(f"need as many truths as scores (>0), got {len(scores)} and {len(truths)}")
-    wrong = [(np.asarray(s) > 0.5) != (np.asarray(t) > 0.5) for s, t in zip(scores, truths)]
+    if boundary_scores is not None and len(boundary_scores) != len(scores):
+        raise ValueError(f"need as many boundary_scores as scores, got {len(boundary_scores)} and {len(scores)}")
+    truths = [np.asarray(t) > 0.5 for t in truths]
+    wrong = [(np.asarray(s) > 0.5) != t for s, t in zip(scores, truths)]
     n_wrong = max(1, sum(int(w.sum()) for w in wrong))
     n_pixels = sum(w.size for w in wrong)
     grid = []
     for k in ks:
         for tau in taus:
             masks = [near_boundary(s, k, tau) for s in scores]
-            caught = sum(int((m & w).sum()) for m, w in zip(masks, wrong))
-            grid.append({
+            point = {
                 "k": int(k), "tau": float(tau),
-                "coverage": caught / n_wrong,
+                "coverage": sum(int((m & w).sum()) for m, w in zip(masks, wrong)) / n_wrong,
                 "band_fraction": sum(int(m.sum()) for m in masks) / n_pixels,
-            })
-    ok = [g for g in grid if g["coverage"] >= coverage]
-    best = min(ok, key=lambda g: g["band_fraction"]) if ok else max(grid, key=lambda g: g["coverage"])
+            }
+            if boundary_scores is not None:
+                right = sum(int((decision_map(np.where(m, sb, s)) == t).sum())
+                            for m, s, sb, t in zip(masks, scores, boundary_scores, truths))
+                point["accuracy"] = right / n_pixels
+            grid.append(point)
+    if boundary_scores is not None:
+        top = max(g["accuracy"] for g in grid)
+        best = min((g for g in grid if g["accuracy"] >= top - tolerance), key=lambda g: g["band_fraction"])
+    else:
+        ok = [g for g in grid if g["coverage"] >= coverage]
+        best = min(ok, key=lambda g: g["band_fraction"]) if ok else max(grid, key=lambda g: g["coverage"])
     return {**best, "grid": grid}
 
 
-def tune_fdb(initial_model, pairs, *, path: str = "fast", device: str = "cpu", **grid) -> dict:
-    """Score synthetic pairs with the initial net and choose ``(k, tau)`` with :func:`select_fdb`.
+def tune_fdb(initial_model, pairs, boundary_model=None, *, path: str = "fast", device: str = "cpu", **grid) -> dict:
+    """Score synthetic pairs with the networks and choose ``(k, tau)`` with :func:`select_fdb`.
 
     Parameters
     ----------
@@ -198,23 +223,33 @@ def tune_fdb(initial_model, pairs, *, path: str = "fast", device: str = "cpu", *
     pairs : sequence
         Items with uint8 gray ``a``, ``b`` and bool ``truth`` (True where A is focused),
         e.g. :func:`bamf_lib.groundtruth.groundtruth_set` (never the real test pairs).
+    boundary_model : torch.nn.Module, optional
+        The boundary network; with it the choice maximises the refined decision's accuracy.
     path, device : str
         Passed to :func:`bamf_lib.scoring.score_map`.
     **grid
-        ``ks``, ``taus`` and ``coverage`` for :func:`select_fdb`.
+        ``ks``, ``taus``, ``coverage`` and ``tolerance`` for :func:`select_fdb`.
 
     Returns
     -------
     dict
-        :func:`select_fdb`'s result plus ``error_rate``, the initial net's pixel error.
+        :func:`select_fdb`'s result plus ``error_rate``, the initial net's pixel error, and
+        (with a boundary model) ``accuracy_initial``, the post-processed initial decision's
+        accuracy without any refinement.
     """
     from bamf_lib import scoring
     from bamf_lib.io import to_float_gray
+    from bamf_lib.postprocess import decision_map
 
-    scores = [scoring.score_map(initial_model, to_float_gray(p.a), to_float_gray(p.b), path=path, device=device)
-              for p in pairs]
+    grays = [(to_float_gray(p.a), to_float_gray(p.b)) for p in pairs]
+    scores = [scoring.score_map(initial_model, a, b, path=path, device=device) for a, b in grays]
     truths = [np.asarray(p.truth, bool) for p in pairs]
-    result = select_fdb(scores, truths, **grid)
-    wrong = sum(int(((s > 0.5) != t).sum()) for s, t in zip(scores, truths))
-    result["error_rate"] = wrong / sum(t.size for t in truths)
+    # scoring the whole image once lets every grid point's band be cut from it
+    bscores = None if boundary_model is None else [
+        scoring.score_map(boundary_model, a, b, path=path, device=device) for a, b in grays]
+    result = select_fdb(scores, truths, bscores, **grid)
+    n_pixels = sum(t.size for t in truths)
+    result["error_rate"] = sum(int(((s > 0.5) != t).sum()) for s, t in zip(scores, truths)) / n_pixels
+    if bscores is not None:
+        result["accuracy_initial"] = sum(int((decision_map(s) == t).sum()) for s, t in zip(scores, truths)) / n_pixels
     return result

@@ -92,3 +92,18 @@ def test_tune_fdb_reports_the_choice_and_the_error_rate(monkeypatch):
     result = tune_fdb(StandInNet(), pairs, ks=(5, 15), taus=(0.05, 0.2))
     assert {"k", "tau", "coverage", "band_fraction", "error_rate", "grid"} <= set(result)
     assert 0.0 <= result["error_rate"] < 0.1 and len(result["grid"]) == 4
+
+
+def test_with_boundary_scores_the_best_deciding_band_wins():
+    truth = step_map(60, 80, 40).astype(bool)
+    score = truth.astype(np.float32)
+    score[:, 32:40] = 0.3          # initial net wrong over 8 columns left of the edge
+    score[20:40, 10:30] = 0.45     # and hesitant (but right) far from it
+    bscore = truth.astype(np.float32)  # the boundary net is right everywhere
+    choice = select_fdb([score], [truth], [bscore], ks=(3, 9, 21), taus=(0.05, 0.35))
+    assert choice["accuracy"] == 1.0
+    perfect = [g for g in choice["grid"] if g["accuracy"] == 1.0]
+    assert choice["band_fraction"] == min(g["band_fraction"] for g in perfect)
+    worse = select_fdb([score], [truth], [1.0 - bscore], ks=(3, 9, 21), taus=(0.05, 0.35))
+    assert worse["band_fraction"] < choice["band_fraction"]  # a wrong boundary net earns a small band
+    assert worse["accuracy"] < choice["accuracy"]
