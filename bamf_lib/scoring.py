@@ -59,8 +59,8 @@ __all__ = ["score_map", "score_masked", "PATHS", "FAST_METHOD"]
 PATHS = ("reference", "fast", "strided", "dilated", "coarse-to-fine")
 FAST_METHOD = "strided"
 UNCERTAIN = 0.45  # coarse-to-fine re-scores pixels with |S - 0.5| < UNCERTAIN
-_TILE_BUDGET_BYTES = 256 * 2**20  # activations of one tile; keeps 24 MP well under 2 GB
-_LIVE_TENSORS = 6  # activations alive at once in a residual block, roughly
+_TILE_BUDGET_BYTES = 384 * 2**20  # activations of one tile; keeps 24 MP well under 2 GB
+_LIVE_TENSORS = 4  # full-size activations alive at once in a residual block, roughly
 _MASK_TILE = 128  # output tile side for score_masked: small, so few unmasked pixels are scored
 
 
@@ -151,14 +151,19 @@ def _margin(model: FocusResNet) -> int:
 
 
 def _tile_side(model: FocusResNet, dense: bool, margin: int) -> int:
-    """Largest output tile whose activations fit in :data:`_TILE_BUDGET_BYTES`."""
+    """Largest output tile whose activations fit in :data:`_TILE_BUDGET_BYTES`.
+
+    Per input pixel: a few live activations of the widest stage, plus the unfolded
+    (im2col) input of a 3x3 convolution, which CPU convolutions may allocate.
+    """
     w, s = model.config.width, model.total_stride
     if model.config.version == "v1":
-        stage_ch = [w, 2 * w, 4 * w]
+        stage_ch = inner_ch = [w, 2 * w, 4 * w]
     else:
-        stage_ch = [4 * w, 8 * w, 16 * w]
+        stage_ch, inner_ch = [4 * w, 8 * w, 16 * w], [w, 4 * w, 8 * w]
     reduction = [1, 1, 1] if dense else [1, 2 * 2, s * s]
-    bytes_per_px = 4 * _LIVE_TENSORS * max(c / r for c, r in zip(stage_ch, reduction))
+    bytes_per_px = 4 * (_LIVE_TENSORS * max(c / r for c, r in zip(stage_ch, reduction))
+                        + 9 * max(c / r for c, r in zip(inner_ch, reduction)))
     side = int(math.sqrt(_TILE_BUDGET_BYTES / bytes_per_px)) - model.config.patch_size - 2 * margin
     return max(s * 8, s * (side // s))
 
