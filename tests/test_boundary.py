@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from _standin import StandInNet, install, textured_pair
-from bamf_lib.boundary import near_boundary, refine, select_fdb, smooth_scores, tune_fdb
+from bamf_lib.boundary import WHOLE_IMAGE_ABOVE, near_boundary, refine, select_fdb, smooth_scores, tune_fdb
 from bamf_lib.io import to_float_gray
 
 
@@ -50,18 +50,31 @@ def test_score_must_be_2d():
         smooth_scores(np.zeros((4, 4, 3)), 3)
 
 
-def test_refine_rescores_only_the_band_and_keeps_the_rest(monkeypatch):
+@pytest.mark.parametrize("path", ["reference", "fast"])
+def test_refine_rescores_only_the_band_and_keeps_the_rest(monkeypatch, path):
     install(monkeypatch)
     a8, b8, _, _ = textured_pair()
     a, b = to_float_gray(a8), to_float_gray(b8)
     score = np.zeros(a.shape, np.float32)
     score[:, :64] = 1.0
     net = StandInNet()
-    refined, mask = refine(score, a, b, net, k=9, tau=0.05)
-    assert mask.dtype == bool and mask.sum() == net.calls[-1] == mask.shape[0] * 8
+    refined, mask = refine(score, a, b, net, k=9, tau=0.05, path=path)
+    assert mask.dtype == bool and mask.sum() == mask.shape[0] * 8
+    # the reference path evaluates the band only; a whole-image path scores it in one pass
+    assert net.calls == [mask.sum() if path == "reference" else a.size]
     assert np.array_equal(refined[~mask], score[~mask])
     assert not np.array_equal(refined[mask], score[mask])
     assert np.isfinite(refined).all()
+
+
+def test_a_tiny_band_is_scored_through_the_mask(monkeypatch):
+    install(monkeypatch)
+    a8, b8, _, _ = textured_pair(200, 200)
+    score = np.zeros((200, 200), np.float32)
+    score[100:110, 100:110] = 0.5  # 100 px band: 0.25 %
+    net = StandInNet()
+    _, mask = refine(score, to_float_gray(a8), to_float_gray(b8), net, k=1, tau=0.05, path="fast")
+    assert mask.mean() < WHOLE_IMAGE_ABOVE and net.calls == [100]
 
 
 def test_refine_without_a_band_does_not_call_the_network(monkeypatch):
