@@ -1,0 +1,208 @@
+"""Benchmarks of the whole fusion pipeline (``bamf_lib.fusion.fuse``), printed with their goals.
+
+1. End to end: ``fuse`` of lytro-05 (520 x 520 colour) on this machine, weights loaded
+   beforehand, median of several runs.  Goal: <= 1.0 s on CPU.
+2. Fast versus reference: on a crop around the focus boundary of four Lytro pairs, the
+   paper's per-patch evaluation (``path="reference"``, both networks) against the fast
+   path.  The reference is run only inside the crop (``score_masked``, so its patches see
+   the real neighbours), its cost per pixel is extrapolated to the whole image, and the
+   decision maps after post-processing are compared inside the crop.  Goal: >= 1000x
+   faster at >= 99.5 % agreement.  Score-map agreement per scoring path is
+   ``benchmarks/bench_scoring.py``'s job; this one measures what survives the pipeline.
+3. Peak memory fusing a 24-megapixel colour pair (lytro-05 upscaled to 6000 x 4000), in a
+   fresh subprocess: its peak resident set (``resource.getrusage``) and the peak of the
+   Python-level allocations (``tracemalloc``; torch's own buffers are not traced there).
+   Goal: <= 2 GB.
+
+Run: ``BAMF_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_fuse.py``
+(``--skip-memory`` leaves out the slow 24-MP run; ``--crop 48`` sets the crop side).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from bamf_lib import scoring
+from bamf_lib.boundary import near_boundary
+from bamf_lib.config import FDBConfig, PostprocessConfig
+from bamf_lib.datasets import lytro_pair
+from bamf_lib.fusion import fuse, pretrained
+from bamf_lib.io import to_float_gray
+from bamf_lib.postprocess import decision_map
+
+PAIRS = (2, 5, 10, 17)
+
+
+def describe_weights() -> str:
+    meta = getattr(pretrained("initial", "cpu"), "metadata", {}) or {}
+    cfg = pretrained("initial", "cpu").config
+    return (f"shipped weights: profile {meta.get('profile', '?')}, "
+            f"{cfg.version}-{cfg.depth} w{cfg.width} P{cfg.patch_size}")
+
+
+def bench_end_to_end(repeats: int = 7) -> dict:
+    sources = list(lytro_pair(5))
+    fuse(sources, device="cpu")  # warm-up: weights loaded, caches filled
+    runs, stages = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fuse(sources, device="cpu")
+        runs.append(time.perf_counter() - t0)
+        stages.append(result.timings)
+    median = statistics.median(runs)
+    per_stage = {k: statistics.median(s[k] for s in stages) for k in stages[0]}
+    return {"median_s": median, "min_s": min(runs), "stages": per_stage,
+            "band_fraction": float(result.near_boundary.mean())}
+
+
+def _crop_centre(band: np.ndarray, side: int) -> tuple[int, int]:
+    """Top-left corner of the ``side`` square holding the most near-FDB pixels."""
+    density = cv2.blur(band.astype(np.float32), (side, side))
+    h, w = band.shape
+    half = side // 2
+    density[:half], density[h - half:], density[:, :half], density[:, w - half:] = 0, 0, 0, 0
+    y, x = np.unravel_index(np.argmax(density), density.shape)
+    return y - half, x - half
+
+
+def _reference_in_crop(a, b, crop, fdb: FDBConfig) -> tuple[np.ndarray, float, int]:
+    """The refined score map with the paper's per-patch evaluation inside ``crop``.
+
+    Outside the crop the fast path stands (it only gives the crop's patches their real
+    surroundings and the post-processing its whole image).  Returns the map, the seconds
+    the reference evaluations took, and the number of band pixels in the crop.
+    """
+    initial, boundary = pretrained("initial", "cpu"), pretrained("boundary", "cpu")
+    score = scoring.score_map(initial, a, b, path="fast")
+    t0 = time.perf_counter()
+    score[crop] = scoring.score_masked(initial, a, b, crop, path="reference")[crop]
+    seconds = time.perf_counter() - t0
+    band = near_boundary(score, fdb.k, fdb.tau)
+    refined = score.copy()
+    refined[band] = scoring.score_masked(boundary, a, b, band, path="fast")[band]
+    ref_band = band & crop
+    if ref_band.any():
+        t0 = time.perf_counter()
+        refined[ref_band] = scoring.score_masked(boundary, a, b, ref_band, path="reference")[ref_band]
+        seconds += time.perf_counter() - t0
+    return refined, seconds, int(ref_band.sum())
+
+
+def bench_fast_vs_reference(side: int, fdb: FDBConfig, post: PostprocessConfig) -> dict:
+    rows = []
+    for n in PAIRS:
+        a8, b8 = lytro_pair(n)
+        a, b = to_float_gray(a8), to_float_gray(b8)
+        t0 = time.perf_counter()
+        fast_result = fuse([a8, b8], device="cpu", fdb=fdb, post=post)
+        t_fast = time.perf_counter() - t0
+        y, x = _crop_centre(fast_result.near_boundary, side)
+        crop = np.zeros(a.shape, bool)
+        crop[y:y + side, x:x + side] = True
+        ref_scores, t_crop, band_in_crop = _reference_in_crop(a, b, crop, fdb)
+        d_fast = fast_result.decision_map == 0
+        d_ref = decision_map(ref_scores, post)
+        # the reference's cost per network evaluation in the crop, times the evaluations the
+        # whole image needs: the initial net at every pixel, the boundary net on the band
+        band_full = int(fast_result.near_boundary.sum())
+        evaluations_crop = crop.sum() + band_in_crop
+        t_ref_full = t_crop / evaluations_crop * (a.size + band_full)
+        rows.append({
+            "pair": f"lytro-{n:02d}", "crop": [int(y), int(x), side],
+            "fast_s": t_fast, "reference_crop_s": t_crop, "reference_full_est_s": t_ref_full,
+            "speedup": t_ref_full / t_fast,
+            "score_agreement": float(np.mean((ref_scores[crop] > 0.5) == (fast_result.refined_score_map[crop] > 0.5))),
+            "decision_agreement": float(np.mean(d_fast[crop] == d_ref[crop])),
+            "band_in_crop": band_in_crop,
+        })
+    return {"pairs": rows,
+            "min_speedup": min(r["speedup"] for r in rows),
+            "min_decision_agreement": min(r["decision_agreement"] for r in rows),
+            "mean_decision_agreement": float(np.mean([r["decision_agreement"] for r in rows]))}
+
+
+_MEMORY_CHILD = r"""
+import json, resource, sys, time, tracemalloc
+import cv2
+from bamf_lib.datasets import lytro_pair
+from bamf_lib.fusion import fuse, pretrained
+pretrained("initial", "cpu"); pretrained("boundary", "cpu")
+a, b = (cv2.resize(x, (6000, 4000), interpolation=cv2.INTER_CUBIC) for x in lytro_pair(5))
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+tracemalloc.start()
+t0 = time.perf_counter()
+r = fuse([a, b], device="cpu")
+seconds = time.perf_counter() - t0
+_, traced_peak = tracemalloc.get_traced_memory()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"peak_rss_kib": peak, "rss_before_fuse_kib": base, "traced_peak_bytes": traced_peak,
+                  "seconds": seconds, "shape": list(r.fused.shape)}))
+"""
+
+
+def bench_memory(threads: int | None = None) -> dict:
+    child = _MEMORY_CHILD if not threads else f"import torch; torch.set_num_threads({threads})\n" + _MEMORY_CHILD
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--crop", type=int, default=48, help="side of the reference crops (pixels)")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (bench_scoring.py's table uses 1)")
+    parser.add_argument("--json", help="also write all figures here")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    fdb, post = FDBConfig(), PostprocessConfig()
+    print(f"{describe_weights()}; FDB k={fdb.k} tau={fdb.tau}; threshold {post.threshold}, "
+          f"area {post.area_fraction}; CPU, "
+          f"{torch.get_num_threads()} torch threads")
+
+    e2e = bench_end_to_end(args.repeats)
+    print(f"\n1. end-to-end fuse of lytro-05 (520x520 RGB, CPU): median {e2e['median_s']:.3f} s "
+          f"(min {e2e['min_s']:.3f}) over {args.repeats} runs  [goal <= 1.0 s: "
+          f"{'met' if e2e['median_s'] <= 1.0 else 'NOT met'}]")
+    print("   stages (median s): " + ", ".join(f"{k} {v:.3f}" for k, v in e2e["stages"].items())
+          + f"; near-FDB band {100 * e2e['band_fraction']:.1f} % of pixels")
+
+    cmp = bench_fast_vs_reference(args.crop, fdb, post)
+    print(f"\n2. fast vs reference on {args.crop}x{args.crop} crops at the focus boundary")
+    print(f"   {'pair':9s} {'crop y,x':>9s} {'fast s':>7s} {'ref crop s':>10s} {'ref full est s':>14s} "
+          f"{'speed-up':>9s} {'S agr':>7s} {'D agr':>7s}")
+    for r in cmp["pairs"]:
+        print(f"   {r['pair']:9s} {r['crop'][0]:4d},{r['crop'][1]:<4d} {r['fast_s']:7.2f} {r['reference_crop_s']:10.2f} "
+              f"{r['reference_full_est_s']:14.0f} {r['speedup']:8.0f}x {100 * r['score_agreement']:6.2f}% "
+              f"{100 * r['decision_agreement']:6.2f}%")
+    print(f"   min speed-up {cmp['min_speedup']:.0f}x [goal >= 1000x: {'met' if cmp['min_speedup'] >= 1000 else 'NOT met'}]; "
+          f"min decision agreement {100 * cmp['min_decision_agreement']:.2f} % [goal >= 99.5 %: "
+          f"{'met' if cmp['min_decision_agreement'] >= 0.995 else 'NOT met'}]")
+
+    mem = None
+    if not args.skip_memory:
+        mem = bench_memory(args.threads)
+        gib = mem["peak_rss_kib"] * 1024 / 2**30
+        print(f"\n3. 24-MP pair (6000x4000 RGB): peak RSS {gib:.2f} GiB "
+              f"(before fuse {mem['rss_before_fuse_kib'] / 2**20:.2f} GiB; Python allocations peak "
+              f"{mem['traced_peak_bytes'] / 2**30:.2f} GiB), {mem['seconds']:.0f} s  "
+              f"[goal <= 2 GB: {'met' if mem['peak_rss_kib'] * 1024 <= 2e9 else 'NOT met'}]")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"end_to_end": e2e, "fast_vs_reference": cmp, "memory": mem}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
