@@ -20,26 +20,40 @@ Paths
     The same with strides turned into dilations ("a trous", :func:`~bamf_lib.models.dilated_copy`):
     a logit at every pixel, no interpolation, about 7x the work of ``"strided"``.
 ``"coarse-to-fine"``
-    ``"strided"`` everywhere, then ``"dilated"`` only where the score is uncertain.
+    ``"strided"`` everywhere, then the reference path on the pixels whose strided score
+    is uncertain (``|S - 0.5| < UNCERTAIN``): the paper's exact scores where the
+    decision is made, at a cost that grows with the width of that band.
 ``"fast"``
-    The default fast method, :data:`FAST_METHOD`, chosen by measurement (below).
+    The default fast method, :data:`FAST_METHOD` = ``"strided"``, chosen by measurement.
 
 The whole-image paths differ from the reference in one way only: inside a lone patch
 the convolutions see zeros beyond the patch edge, over the whole image they see the
-neighbouring pixels.  The size of that difference depends on the trained weights; it is
-measured, not assumed (``benchmarks/bench_scoring.py``, ``notebooks/04-score-map.md``).
+neighbouring pixels.  So they are not bit-identical, and the gap depends on the weights;
+it is measured, not assumed.  Turning strides into dilations does not close it (the
+strided logits *are* the dilated ones on the stride grid, and interpolating between grid
+points adds no measurable disagreement), so the cheaper strided pass is the default.
+Where exact paper scores matter, ``"coarse-to-fine"`` gives them on the uncertain band.
 
-Measurements (``python benchmarks/bench_scoring.py``, 2 CPU cores, quick-profile net
-v1-8 w16 P32 with trained weights, 48 x 48 reference crops of three Lytro pairs, 520 x 520 pair):
+Measured with ``python benchmarks/bench_scoring.py --weights <quick net> --threads 1``
+(2-core shared CPU, 1 torch thread; quick profile net v1-8 w16 P32 trained 4 epochs,
+val acc 0.958; Lytro pairs 1, 5, 10; "random": 2304 random pixels per pair, an estimate
+over the whole image; "boundary": the 48 x 48 square where the strided map is least
+certain, the worst case):
 
-======================  =========  ==========  ============  ============
-path                    mean |dS|  binary agr  s / 520^2     speed-up
-======================  =========  ==========  ============  ============
-reference               0          1           (estimated)   1
-strided                 TBD        TBD         TBD           TBD
-dilated                 TBD        TBD         TBD           TBD
-coarse-to-fine          TBD        TBD         TBD           TBD
-======================  =========  ==========  ============  ============
+==============  ============  =========  ====================  =====================
+path            s per 520^2   speed-up   agreement at 0.5      mean abs difference
+                                         random / boundary     random / boundary
+==============  ============  =========  ====================  =====================
+reference       185 (1463/s)  1          1 / 1                 0 / 0
+strided         0.14          1313x      0.980 / 0.827         0.036 / 0.127
+dilated         0.71          259x       0.980 / 0.824         0.036 / 0.128
+coarse-to-fine  16.8          11x        1.000 / 1.000         0.017 / 0.009
+==============  ============  =========  ====================  =====================
+
+On one H200 (a one-off check, random weights, 520 x 520 pair): v1-20 P32 reference 38,000
+patches/s (7 s), strided 0.024 s (about 300x); v2-56 P64 reference 12,000 patches/s (22 s),
+strided 0.057 s (about 390x); CUDA and CPU scores agree to 3e-4.  A 24 MP pair: strided on CPU peaks at about 1.0 GB resident (v1-20), on the GPU
+at 0.42 GB (v1-20, 0.65 s) and 0.45 GB (v2-56 P64, 1.8 s), thanks to tiling.
 """
 
 from __future__ import annotations
@@ -231,9 +245,9 @@ def _dispatch(model, a, b, mask, path, device, batch_size, progress, tile) -> np
     if method == "coarse-to-fine":
         out = _whole_image(model, a, b, "strided", device, mask, progress, tile)
         unsure = np.abs(out - 0.5) < UNCERTAIN  # NaN compares False: masked-out pixels stay out
-        if unsure.any():
-            fine = _whole_image(model, a, b, "dilated", device, unsure, progress)
-            out[unsure] = fine[unsure]
+        pixels = np.flatnonzero(unsure)
+        if len(pixels):
+            out.flat[pixels] = _reference(model, a, b, pixels, device, batch_size, progress)
         return out
     return _whole_image(model, a, b, method, device, mask, progress, tile)
 

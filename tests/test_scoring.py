@@ -90,6 +90,19 @@ def test_whole_image_agrees_with_reference(trained, path):
     assert ((fast[inner] > 0.5) == (ref[inner] > 0.5)).mean() > 0.95
 
 
+def test_coarse_to_fine_is_reference_where_unsure_and_strided_elsewhere(trained):
+    from bamf_lib.scoring import UNCERTAIN
+
+    a, b, _ = _half_focused_pair(np.random.default_rng(8), shape=(36, 44))
+    strided = score_map(trained, a, b, path="strided")
+    unsure = np.abs(strided - 0.5) < UNCERTAIN
+    assert unsure.any() and not unsure.all()
+    c2f = score_map(trained, a, b, path="coarse-to-fine")
+    ref = score_masked(trained, a, b, unsure, path="reference")
+    np.testing.assert_allclose(c2f[unsure], ref[unsure], atol=1e-5)
+    np.testing.assert_array_equal(c2f[~unsure], strided[~unsure])
+
+
 def test_dilated_equals_strided_on_the_stride_grid():
     model = build_model(CFG).eval()
     rng = np.random.default_rng(3)
