@@ -68,6 +68,15 @@ SCRIPT = TINY + textwrap.dedent(
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny convolutions run slower with more threads on a shared 2-core machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _write_script(tmp_path):
     path = tmp_path / "train_tiny.py"
     path.write_text(SCRIPT)
@@ -155,3 +164,19 @@ def test_time_budget_stops_after_a_whole_epoch(tmp_path):
 def test_bad_config_is_refused(tmp_path):
     with pytest.raises(ValueError, match="optimizer"):
         train(tiny_model(), tiny_data(10, 1), None, TrainConfig(optimizer="adam", device="cpu"), out_dir=tmp_path)
+
+
+def test_train_profile_saves_weights_with_their_story(tmp_path):
+    from bamf_lib.models import load_weights
+    from bamf_lib.training import train_profile
+
+    tiny = {"train.epochs": 1, "train.max_samples": 256, "extra.val_samples": "128", "model.depth": 8}
+    path = train_profile("quick", net="boundary", out_dir=tmp_path, device="cpu", progress=False, overrides=tiny)
+    assert path == tmp_path / "quick-boundary.safetensors"
+    meta = load_weights(path).metadata
+    assert meta["profile"] == "quick" and meta["net"] == "boundary" and meta["samples_seen"] == 256
+    assert 0.0 <= meta["val_acc"] <= 1.0 and meta["val_boundary_acc"] == meta["val_acc"]
+    assert "--set train.epochs=1" in meta["command"] and "depth 8" in meta["architecture"]
+    assert len(read_log(tmp_path / "quick-boundary.log.jsonl")) == 1
+    with pytest.raises(ValueError, match="override"):
+        train_profile("quick", out_dir=tmp_path, overrides={"train.nope": 1})
