@@ -215,6 +215,9 @@ def train(
     start_epoch, samples_seen, epochs, log = 0, 0, cfg.epochs, []
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        if state["config"] != _config_key(cfg):
+            raise ValueError(f"{ckpt_path} was written with another TrainConfig ({state['config']}); "
+                             "start afresh (resume=False, CLI --no-resume) or use another out_dir")
         raw.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, samples_seen, epochs = state["epoch"], state["samples_seen"], state["epochs"]
@@ -316,6 +319,11 @@ def train(
     return log
 
 
+def _config_key(cfg: TrainConfig) -> str:
+    """What must match for a checkpoint to be resumed (the device may change)."""
+    return json.dumps({k: v for k, v in vars(cfg).items() if k not in ("device", "num_workers")}, sort_keys=True)
+
+
 def _save_checkpoint(path, model, optimizer, epoch, epochs, samples_seen, log, cfg) -> None:
     state = {
         "model": model.state_dict(),
@@ -324,7 +332,7 @@ def _save_checkpoint(path, model, optimizer, epoch, epochs, samples_seen, log, c
         "epochs": epochs,
         "samples_seen": samples_seen,
         "log": json.dumps(log),
-        "config": json.dumps({k: v for k, v in vars(cfg).items()}),
+        "config": _config_key(cfg),
         "rng": _rng_state(),
     }
     with atomic_write(path, overwrite=True) as tmp:

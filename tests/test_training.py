@@ -180,3 +180,14 @@ def test_train_profile_saves_weights_with_their_story(tmp_path):
     assert len(read_log(tmp_path / "quick-boundary.log.jsonl")) == 1
     with pytest.raises(ValueError, match="override"):
         train_profile("quick", out_dir=tmp_path, overrides={"train.nope": 1})
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
+    cfg = TrainConfig(epochs=1, batch_size=50, lr=0.05, device="cpu")
+    train(tiny_model(), tiny_data(100, 1), None, cfg, out_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="another TrainConfig"):
+        train(tiny_model(), tiny_data(100, 1), None, TrainConfig(epochs=2, batch_size=50, lr=0.05, device="cpu"),
+              out_dir=tmp_path, progress=False)
+    log = train(tiny_model(), tiny_data(100, 1), None, TrainConfig(epochs=2, batch_size=50, lr=0.05, device="cpu"),
+                out_dir=tmp_path, progress=False, resume=False)
+    assert len(log) == 2
