@@ -34,20 +34,20 @@ strided logits *are* the dilated ones on the stride grid, and interpolating betw
 points adds no measurable disagreement), so the cheaper strided pass is the default.
 Where exact paper scores matter, ``"coarse-to-fine"`` gives them on the uncertain band.
 
-Measured with ``python benchmarks/bench_scoring.py --weights <quick net> --threads 1``
-(2-core shared CPU, 1 torch thread; quick profile net v1-8 w16 P32 trained 4 epochs,
-val acc 0.958; Lytro pairs 1, 5, 10; "random": 2304 random pixels per pair, an estimate
-over the whole image; "boundary": the 48 x 48 square where the strided map is least
-certain, the worst case):
+Measured with ``python benchmarks/bench_scoring.py --threads 1`` (shared 2-core CPU, one
+torch thread; the shipped initial weights: quick profile, v1-8 w16 P32, val acc 0.944;
+Lytro pairs 1, 5, 10; "random": 2304 random pixels per pair, an estimate over the whole
+image; "boundary": the 48 x 48 square where the strided map is least certain, the worst
+case):
 
 ==============  ============  =========  ====================  =====================
 path            s per 520^2   speed-up   agreement at 0.5      mean abs difference
                                          random / boundary     random / boundary
 ==============  ============  =========  ====================  =====================
-reference       185 (1463/s)  1          1 / 1                 0 / 0
-strided         0.14          1313x      0.980 / 0.827         0.036 / 0.127
-dilated         0.71          259x       0.980 / 0.824         0.036 / 0.128
-coarse-to-fine  16.8          11x        1.000 / 1.000         0.017 / 0.009
+reference       153 (1770/s)  1          1 / 1                 0 / 0
+strided         0.13          1152x      0.982 / 0.856         0.036 / 0.113
+dilated         0.64          240x       0.983 / 0.850         0.035 / 0.112
+coarse-to-fine  17.1          9x         1.000 / 1.000         0.016 / 0.006
 ==============  ============  =========  ====================  =====================
 
 On one H200 (a one-off check, random weights, 520 x 520 pair): v1-20 P32 reference 38,000
