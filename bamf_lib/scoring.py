@@ -111,11 +111,20 @@ def _padded_pair(a: np.ndarray, b: np.ndarray, before: int, after: int, device) 
     return torch.from_numpy(pair).to(device)
 
 
+def _resolve(device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+
+
 class _Eval:
     """Put the model in eval mode on ``device`` for the duration, then restore it."""
 
     def __init__(self, model: torch.nn.Module, device) -> None:
-        self.model, self.device = model, torch.device(device)
+        self.model, self.device = model, _resolve(device)
 
     def __enter__(self) -> torch.nn.Module:
         self.was_training = self.model.training
@@ -275,7 +284,7 @@ def score_map(
         How to evaluate; see the module docstring.  ``"reference"`` is the paper's
         one-patch-per-pixel evaluation (slow).
     device : str or torch.device
-        Where the network runs ("cpu", "cuda", ...).
+        Where the network runs: "cpu", "cuda", "cuda:N", or "auto" (CUDA when present).
     batch_size : int
         Patches per forward pass (reference path).
     progress : bool
@@ -301,7 +310,7 @@ def score_map(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     with _Eval(model, device) as net:
-        return _dispatch(net, a, b, None, path, device, batch_size, progress, tile)
+        return _dispatch(net, a, b, None, path, _resolve(device), batch_size, progress, tile)
 
 
 def score_masked(
@@ -333,4 +342,4 @@ def score_masked(
         raise ValueError(f"mask has shape {mask.shape}, the images {a.shape}")
     mask = mask.astype(bool)
     with _Eval(model, device) as net:
-        return _dispatch(net, a, b, mask, path, device, batch_size, progress, None)
+        return _dispatch(net, a, b, mask, path, _resolve(device), batch_size, progress, None)

@@ -144,6 +144,7 @@ def test_output_type_and_range():
         assert s.dtype == np.float32 and s.shape == a.shape
         assert np.isfinite(s).all() and s.min() >= 0 and s.max() <= 1
     assert model.training  # the caller's mode is restored
+    np.testing.assert_array_equal(score_map(model, a, b, device="auto"), score_map(model, a, b, device="auto"))
 
 
 @pytest.mark.parametrize(
@@ -161,6 +162,16 @@ def test_bad_inputs_raise(a, b, match):
         score_map(build_model(CFG), a, b)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+@pytest.mark.parametrize("path", ["reference", "strided", "dilated"])
+def test_cuda_matches_cpu(trained, path):
+    a, b, _ = _half_focused_pair(np.random.default_rng(9), shape=(30, 34))
+    cpu = score_map(trained, a, b, path=path, device="cpu")
+    gpu = score_map(trained, a, b, path=path, device="cuda")
+    np.testing.assert_allclose(gpu, cpu, atol=1e-3)
+    assert next(trained.parameters()).device.type == "cpu"  # the model goes back where it was
+
+
 def test_bad_path_and_mask_raise():
     model = build_model(CFG)
     a = np.zeros((20, 20), np.float32)
@@ -168,6 +179,8 @@ def test_bad_path_and_mask_raise():
         score_map(model, a, a, path="exact")
     with pytest.raises(ValueError, match="mask"):
         score_masked(model, a, a, np.ones((20, 19), bool))
+    with pytest.raises(ValueError, match="device"):
+        score_map(model, a, a, device="gpu0")
 
 
 @pytest.mark.skipif(
