@@ -98,6 +98,7 @@ class PreActBottleneck(nn.Module):
 
     def __init__(self, in_ch: int, width: int, out_ch: int, stride: int = 1, *, first_in_net: bool = False) -> None:
         super().__init__()
+        # not in place: the shortcut needs the block input before its BN-ReLU
         self.pre = nn.Identity() if first_in_net else nn.Sequential(nn.BatchNorm2d(in_ch), nn.ReLU(inplace=False))
         self.conv1 = _conv(in_ch, width, 1, stride)
         self.bn2 = nn.BatchNorm2d(width)
