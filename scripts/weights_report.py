@@ -1,0 +1,61 @@
+"""Numbers for bamf_lib/weights/MODEL_CARD.md, computed from the shipped weights.
+
+    python scripts/weights_report.py [--pairs 8] [--json OUT]
+
+1. (k, tau) chosen with boundary.tune_fdb on synthetic validation pairs (groundtruth_set
+   seed 1; held-out images, never a test pair);
+2. decision-map scores on a disjoint synthetic ground-truth set (seed 2): the initial net
+   alone (post-processed) and with boundary refinement, on the fast path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from bamf_lib import load_pretrained
+from bamf_lib.boundary import tune_fdb
+from bamf_lib.config import FDBConfig
+from bamf_lib.fusion import fuse
+from bamf_lib.groundtruth import groundtruth_set, score_decision_map
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=8)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    initial, boundary = load_pretrained("initial"), load_pretrained("boundary")
+    report = {n: {k: m.metadata.get(k) for k in ("profile", "val_acc", "val_boundary_acc", "samples_seen", "epochs", "device")}
+              for n, m in (("initial", initial), ("boundary", boundary))}
+
+    t0 = time.perf_counter()
+    tuned = tune_fdb(initial, groundtruth_set(args.pairs, seed=1), boundary, path="fast")
+    tuned.pop("grid")
+    report["fdb_tuning"] = {**tuned, "seconds": time.perf_counter() - t0, "pairs": f"groundtruth_set({args.pairs}, seed=1)"}
+    fdb = FDBConfig(k=tuned["k"], tau=tuned["tau"])
+
+    test = groundtruth_set(args.pairs, seed=2)
+    rows = {"initial only": [], "refined": []}
+    for pair in test:
+        for name, refine in (("initial only", False), ("refined", True)):
+            r = fuse([pair.a, pair.b], refine=refine, fdb=fdb, initial=initial, boundary=boundary, device="cpu")
+            rows[name].append(score_decision_map(r.decision_map == 0, pair.truth))
+    report["groundtruth"] = {
+        name: {key: float(np.mean([s[key] for s in scores])) for key in scores[0]} for name, scores in rows.items()
+    }
+    report["groundtruth"]["pairs"] = f"groundtruth_set({args.pairs}, seed=2)"
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as fh:
+            fh.write(text)
+
+
+if __name__ == "__main__":
+    main()
