@@ -18,6 +18,9 @@ published "GFF" results):
    borders): base = mean, detail = image - base; the fused image is the weighted sum of
    bases plus the weighted sum of details, rounded to uint8.
 
+:func:`gff_decision_map` reads a decision map out of GFF's weights (for the ground-truth
+comparison with the networks' decision maps); GFF itself never makes a hard decision.
+
 The survey's published results of the other baselines (NSCT, SR, NSCT-SR, DSIFT, CNN)
 are read with :func:`bamf_lib.datasets.published_fused`.
 """
@@ -31,7 +34,7 @@ import numpy as np
 
 from bamf_lib.io import check_sources, rgb2gray
 
-__all__ = ["box_mean", "guided_filter", "gff_weights", "gff_fuse"]
+__all__ = ["box_mean", "guided_filter", "gff_weights", "gff_fuse", "gff_decision_map"]
 
 _LAPLACIAN = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=np.float64)
 
@@ -203,3 +206,37 @@ def gff_fuse(
             wb, wd = wb[..., None], wd[..., None]
         fused += base * wb + (x - base) * wd
     return _matlab_uint8(fused * 255.0)
+
+
+def gff_decision_map(sources: Sequence[np.ndarray], *, layer: str = "detail", **params) -> np.ndarray:
+    """Where GFF leans on source A: its weight map for A above one half.
+
+    GFF blends rather than selects, so this is the nearest thing it has to the paper's
+    decision map ``D``. The detail-layer weights (guided filter ``r2 = 7``) follow the
+    focus boundary closely; the base-layer ones (``r1 = 45``) are far smoother.
+
+    Parameters
+    ----------
+    sources : sequence of two ndarray, uint8, (H, W) or (H, W, 3)
+    layer : {"detail", "base"}
+        Which of :func:`gff_weights`' maps to threshold.
+    **params
+        Passed to :func:`gff_weights` (``gauss_size``, ``r1``, ``eps2``, ...).
+
+    Returns
+    -------
+    ndarray of bool, (H, W): True where source A's weight exceeds 0.5.
+
+    Example
+    -------
+    >>> a = np.zeros((16, 16), np.uint8); a[::2] = 255
+    >>> bool(gff_decision_map([a, np.full_like(a, 128)]).all())
+    True
+    """
+    sources = check_sources(sources)
+    if len(sources) != 2:
+        raise ValueError(f"sources must be a pair, got {len(sources)} images")
+    if layer not in ("detail", "base"):
+        raise ValueError(f"layer must be 'detail' or 'base', got {layer!r}")
+    w_base, w_detail = gff_weights(np.stack([rgb2gray(s) for s in sources]), **params)
+    return (w_detail if layer == "detail" else w_base)[0] > 0.5

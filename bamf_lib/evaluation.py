@@ -10,7 +10,11 @@ network alone) takes no part in the win counts. Here:
 * :func:`evaluate` fuses (or reads) every method's result on every pair and scores it
   with :func:`bamf_lib.metrics.all_metrics`;
 * :func:`summarize` turns a score table into means and win counts;
-* :func:`format_table` prints the Table-1 layout, ``mean (wins)``.
+* :func:`format_table` prints the Table-1 layout, ``mean (wins)``;
+* :func:`compare_to_best` sets one method against the best published baseline, metric by
+  metric and pair by pair;
+* :func:`difference_map` draws the paper's Fig. 5 maps;
+* :func:`evaluate_decisions` scores decision maps on synthetic pairs with a known truth.
 
 Published baselines come from the Liu et al. 2020 survey's results
 (``BAMF_DATA_DIR/published``), which cover the Lytro and the survey's grayscale pairs.
@@ -50,6 +54,10 @@ __all__ = [
     "format_table",
     "paper_result",
     "evaluate_cli",
+    "compare_to_best",
+    "difference_map",
+    "evaluate_decisions",
+    "default_deciders",
 ]
 
 METRICS: tuple[str, ...] = ("Q_MI", "Q_G", "Q_Y", "Q_CB")
@@ -328,6 +336,7 @@ def evaluate(
     overwrite: bool = False,
     progress: bool = True,
     label: str = "",
+    reuse: EvaluationResult | None = None,
 ) -> EvaluationResult:
     """Score every method on every pair and summarise (Table 1).
 
@@ -354,6 +363,11 @@ def evaluate(
         Replace existing saved images.
     progress : bool
         Show a progress bar over the pairs.
+    reuse : EvaluationResult, optional
+        An earlier result: a pair it scored for every one of ``methods`` (matched by pair
+        and method name) is copied from it, scores and timings, instead of being fused and
+        scored again (``paper24`` and ``survey30`` share the 20 Lytro pairs). Copied pairs
+        are not written to ``save_fused``.
 
     Returns
     -------
@@ -382,9 +396,25 @@ def evaluate(
 
     scores: dict[str, dict[str, dict[str, float] | None]] = {m: {} for m in methods}
     seconds: dict[str, dict[str, float]] = {m: {} for m in methods if folders[m] is None}
+    if reuse is not None and not isinstance(reuse, EvaluationResult):
+        raise ValueError(f"reuse must be an EvaluationResult, got {type(reuse).__name__}")
+
+    def reusable(pair: Pair) -> bool:
+        return reuse is not None and pair.name in reuse.pairs and all(
+            m in reuse.scores and pair.name in reuse.scores[m] and (m not in seconds or pair.name in reuse.seconds.get(m, {}))
+            for m in methods
+        )
+
     bar = tqdm(pairs, desc="pairs", unit="pair", disable=not progress, file=sys.stderr)
     for pair in bar:
         bar.set_postfix_str(pair.name)
+        if reusable(pair):
+            for name in methods:
+                old = reuse.scores[name][pair.name]
+                scores[name][pair.name] = None if old is None else dict(old)
+                if name in seconds:
+                    seconds[name][pair.name] = reuse.seconds[name][pair.name]
+            continue
         sources = load_sources(pair)
         if len(sources) != 2:
             raise ValueError(f"pair {pair.name} has {len(sources)} sources; the metrics need exactly two")
@@ -513,3 +543,172 @@ def evaluate_cli(args) -> int:
         with atomic_write(json_out, overwrite=overwrite) as tmp:
             tmp.write_text(json.dumps(result.to_json(), indent=1))
     return 0
+
+
+def compare_to_best(
+    result: EvaluationResult, method: str = "bamf", baselines: Sequence[str] | None = None
+) -> dict[str, dict]:
+    """Set ``method`` against the best of ``baselines``, metric by metric.
+
+    Means are over the pairs on which ``method`` and every baseline have results, so that
+    all of them average the same pairs.
+
+    Parameters
+    ----------
+    result : EvaluationResult
+    method : str
+        The method under test.
+    baselines : sequence of str, optional
+        Default: the Table-1 baselines (:data:`TABLE1_BASELINES`) present in ``result``.
+
+    Returns
+    -------
+    dict
+        ``metric -> {"pairs": [...], "mean": ours, "best": baseline name, "best_mean": its
+        mean, "beats_mean": bool, "margin": {pair: ours - best baseline on that pair},
+        "beats_pairs": how many pairs ours beats every baseline on, "wins": ours' Table-1 win
+        count, "top_wins": the most wins of any other competing method and "most_wins":
+        bool (ours' count is the largest, ties included)}``.
+        ``wins``, ``top_wins`` and ``most_wins`` are None when ``method`` does not compete.
+
+    Example
+    -------
+    >>> s = {"b": {"p": {"Q_MI": 1.0}}, "m": {"p": {"Q_MI": 1.5}}}
+    >>> r = EvaluationResult(["p"], ["b", "m"], s, *summarize(s)[:3], ["b", "m"], ["p"])
+    >>> compare_to_best(r, "m", ["b"])["Q_MI"]["beats_mean"]
+    True
+    """
+    if method not in result.scores:
+        raise ValueError(f"method {method!r} is not in the result's methods {result.methods}")
+    baselines = [b for b in TABLE1_BASELINES if b in result.scores] if baselines is None else list(baselines)
+    missing = [b for b in baselines if b not in result.scores]
+    if not baselines or missing:
+        raise ValueError(f"baselines must name methods of the result, got {baselines} (unknown: {missing})")
+    group = [method, *baselines]
+    pairs = [p for p in result.pairs if all(result.scores[m].get(p) is not None for m in group)]
+    if not pairs:
+        raise ValueError(f"no pair has results for all of {group}")
+    metrics = [k for k in METRICS if all(k in result.scores[m][pairs[0]] for m in group)]
+    out: dict[str, dict] = {}
+    for k in metrics:
+        ours = np.array([result.scores[method][p][k] for p in pairs])
+        theirs = np.array([[result.scores[b][p][k] for p in pairs] for b in baselines])
+        means = theirs.mean(axis=1)
+        best = int(means.argmax())
+        margin = ours - theirs.max(axis=0)
+        wins = result.wins.get(method)
+        others = [result.wins[m][k] for m in result.compete if m != method and result.wins.get(m)]
+        top = max(others) if others else 0
+        out[k] = {
+            "pairs": pairs,
+            "mean": float(ours.mean()),
+            "best": baselines[best],
+            "best_mean": float(means[best]),
+            "beats_mean": bool(ours.mean() > means[best]),
+            "margin": dict(zip(pairs, margin.tolist())),
+            "beats_pairs": int((margin > 0).sum()),
+            "wins": None if wins is None else wins[k],
+            "top_wins": None if wins is None else top,
+            "most_wins": None if wins is None else bool(wins[k] >= top),
+        }
+    return out
+
+
+def difference_map(fused: np.ndarray, source: np.ndarray, *, lam: float = 10.0) -> np.ndarray:
+    """The paper's Fig. 5 map ``DM = 255 - lam |F - S|`` on gray images, clipped to 0..255.
+
+    Both images are made gray first (MATLAB ``rgb2gray``), as the paper's maps are gray
+    before their pseudo-colour. With a jet-like colour map, 255 (red) marks pixels the fused
+    image copied from ``source`` and low values (blue) pixels where it differs, i.e. taken
+    from the other source where ``source`` is blurred.
+
+    Parameters
+    ----------
+    fused, source : ndarray, uint8, (H, W) or (H, W, 3), one shape
+    lam : float
+        Gain on the absolute difference (paper: 10).
+
+    Returns
+    -------
+    ndarray, float32, (H, W), values in [0, 255]
+
+    Example
+    -------
+    >>> f = np.array([[10, 20]], np.uint8); s = np.array([[10, 0]], np.uint8)
+    >>> difference_map(f, s).tolist()
+    [[255.0, 55.0]]
+    """
+    from bamf_lib.io import rgb2gray
+
+    fused, source = np.asarray(fused), np.asarray(source)
+    if fused.shape != source.shape:
+        raise ValueError(f"fused {fused.shape} and source {source.shape} must have one shape")
+    if lam <= 0:
+        raise ValueError(f"lam must be > 0, got {lam}")
+    diff = np.abs(rgb2gray(fused).astype(np.float32) - rgb2gray(source).astype(np.float32))
+    return np.clip(255.0 - lam * diff, 0.0, 255.0).astype(np.float32)
+
+
+Decider = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def default_deciders(fdb=None) -> dict[str, Decider]:
+    """Decision-map makers ``(a, b) -> bool (H, W)`` (True where A is taken) for
+    :func:`evaluate_decisions`: ``bamf-initial``, ``bamf`` (shipped weights, CPU, ``fdb``
+    or the default :class:`bamf_lib.config.FDBConfig`) and ``gff`` (:func:`bamf_lib.baselines.gff_decision_map`)."""
+    from bamf_lib.baselines import gff_decision_map
+    from bamf_lib.config import FDBConfig
+
+    fdb = FDBConfig() if fdb is None else fdb
+
+    def bamf(refine: bool) -> Decider:
+        def run(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            from bamf_lib.fusion import fuse
+
+            return fuse([a, b], refine=refine, fdb=fdb, device="cpu").decision_map == 0
+
+        return run
+
+    return {"bamf-initial": bamf(False), "bamf": bamf(True), "gff": lambda a, b: gff_decision_map([a, b])}
+
+
+def evaluate_decisions(pairs: Sequence, deciders: Mapping[str, Decider], *, radius: float = 8,
+                       tolerance: float = 2) -> dict[str, dict]:
+    """Score decision maps against a known truth (:func:`bamf_lib.groundtruth.score_decision_map`).
+
+    Parameters
+    ----------
+    pairs : sequence
+        Items with uint8 ``a``, ``b``, bool ``truth`` and a ``name``, e.g.
+        :func:`bamf_lib.groundtruth.groundtruth_set`.
+    deciders : mapping name -> callable
+        ``(a, b) -> decision (H, W)``, True (or > 0.5) where A is taken; see :func:`default_deciders`.
+    radius, tolerance : float
+        Boundary band and boundary-matching tolerance in pixels.
+
+    Returns
+    -------
+    dict
+        ``name -> {"per_pair": {pair: {"accuracy", "boundary_accuracy", "boundary_f"}},
+        "mean": {score: mean over pairs}, "seconds": {pair: time to decide}, "decisions":
+        {pair: bool map}}``.
+    """
+    from bamf_lib.groundtruth import score_decision_map
+
+    if not pairs:
+        raise ValueError("pairs is empty")
+    if not deciders:
+        raise ValueError("deciders is empty")
+    out: dict[str, dict] = {}
+    for name, decide in deciders.items():
+        per_pair, seconds, decisions = {}, {}, {}
+        for pair in pairs:
+            t0 = time.perf_counter()
+            d = np.asarray(decide(pair.a, pair.b)) > 0.5
+            seconds[pair.name] = time.perf_counter() - t0
+            decisions[pair.name] = d
+            per_pair[pair.name] = score_decision_map(d, pair.truth, radius=radius, tolerance=tolerance)
+        keys = next(iter(per_pair.values()))
+        mean = {k: float(np.nanmean([s[k] for s in per_pair.values()])) for k in keys}
+        out[name] = {"per_pair": per_pair, "mean": mean, "seconds": seconds, "decisions": decisions}
+    return out

@@ -109,3 +109,31 @@ def test_guided_filter_preserves_edges_of_its_guide_and_smooths_flat_noise():
     noise = np.random.default_rng(0).normal(0, 0.1, (40, 40))
     smoothed = guided_filter(np.zeros((40, 40)), noise, r=4, eps=1e-2)
     assert smoothed[8:-8, 8:-8].std() < 0.3 * noise.std()
+
+
+def test_gff_decision_map_follows_the_sharp_source():
+    from bamf_lib.baselines import gff_decision_map
+
+    sharp = _texture(96, 128)
+    blurred = cv2.GaussianBlur(sharp, (0, 0), 3.0)
+    half = sharp.shape[1] // 2
+    a, b = sharp.copy(), sharp.copy()
+    a[:, half:] = blurred[:, half:]  # A sharp on the left
+    b[:, :half] = blurred[:, :half]
+    margin = 8
+    for layer in ("detail", "base"):
+        d = gff_decision_map([a, b], layer=layer)
+        assert d.shape == a.shape and d.dtype == bool
+        assert d[:, : half - margin].mean() > 0.95 and d[:, half + margin :].mean() < 0.05
+    swapped = gff_decision_map([b, a])
+    assert swapped[:, : half - margin].mean() < 0.05
+
+
+def test_gff_decision_map_rejects_stacks_and_unknown_layers():
+    from bamf_lib.baselines import gff_decision_map
+
+    img = _texture(32, 32)
+    with pytest.raises(ValueError, match="pair"):
+        gff_decision_map([img, img, img])
+    with pytest.raises(ValueError, match="layer"):
+        gff_decision_map([img, img], layer="both")

@@ -15,7 +15,7 @@ import pytest
 
 from bamf_lib import evaluation as ev
 from bamf_lib.evaluation import Pair, evaluate, format_table, pair_set, summarize
-from bamf_lib.io import read_image
+from bamf_lib.io import read_image, rgb2gray
 
 DATA = os.environ.get("BAMF_DATA_DIR")
 _skip_without_data = pytest.mark.skipif(not DATA, reason="BAMF_DATA_DIR is not set: test pairs and published results unavailable")
@@ -213,3 +213,79 @@ def test_paper_table_as_printed_is_consistent():
         assert max(result.means, key=lambda m: result.means[m][k]) == "Ours"
     assert result.wins["Ours w/o"] is None
     assert "**1.2002** (23)" in format_table(result) and "| 1.2000 |" in format_table(result)
+
+
+def _fake_pairs(monkeypatch, names):
+    """Pairs whose sources are made here (no data folder): constant images of value i."""
+    monkeypatch.setattr(ev, "load_sources", lambda pair: [np.full((8, 8), int(pair.name[1:]), np.uint8)] * 2)
+    return [Pair(n, ("a", "b")) for n in names]
+
+
+def test_evaluate_reuses_earlier_scores_instead_of_fusing_again(monkeypatch):
+    calls = []
+
+    def method(sources):
+        calls.append(int(sources[0][0, 0]))
+        return sources[0]
+
+    metric = lambda a, b, f: _row(float(f[0, 0]), 0.0, 0.0, 0.0)  # noqa: E731
+    first = evaluate(_fake_pairs(monkeypatch, ["p1", "p2"]), {"m": method}, metric_fn=metric, progress=False)
+    assert calls == [1, 2]
+    second = evaluate(_fake_pairs(monkeypatch, ["p2", "p3"]), {"m": method}, metric_fn=metric, progress=False, reuse=first)
+    assert calls == [1, 2, 3]  # p2 came from the earlier result
+    assert second.scores["m"]["p2"] == first.scores["m"]["p2"] and second.scores["m"]["p3"]["Q_MI"] == 3.0
+    assert second.seconds["m"]["p2"] == first.seconds["m"]["p2"]
+    assert second.means["m"]["Q_MI"] == pytest.approx(2.5)
+    # a method the earlier result lacks forces the pair to be computed
+    evaluate(_fake_pairs(monkeypatch, ["p2"]), {"m": method, "n": method}, metric_fn=metric, progress=False, reuse=first)
+    assert calls == [1, 2, 3, 2, 2]
+    with pytest.raises(ValueError, match="reuse"):
+        evaluate(_fake_pairs(monkeypatch, ["p2"]), {"m": method}, metric_fn=metric, progress=False, reuse={"m": {}})
+
+
+def test_compare_to_best_uses_common_pairs_and_per_pair_margins():
+    cmp = ev.compare_to_best(_result(), "ours", ["base"])
+    mi = cmp["Q_MI"]
+    assert mi["pairs"] == ["p1", "p2"]
+    assert mi["mean"] == pytest.approx(1.05) and mi["best"] == "base" and mi["best_mean"] == pytest.approx(1.1)
+    assert mi["beats_mean"] is False
+    assert mi["margin"] == pytest.approx({"p1": 0.1, "p2": -0.2})
+    assert mi["beats_pairs"] == 1 and mi["wins"] == 1 and mi["top_wins"] == 1 and mi["most_wins"] is True
+    assert cmp["Q_G"]["beats_mean"] is True and cmp["Q_G"]["beats_pairs"] == 1  # tie on p1 is no win
+    assert ev.compare_to_best(_result(), "ours-w/o", ["base"])["Q_MI"]["wins"] is None
+    with pytest.raises(ValueError, match="method"):
+        ev.compare_to_best(_result(), "nobody")
+    with pytest.raises(ValueError, match="baselines"):
+        ev.compare_to_best(_result(), "ours", ["nobody"])
+
+
+def test_difference_map_is_bright_where_fused_copies_the_source():
+    rng = np.random.default_rng(0)
+    src = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    fused = src.copy()
+    fused[:, 8:] = 255 - src[:, 8:]
+    dm = ev.difference_map(fused, src)
+    assert dm.shape == (16, 16) and np.all(dm[:, :8] == 255)
+    gray_gap = np.abs(rgb2gray(fused).astype(float) - rgb2gray(src))
+    np.testing.assert_allclose(dm, np.clip(255 - 10 * gray_gap, 0, 255))
+    assert ev.difference_map(fused, src, lam=1).min() >= dm.min()
+    with pytest.raises(ValueError, match="shape"):
+        ev.difference_map(fused, src[:, :8])
+    with pytest.raises(ValueError, match="lam"):
+        ev.difference_map(fused, src, lam=0)
+
+
+def test_evaluate_decisions_scores_each_decider_against_the_truth():
+    truth = np.zeros((32, 32), bool)
+    truth[:, 12:] = True
+    img = np.zeros((32, 32), np.uint8)
+    pairs = [types.SimpleNamespace(name=f"s{i}", a=img, b=img, truth=truth) for i in range(2)]
+    out = ev.evaluate_decisions(pairs, {"right": lambda a, b: truth, "wrong": lambda a, b: ~truth,
+                                        "left-shift": lambda a, b: np.roll(truth, -4, axis=1)})
+    assert out["right"]["mean"] == {"accuracy": 1.0, "boundary_accuracy": 1.0, "boundary_f": 1.0}
+    assert out["wrong"]["mean"]["accuracy"] == 0.0
+    shifted = out["left-shift"]["mean"]
+    assert 0.5 < shifted["accuracy"] < 1.0 and shifted["boundary_f"] < 1.0
+    assert set(out["right"]["seconds"]) == {"s0", "s1"} and out["right"]["decisions"]["s1"].dtype == bool
+    with pytest.raises(ValueError, match="pairs"):
+        ev.evaluate_decisions([], {"right": lambda a, b: truth})
