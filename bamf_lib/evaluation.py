@@ -54,6 +54,7 @@ __all__ = [
     "format_table",
     "paper_result",
     "evaluate_cli",
+    "run_methods",
     "compare_to_best",
     "difference_map",
     "evaluate_decisions",
@@ -322,6 +323,25 @@ def _run_method(method: Method, folder: str | None, pair: Pair, sources: list[np
         return None
     kind, index = pair.published
     return datasets.published_fused(folder, kind, index)
+
+
+def run_methods(pair: Pair, methods: Mapping[str, Method], sources: list[np.ndarray] | None = None) -> dict[str, np.ndarray | None]:
+    """Every method's fused image of one pair (None where no published result exists), for figures.
+
+    Parameters
+    ----------
+    pair : Pair
+    methods : mapping name -> callable or ``"published:<name>"``, as for :func:`evaluate`
+    sources : list of ndarray, optional
+        The pair's sources if already read (default: :func:`load_sources`).
+
+    Returns
+    -------
+    dict name -> uint8 ndarray or None
+    """
+    folders = {name: _published_folder(name, method) for name, method in methods.items()}
+    sources = load_sources(pair) if sources is None else sources
+    return {name: _run_method(method, folders[name], pair, sources) for name, method in methods.items()}
 
 
 def evaluate(

@@ -289,3 +289,14 @@ def test_evaluate_decisions_scores_each_decider_against_the_truth():
     assert set(out["right"]["seconds"]) == {"s0", "s1"} and out["right"]["decisions"]["s1"].dtype == bool
     with pytest.raises(ValueError, match="pairs"):
         ev.evaluate_decisions([], {"right": lambda a, b: truth})
+
+
+@needs_data
+def test_run_methods_returns_each_methods_fused_image_or_none():
+    clock, lab = [p for p in pair_set("paper24") if p.name in ("clock", "lab")]
+    out = ev.run_methods(lab, {"GF": "published:GF", "first": lambda s: s[0]})
+    np.testing.assert_array_equal(out["GF"], ev.datasets.published_fused("gff", "grayscale", 3))
+    np.testing.assert_array_equal(out["first"], ev.load_sources(lab)[0])
+    assert ev.run_methods(clock, {"GF": "published:GF"})["GF"] is None
+    with pytest.raises(ValueError, match="published:"):
+        ev.run_methods(clock, {"m": "gff"})
