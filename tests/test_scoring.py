@@ -194,3 +194,67 @@ def test_swap_symmetry_of_shipped_weights():
     s_ab = score_map(model, a, b)
     s_ba = score_map(model, b, a)
     assert np.abs(s_ab + s_ba - 1).mean() < 0.1
+
+
+def _with_running_stats(model, seed: int):
+    """Non-trivial BatchNorm statistics and affine terms, so folding them is really tested."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+    return model.eval()
+
+
+# The optimised network (BN folded into the convolutions, channels_last, oneDNN's fused
+# conv+add+ReLU) is the same function in a different float32 evaluation order.  Logits of
+# the shipped and test nets differ by a few 1e-6 (rounding of the folded weights and of the
+# summation order, ~1e-7 relative per layer over ~20 layers); the score is a sigmoid of the
+# logit gap (slope <= 1/4), so 1e-5 on the score leaves a margin of ~10x over what is seen.
+OPT_ATOL = 1e-5
+
+
+@pytest.mark.parametrize("version,depth", [("v1", 8), ("v2", 11)])
+@pytest.mark.parametrize("path", ["strided", "dilated"])
+def test_optimised_network_gives_the_plain_networks_scores(version, depth, path):
+    model = _with_running_stats(build_model(ModelConfig(version=version, depth=depth, width=8, patch_size=P)), 3)
+    rng = np.random.default_rng(11)
+    a, b = rng.random((45, 53), dtype=np.float32), rng.random((45, 53), dtype=np.float32)
+    plain = score_map(model, a, b, path=path, optimized=False)
+    fast = score_map(model, a, b, path=path, optimized=True)
+    assert np.abs(plain - 0.5).max() > 0.05  # scores that vary, not a flat 0.5
+    np.testing.assert_allclose(fast, plain, atol=OPT_ATOL)
+    mask = np.zeros(a.shape, bool)
+    mask[5:30, 10:40] = True
+    np.testing.assert_allclose(score_masked(model, a, b, mask, path=path)[mask], plain[mask], atol=OPT_ATOL)
+
+
+def test_optimised_network_follows_further_training():
+    model = _with_running_stats(build_model(CFG), 4)
+    rng = np.random.default_rng(12)
+    a, b = rng.random((30, 30), dtype=np.float32), rng.random((30, 30), dtype=np.float32)
+    before = score_map(model, a, b)
+    with torch.no_grad():  # an optimiser step changes the weights in place
+        model.fc.bias[1] += 1.0
+        model.layer1[0].bn1.running_mean += 0.5
+    after = score_map(model, a, b)
+    assert np.abs(after - before).min() > 0.01  # no stale cached copy
+    np.testing.assert_allclose(after, score_map(model, a, b, optimized=False), atol=OPT_ATOL)
+
+
+@pytest.mark.skipif(
+    not (WEIGHTS_DIR / "boundary.safetensors").is_file(),
+    reason="no shipped weights yet (bamf_lib/weights/*.safetensors)",
+)
+@pytest.mark.parametrize("net", ["initial", "boundary"])
+def test_optimised_shipped_weights_decide_as_the_plain_ones(net):
+    model = load_pretrained(net)
+    a, b, _ = _half_focused_pair(np.random.default_rng(13), shape=(72, 80), sigma=3.0)
+    plain = score_map(model, a, b, optimized=False)
+    fast = score_map(model, a, b)
+    np.testing.assert_allclose(fast, plain, atol=OPT_ATOL)
+    clear = np.abs(plain - 0.5) > OPT_ATOL
+    np.testing.assert_array_equal(fast[clear] > 0.5, plain[clear] > 0.5)
