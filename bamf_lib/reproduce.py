@@ -72,9 +72,11 @@ def execute(paths: list[Path], out_dir: Path, parameters: dict) -> dict[str, flo
     return seconds
 
 
-def build_book(warnings_as_errors: bool = False) -> Path:
+def build_book(warnings_as_errors: bool = True) -> Path:
     """``jupyter-book build`` the repository root; return the HTML folder."""
-    cmd = [sys.executable, "-m", "jupyter_book", "build", str(ROOT), "--path-output", str(ROOT)]
+    # the console script lives beside this interpreter (the package has no __main__)
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(ROOT), "--path-output", str(ROOT)]
     if warnings_as_errors:
         cmd += ["-W", "-n", "--keep-going"]
     subprocess.run(cmd, check=True)
