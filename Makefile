@@ -21,7 +21,10 @@ setup: $(BIN)/bamf
 book: setup
 	$(BIN)/bamf reproduce --profile $(PROFILE)
 
+# The browser test reads the built book, so the book is built (notebooks executed by
+# papermill) before pytest runs the unit tests, nbval over every notebook, and that test.
 test: setup
+	$(BIN)/bamf reproduce --profile $(PROFILE)
 	$(BIN)/python -m bamf_lib.reproduce convert build/notebooks
 	$(BIN)/python -m pytest tests build/notebooks --nbval-lax -p no:cacheprovider
 
