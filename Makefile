@@ -5,7 +5,12 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PROFILE ?= quick
-export BAMF_DATA_DIR ?= $(abspath ../shared/data)
+# A local copy of the data beside the checkout stands in for the downloads (see README)
+ifeq ($(origin BAMF_DATA_DIR),undefined)
+  ifneq ($(wildcard ../shared/data),)
+    export BAMF_DATA_DIR := $(abspath ../shared/data)
+  endif
+endif
 
 .PHONY: setup book test notebooks clean
 
