@@ -34,25 +34,41 @@ strided logits *are* the dilated ones on the stride grid, and interpolating betw
 points adds no measurable disagreement), so the cheaper strided pass is the default.
 Where exact paper scores matter, ``"coarse-to-fine"`` gives them on the uncertain band.
 
-Measured with ``python benchmarks/bench_scoring.py --threads 1`` (shared 2-core CPU, one
-torch thread; the shipped initial weights: quick profile, v1-8 w16 P32, val acc 0.944;
-Lytro pairs 1, 5, 10; "random": 2304 random pixels per pair, an estimate over the whole
-image; "boundary": the 48 x 48 square where the strided map is least certain, the worst
-case):
+Speed.  The whole-image paths run the network's :func:`~bamf_lib.models.inference_copy`
+(BatchNorm folded into the convolutions, channels_last) and, on CPU,
+:func:`~bamf_lib.models.fused_features` (each convolution fused with its ReLU and the
+shortcut addition in one oneDNN primitive); it is built once per model and rebuilt when
+the weights change.  It computes the same function in a different float32 order: scores
+of the shipped nets differ from the plain network's by at most about 1e-5 (8.7e-6 on
+lytro-05) and fused decisions are identical.  ``optimized=False`` runs the plain network.
 
-==============  ============  =========  ====================  =====================
-path            s per 520^2   speed-up   agreement at 0.5      mean abs difference
-                                         random / boundary     random / boundary
-==============  ============  =========  ====================  =====================
-reference       153 (1770/s)  1          1 / 1                 0 / 0
-strided         0.13          1152x      0.982 / 0.856         0.036 / 0.113
-dilated         0.64          240x       0.983 / 0.850         0.035 / 0.112
-coarse-to-fine  17.1          9x         1.000 / 1.000         0.016 / 0.006
-==============  ============  =========  ====================  =====================
+Measured with ``python benchmarks/bench_scoring.py --threads 1`` (shared 2-core CPU under
+load, one torch thread; the shipped initial weights: gpu profile, v1-20 w16 P32; Lytro
+pairs 1, 5, 10; "random": 2304 random pixels per pair, an estimate over the whole image;
+"boundary": the 48 x 48 square where the strided map is least certain, the worst case):
+
+==============  ============  =========  =========  ====================  =====================
+path            s per 520^2   plain net  speed-up   agreement at 0.5      mean abs difference
+                                                    random / boundary     random / boundary
+==============  ============  =========  =========  ====================  =====================
+reference       438 (618/s)                1          1 / 1                 0 / 0
+strided         0.24          0.38       1819x      0.851 / 0.683         0.119 / 0.264
+dilated         2.41          3.56       181x       0.855 / 0.717         0.116 / 0.241
+coarse-to-fine  80            78         5x         0.971 / 0.969         0.035 / 0.031
+==============  ============  =========  =========  ====================  =====================
+
+(The shipped v1-20 disagrees with its own reference more than the earlier quick v1-8 did,
+0.98 at random pixels; the optimised network changes none of these agreements.
+Coarse-to-fine's cost is the reference on its uncertain band, 80 s on average and 167 s on
+lytro-10.)  On two threads of a busy shared machine OpenMP waits on the descheduled
+thread: ``fuse`` of lytro-05 took a median 0.61 s at one thread against 1.12 s at two
+(``benchmarks/bench_fuse.py``, both with the optimised net; the plain net 1.00 s and 2.15 s).
 
 On one H200 (a one-off check, random weights, 520 x 520 pair): v1-20 P32 reference 38,000
 patches/s (7 s), strided 0.024 s (about 300x); v2-56 P64 reference 12,000 patches/s (22 s),
-strided 0.057 s (about 390x); CUDA and CPU scores agree to 3e-4.  A 24 MP pair: strided on CPU peaks at about 1.0 GB resident (v1-20), on the GPU
+strided 0.057 s (about 390x); CUDA and CPU scores agree to 3e-4.  A 24 MP pair: strided
+on CPU peaks at about 1.0 GB resident (v1-20; the whole ``fuse`` with the optimised nets,
+one thread: 1.43 GiB, 57 s under load), on the GPU
 at 0.42 GB (v1-20, 0.65 s) and 0.45 GB (v2-56 P64, 1.8 s), thanks to tiling.
 """
 

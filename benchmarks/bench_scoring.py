@@ -8,7 +8,8 @@ agree).  Every whole-image path runs on the full 520 x 520 pair and is compared 
 reference on both sets.  Prints patches/s of the
 reference, seconds per pair of each fast path, the speed-up over the (extrapolated)
 reference on the full pair, the mean and max |S_fast - S_ref| and the agreement of the
-maps binarised at 0.5.
+maps binarised at 0.5.  Each whole-image path is also timed on the plain network
+(``optimized=False``: BatchNorm not folded, no oneDNN fusion) right after the optimised one.
 
     python benchmarks/bench_scoring.py                       # shipped initial weights
     python benchmarks/bench_scoring.py --weights runs/quick-initial.safetensors --device cuda
@@ -88,6 +89,7 @@ def main(argv=None) -> dict:
     sets = ("random", "boundary")
     rows = {(m, k): {"diff": [], "max": [], "agree": []} for m in FAST for k in sets}
     seconds = {m: [] for m in FAST}
+    plain_seconds = {m: [] for m in FAST}  # the same path on the plain (not optimised) network
     ref_rate = []
     rng = np.random.default_rng(args.seed)
     for n in map(int, args.pairs.split(",")):
@@ -106,6 +108,8 @@ def main(argv=None) -> dict:
             score_map(model, a[:64, :64], b[:64, :64], path=m, device=args.device)  # warm-up
             fast, t = _timed(lambda: score_map(model, a, b, path=m, device=args.device), args.device)
             seconds[m].append(t)
+            _, t_plain = _timed(lambda: score_map(model, a, b, path=m, device=args.device, optimized=False), args.device)
+            plain_seconds[m].append(t_plain)
             for k in sets:
                 f, r = fast[where[k]], ref[where[k]]
                 rows[m, k]["diff"].append(float(np.abs(f - r).mean()))
@@ -122,15 +126,15 @@ def main(argv=None) -> dict:
                "pairs": args.pairs, "reference_patches_per_s": rate,
                "reference_seconds_520": ref_seconds, "paths": {}}
     print(f"\nreference: {rate:.0f} patches/s -> {ref_seconds:.0f} s for a 520x520 pair (extrapolated)")
-    print(f"{'path':<16}{'s / 520^2':>10}{'speed-up':>10}{'set':>10}{'mean|dS|':>10}{'max|dS|':>9}{'agree@0.5':>11}")
+    print(f"{'path':<16}{'s / 520^2':>10}{'plain net':>10}{'speed-up':>10}{'set':>10}{'mean|dS|':>10}{'max|dS|':>9}{'agree@0.5':>11}")
     for m in FAST:
-        sec = float(np.mean(seconds[m]))
-        summary["paths"][m] = {"seconds_520": sec, "speedup": ref_seconds / sec}
+        sec, plain = float(np.mean(seconds[m])), float(np.mean(plain_seconds[m]))
+        summary["paths"][m] = {"seconds_520": sec, "seconds_520_plain_net": plain, "speedup": ref_seconds / sec}
         for k in sets:
             r = {"mean_abs_diff": float(np.mean(rows[m, k]["diff"])), "max_abs_diff": float(np.max(rows[m, k]["max"])),
                  "binary_agreement": float(np.mean(rows[m, k]["agree"]))}
             summary["paths"][m][k] = r
-            print(f"{m:<16}{sec:>10.2f}{ref_seconds / sec:>10.0f}{k:>10}{r['mean_abs_diff']:>10.4f}"
+            print(f"{m:<16}{sec:>10.2f}{plain:>10.2f}{ref_seconds / sec:>10.0f}{k:>10}{r['mean_abs_diff']:>10.4f}"
                   f"{r['max_abs_diff']:>9.3f}{r['binary_agreement']:>11.4f}")
     if args.json:
         with open(args.json, "w") as f:
