@@ -158,3 +158,21 @@ def test_shipped_weights_fuse_a_pair_with_a_known_answer():
     pair = groundtruth_set(1, seed=3)[0]
     r = fuse([pair.a, pair.b], device="cpu")
     assert pixel_accuracy(r.decision_map == 0, pair.truth) > 0.85
+
+
+@pytest.mark.skipif(not (Path(bamf_lib.models.WEIGHTS_DIR) / "initial.safetensors").is_file()
+                    or not (Path(bamf_lib.models.WEIGHTS_DIR) / "boundary.safetensors").is_file(),
+                    reason="no shipped weights yet")
+def test_optimised_networks_fuse_as_the_plain_ones(monkeypatch):
+    from bamf_lib import scoring
+    from bamf_lib.groundtruth import groundtruth_set
+
+    pair = groundtruth_set(1, seed=4)[0]
+    fast = fuse([pair.a, pair.b], device="cpu")
+    monkeypatch.setattr(scoring, "OPTIMIZE", False)
+    plain = fuse([pair.a, pair.b], device="cpu")
+    assert plain.near_boundary.any()  # the boundary net was used
+    # same function, different float32 order: see tests/test_scoring.py's OPT_ATOL
+    np.testing.assert_allclose(fast.refined_score_map, plain.refined_score_map, atol=1e-5)
+    np.testing.assert_array_equal(fast.near_boundary, plain.near_boundary)
+    np.testing.assert_array_equal(fast.decision_map, plain.decision_map)
