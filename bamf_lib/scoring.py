@@ -74,6 +74,7 @@ at 0.42 GB (v1-20, 0.65 s) and 0.45 GB (v2-56 P64, 1.8 s), thanks to tiling.
 
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from collections.abc import Iterator
@@ -208,11 +209,15 @@ def _logit_gap(model: FocusResNet, feats: torch.Tensor) -> torch.Tensor:
     return F.conv2d(feats, weight, bias)
 
 
+# receptive_field builds (and initialises) a network: 10 ms a call, once per config is enough
+_receptive_field = functools.lru_cache(maxsize=32)(receptive_field)
+
+
 def _margin(model: FocusResNet) -> int:
     """Context added around a tile so tile seams do not show (features near a tile edge
     see zero padding); half the receptive field, capped at the patch size."""
     s = model.total_stride
-    m = min(receptive_field(model.config) // 2, model.config.patch_size)
+    m = min(_receptive_field(model.config) // 2, model.config.patch_size)
     return s * math.ceil(m / s)
 
 
