@@ -220,12 +220,13 @@ OPT_ATOL = 1e-5
 @pytest.mark.parametrize("version,depth", [("v1", 8), ("v2", 11)])
 @pytest.mark.parametrize("path", ["strided", "dilated"])
 def test_optimised_network_gives_the_plain_networks_scores(version, depth, path):
+    torch.manual_seed(depth)
     model = _with_running_stats(build_model(ModelConfig(version=version, depth=depth, width=8, patch_size=P)), 3)
     rng = np.random.default_rng(11)
     a, b = rng.random((45, 53), dtype=np.float32), rng.random((45, 53), dtype=np.float32)
     plain = score_map(model, a, b, path=path, optimized=False)
     fast = score_map(model, a, b, path=path, optimized=True)
-    assert np.abs(plain - 0.5).max() > 0.05  # scores that vary, not a flat 0.5
+    assert np.ptp(plain) > 0.01  # scores that vary 1000x more than the tolerance
     np.testing.assert_allclose(fast, plain, atol=OPT_ATOL)
     mask = np.zeros(a.shape, bool)
     mask[5:30, 10:40] = True
@@ -233,6 +234,7 @@ def test_optimised_network_gives_the_plain_networks_scores(version, depth, path)
 
 
 def test_optimised_network_follows_further_training():
+    torch.manual_seed(1)
     model = _with_running_stats(build_model(CFG), 4)
     rng = np.random.default_rng(12)
     a, b = rng.random((30, 30), dtype=np.float32), rng.random((30, 30), dtype=np.float32)
