@@ -68,8 +68,21 @@ def execute(paths: list[Path], out_dir: Path, parameters: dict) -> dict[str, flo
             progress_bar=False,
         )
         seconds[path.stem] = time.perf_counter() - t0
+        _hide_default_parameters(out_dir / path.name)
         print(f"[reproduce] {path.name}: {seconds[path.stem]:.1f} s", flush=True)
     return seconds
+
+
+def _hide_default_parameters(path: Path) -> None:
+    """Keep only papermill's injected parameters visible: the defaults cell would repeat them."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    nbformat.write(nb, path)
 
 
 def build_book(warnings_as_errors: bool = True) -> Path:

@@ -27,3 +27,19 @@ def test_convert_writes_ipynb_with_a_parameters_cell(tmp_path):
 def test_unknown_filter_is_an_error():
     with pytest.raises(ValueError, match="no notebooks"):
         reproduce.notebook_sources(only=["no-such-chapter"])
+
+
+def test_default_parameters_are_hidden_after_execution(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("profile = 'quick'", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("profile = 'cpu'", metadata={"tags": ["injected-parameters"]}),
+        nbformat.v4.new_code_cell("print(profile)"),
+    ]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    reproduce._hide_default_parameters(path)
+    tags = [c.metadata.get("tags", []) for c in nbformat.read(path, as_version=4).cells]
+    assert tags == [["parameters", "remove-cell"], ["injected-parameters"], []]
