@@ -60,9 +60,11 @@ coarse-to-fine  80            78         5x         0.971 / 0.969         0.035 
 (The shipped v1-20 disagrees with its own reference more than the earlier quick v1-8 did,
 0.98 at random pixels; the optimised network changes none of these agreements.
 Coarse-to-fine's cost is the reference on its uncertain band, 80 s on average and 167 s on
-lytro-10.)  On two threads of a busy shared machine OpenMP waits on the descheduled
-thread: ``fuse`` of lytro-05 took a median 0.61 s at one thread against 1.12 s at two
-(``benchmarks/bench_fuse.py``, both with the optimised net; the plain net 1.00 s and 2.15 s).
+lytro-10.)  Threads: ``fuse`` of lytro-05 (``benchmarks/bench_fuse.py``, interleaved
+runs, optimised / plain net) took a median 0.30 / 0.55 s on two threads and 0.49 / 0.86 s
+on one when the machine was quiet (load 1.2), but 1.12 / 2.15 s on two and 0.61 / 1.00 s
+on one under load (about 5 on 2 cores), where OpenMP waits on its descheduled thread; the
+thread count is left to the caller (``torch.set_num_threads``).
 
 On one H200 (a one-off check, random weights, 520 x 520 pair): v1-20 P32 reference 38,000
 patches/s (7 s), strided 0.024 s (about 300x); v2-56 P64 reference 12,000 patches/s (22 s),
