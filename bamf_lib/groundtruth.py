@@ -7,18 +7,21 @@ foregrounds and backgrounds that training never sees (the held-out scikit-image 
 the true decision map is known: 1 where A is focused, i.e. where ``alpha > 0.5``.
 
 A decision map ``D`` follows the fusion rule ``F = D A + (1 - D) B``: 1 (True) where source A
-is chosen.
+is chosen.  :func:`evaluate_decisions` scores the decision maps of several methods
+(:func:`default_deciders`) on such pairs.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from scipy import ndimage
 
-from bamf_lib.config import SynthesisConfig
+from bamf_lib.config import FDBConfig, SynthesisConfig
 from bamf_lib.sources import fit_background, load_backgrounds, load_foregrounds
 from bamf_lib.synthesis import label_map, make_source_pair
 
@@ -30,6 +33,9 @@ __all__ = [
     "boundary_accuracy",
     "boundary_fscore",
     "score_decision_map",
+    "Decider",
+    "default_deciders",
+    "evaluate_decisions",
 ]
 
 
@@ -180,3 +186,65 @@ def score_decision_map(
         "boundary_accuracy": boundary_accuracy(decision, truth, radius=radius),
         "boundary_f": boundary_fscore(decision, truth, tolerance=tolerance),
     }
+
+
+Decider = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def default_deciders(fdb=None) -> dict[str, Decider]:
+    """Decision-map makers ``(a, b) -> bool (H, W)`` (True where A is taken) for
+    :func:`evaluate_decisions`: ``bamf-initial``, ``bamf`` (shipped weights, CPU, ``fdb``
+    or the default :class:`bamf_lib.config.FDBConfig`) and ``gff`` (:func:`bamf_lib.baselines.gff_decision_map`)."""
+    from bamf_lib.baselines import gff_decision_map
+
+    fdb = FDBConfig() if fdb is None else fdb
+
+    def bamf(refine: bool) -> Decider:
+        def run(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            from bamf_lib.fusion import fuse
+
+            return fuse([a, b], refine=refine, fdb=fdb, device="cpu").decision_map == 0
+
+        return run
+
+    return {"bamf-initial": bamf(False), "bamf": bamf(True), "gff": lambda a, b: gff_decision_map([a, b])}
+
+
+def evaluate_decisions(pairs: Sequence, deciders: Mapping[str, Decider], *, radius: float = 8,
+                       tolerance: float = 2) -> dict[str, dict]:
+    """Score decision maps against a known truth (:func:`score_decision_map`).
+
+    Parameters
+    ----------
+    pairs : sequence
+        Items with uint8 ``a``, ``b``, bool ``truth`` and a ``name``, e.g.
+        :func:`groundtruth_set`.
+    deciders : mapping name -> callable
+        ``(a, b) -> decision (H, W)``, True (or > 0.5) where A is taken; see :func:`default_deciders`.
+    radius, tolerance : float
+        Boundary band and boundary-matching tolerance in pixels.
+
+    Returns
+    -------
+    dict
+        ``name -> {"per_pair": {pair: {"accuracy", "boundary_accuracy", "boundary_f"}},
+        "mean": {score: mean over pairs}, "seconds": {pair: time to decide}, "decisions":
+        {pair: bool map}}``.
+    """
+    if not pairs:
+        raise ValueError("pairs is empty")
+    if not deciders:
+        raise ValueError("deciders is empty")
+    out: dict[str, dict] = {}
+    for name, decide in deciders.items():
+        per_pair, seconds, decisions = {}, {}, {}
+        for pair in pairs:
+            t0 = time.perf_counter()
+            d = np.asarray(decide(pair.a, pair.b)) > 0.5
+            seconds[pair.name] = time.perf_counter() - t0
+            decisions[pair.name] = d
+            per_pair[pair.name] = score_decision_map(d, pair.truth, radius=radius, tolerance=tolerance)
+        keys = next(iter(per_pair.values()))
+        mean = {k: float(np.nanmean([s[k] for s in per_pair.values()])) for k in keys}
+        out[name] = {"per_pair": per_pair, "mean": mean, "seconds": seconds, "decisions": decisions}
+    return out

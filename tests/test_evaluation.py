@@ -1,4 +1,4 @@
-"""Table-1 machinery: pair sets, means and win counts, published results, the table, the CLI."""
+"""Table-1 machinery: pair sets, means and win counts, published results, the CLI."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _score_table import TABLE, _result, _row
+
 from bamf_lib import evaluation as ev
-from bamf_lib.evaluation import Pair, evaluate, format_table, pair_set, summarize
-from bamf_lib.io import read_image, rgb2gray
+from bamf_lib.evaluation import Pair, evaluate, pair_set, summarize
+from bamf_lib.io import read_image
+from bamf_lib.tables import format_table
 
 DATA = os.environ.get("BAMF_DATA_DIR")
 _skip_without_data = pytest.mark.skipif(not DATA, reason="BAMF_DATA_DIR is not set: test pairs and published results unavailable")
@@ -24,18 +27,6 @@ _skip_without_data = pytest.mark.skipif(not DATA, reason="BAMF_DATA_DIR is not s
 def needs_data(test):
     """Mark a test as reading BAMF_DATA_DIR (marker ``data``) and skip it without one."""
     return pytest.mark.data(_skip_without_data(test))
-
-
-def _row(mi, g, y, cb):
-    return {"Q_MI": mi, "Q_G": g, "Q_Y": y, "Q_CB": cb}
-
-
-# three pairs; "base" has no result on p3; "ours-w/o" does not compete
-TABLE = {
-    "base": {"p1": _row(1.0, 0.5, 0.9, 0.7), "p2": _row(1.2, 0.6, 0.8, 0.7), "p3": None},
-    "ours": {"p1": _row(1.1, 0.5, 0.8, 0.8), "p2": _row(1.0, 0.7, 0.9, 0.6), "p3": _row(2.0, 0.9, 0.9, 0.9)},
-    "ours-w/o": {"p1": _row(9.0, 9.0, 9.0, 9.0), "p2": _row(9.0, 9.0, 9.0, 9.0), "p3": _row(9.0, 9.0, 9.0, 9.0)},
-}
 
 
 def test_summarize_means_skip_missing_pairs():
@@ -74,37 +65,12 @@ def test_summarize_rejects_bad_arguments():
         summarize(TABLE, compete=["nobody"])
 
 
-def _result(table=TABLE, compete=("base", "ours")):
-    means, n_pairs, wins, win_pairs = summarize(table, compete=list(compete))
-    return ev.EvaluationResult(list(next(iter(table.values()))), list(table), dict(table), means, n_pairs, wins, list(compete), win_pairs)
-
-
-def test_format_table_layout():
-    text = format_table(_result())
-    lines = text.splitlines()
-    assert lines[0] == "| Metric | base | ours | ours-w/o |"
-    mi = next(line for line in lines if line.startswith("| Q_MI"))
-    assert "1.1000 (1)" in mi and "**1.3667** (1)" in mi
-    assert "9.0000 |" in mi and "9.0000 (" not in mi  # no wins for a non-competitor
-    assert "base 2" in text and "2 pairs" in text
-
-
 def test_common_means_average_the_same_pairs_for_every_method():
     result = _result()
     assert result.common_pairs() == ["p1", "p2"]
     common = result.common_means()
     assert common["ours"]["Q_MI"] == pytest.approx(1.05) and common["base"]["Q_MI"] == pytest.approx(1.1)
-    text = format_table(result, means="common")
-    assert "**1.1000** (1)" in text and "2 of 3 pairs" in text
     assert result.to_json()["methods"]["ours"]["mean_common"]["Q_MI"] == pytest.approx(1.05)
-    with pytest.raises(ValueError, match="means"):
-        format_table(result, means="all")
-
-
-def test_format_table_marks_methods_without_results():
-    table = {"a": {"p": _row(1, 1, 1, 1)}, "b": {"p": None}}
-    text = format_table(_result(table, compete=("a",)))
-    assert "| n/a |" in text
 
 
 def test_pair_sets():
@@ -205,16 +171,6 @@ def test_default_methods_run_bamf_with_and_without_refinement(monkeypatch):
     assert calls == [False, True]
 
 
-def test_paper_table_as_printed_is_consistent():
-    result = ev.paper_result()
-    for k in ("Q_MI", "Q_G", "Q_CB"):  # the printed Q_Y counts sum to 25 over 24 pairs (see PAPER_TABLE1)
-        assert sum(w[k] for w in result.wins.values() if w is not None) <= 24
-    for k in ev.METRICS:
-        assert max(result.means, key=lambda m: result.means[m][k]) == "Ours"
-    assert result.wins["Ours w/o"] is None
-    assert "**1.2002** (23)" in format_table(result) and "| 1.2000 |" in format_table(result)
-
-
 def _fake_pairs(monkeypatch, names):
     """Pairs whose sources are made here (no data folder): constant images of value i."""
     monkeypatch.setattr(ev, "load_sources", lambda pair: [np.full((8, 8), int(pair.name[1:]), np.uint8)] * 2)
@@ -241,54 +197,6 @@ def test_evaluate_reuses_earlier_scores_instead_of_fusing_again(monkeypatch):
     assert calls == [1, 2, 3, 2, 2]
     with pytest.raises(ValueError, match="reuse"):
         evaluate(_fake_pairs(monkeypatch, ["p2"]), {"m": method}, metric_fn=metric, progress=False, reuse={"m": {}})
-
-
-def test_compare_to_best_uses_common_pairs_and_per_pair_margins():
-    cmp = ev.compare_to_best(_result(), "ours", ["base"])
-    mi = cmp["Q_MI"]
-    assert mi["pairs"] == ["p1", "p2"]
-    assert mi["mean"] == pytest.approx(1.05) and mi["best"] == "base" and mi["best_mean"] == pytest.approx(1.1)
-    assert mi["beats_mean"] is False
-    assert mi["margin"] == pytest.approx({"p1": 0.1, "p2": -0.2})
-    assert mi["beats_pairs"] == 1 and mi["wins"] == 1 and mi["top_wins"] == 1 and mi["most_wins"] is True
-    assert cmp["Q_G"]["beats_mean"] is True and cmp["Q_G"]["beats_pairs"] == 1  # tie on p1 is no win
-    assert ev.compare_to_best(_result(), "ours-w/o", ["base"])["Q_MI"]["wins"] is None
-    with pytest.raises(ValueError, match="method"):
-        ev.compare_to_best(_result(), "nobody")
-    with pytest.raises(ValueError, match="baselines"):
-        ev.compare_to_best(_result(), "ours", ["nobody"])
-
-
-def test_difference_map_is_bright_where_fused_copies_the_source():
-    rng = np.random.default_rng(0)
-    src = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
-    fused = src.copy()
-    fused[:, 8:] = 255 - src[:, 8:]
-    dm = ev.difference_map(fused, src)
-    assert dm.shape == (16, 16) and np.all(dm[:, :8] == 255)
-    gray_gap = np.abs(rgb2gray(fused).astype(float) - rgb2gray(src))
-    np.testing.assert_allclose(dm, np.clip(255 - 10 * gray_gap, 0, 255))
-    assert ev.difference_map(fused, src, lam=1).min() >= dm.min()
-    with pytest.raises(ValueError, match="shape"):
-        ev.difference_map(fused, src[:, :8])
-    with pytest.raises(ValueError, match="lam"):
-        ev.difference_map(fused, src, lam=0)
-
-
-def test_evaluate_decisions_scores_each_decider_against_the_truth():
-    truth = np.zeros((32, 32), bool)
-    truth[:, 12:] = True
-    img = np.zeros((32, 32), np.uint8)
-    pairs = [types.SimpleNamespace(name=f"s{i}", a=img, b=img, truth=truth) for i in range(2)]
-    out = ev.evaluate_decisions(pairs, {"right": lambda a, b: truth, "wrong": lambda a, b: ~truth,
-                                        "left-shift": lambda a, b: np.roll(truth, -4, axis=1)})
-    assert out["right"]["mean"] == {"accuracy": 1.0, "boundary_accuracy": 1.0, "boundary_f": 1.0}
-    assert out["wrong"]["mean"]["accuracy"] == 0.0
-    shifted = out["left-shift"]["mean"]
-    assert 0.5 < shifted["accuracy"] < 1.0 and shifted["boundary_f"] < 1.0
-    assert set(out["right"]["seconds"]) == {"s0", "s1"} and out["right"]["decisions"]["s1"].dtype == bool
-    with pytest.raises(ValueError, match="pairs"):
-        ev.evaluate_decisions([], {"right": lambda a, b: truth})
 
 
 @needs_data

@@ -1,0 +1,59 @@
+"""Table 1 as text: layout, means over common pairs, the paper's printed table, comparison to the best baseline."""
+
+from __future__ import annotations
+
+import pytest
+from _score_table import _result, _row
+
+from bamf_lib.evaluation import METRICS
+from bamf_lib.tables import compare_to_best, format_table, paper_result
+
+
+def test_format_table_layout():
+    text = format_table(_result())
+    lines = text.splitlines()
+    assert lines[0] == "| Metric | base | ours | ours-w/o |"
+    mi = next(line for line in lines if line.startswith("| Q_MI"))
+    assert "1.1000 (1)" in mi and "**1.3667** (1)" in mi
+    assert "9.0000 |" in mi and "9.0000 (" not in mi  # no wins for a non-competitor
+    assert "base 2" in text and "2 pairs" in text
+
+
+def test_format_table_common_means_average_the_same_pairs():
+    result = _result()
+    text = format_table(result, means="common")
+    assert "**1.1000** (1)" in text and "2 of 3 pairs" in text
+    with pytest.raises(ValueError, match="means"):
+        format_table(result, means="all")
+
+
+def test_format_table_marks_methods_without_results():
+    table = {"a": {"p": _row(1, 1, 1, 1)}, "b": {"p": None}}
+    text = format_table(_result(table, compete=("a",)))
+    assert "| n/a |" in text
+
+
+def test_paper_table_as_printed_is_consistent():
+    result = paper_result()
+    for k in ("Q_MI", "Q_G", "Q_CB"):  # the printed Q_Y counts sum to 25 over 24 pairs (see PAPER_TABLE1)
+        assert sum(w[k] for w in result.wins.values() if w is not None) <= 24
+    for k in METRICS:
+        assert max(result.means, key=lambda m: result.means[m][k]) == "Ours"
+    assert result.wins["Ours w/o"] is None
+    assert "**1.2002** (23)" in format_table(result) and "| 1.2000 |" in format_table(result)
+
+
+def test_compare_to_best_uses_common_pairs_and_per_pair_margins():
+    cmp = compare_to_best(_result(), "ours", ["base"])
+    mi = cmp["Q_MI"]
+    assert mi["pairs"] == ["p1", "p2"]
+    assert mi["mean"] == pytest.approx(1.05) and mi["best"] == "base" and mi["best_mean"] == pytest.approx(1.1)
+    assert mi["beats_mean"] is False
+    assert mi["margin"] == pytest.approx({"p1": 0.1, "p2": -0.2})
+    assert mi["beats_pairs"] == 1 and mi["wins"] == 1 and mi["top_wins"] == 1 and mi["most_wins"] is True
+    assert cmp["Q_G"]["beats_mean"] is True and cmp["Q_G"]["beats_pairs"] == 1  # tie on p1 is no win
+    assert compare_to_best(_result(), "ours-w/o", ["base"])["Q_MI"]["wins"] is None
+    with pytest.raises(ValueError, match="method"):
+        compare_to_best(_result(), "nobody")
+    with pytest.raises(ValueError, match="baselines"):
+        compare_to_best(_result(), "ours", ["nobody"])
