@@ -20,6 +20,7 @@ __all__ = ["ROOT", "notebook_sources", "convert", "execute", "build_book", "repr
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 EXECUTED = ROOT / "book" / "executed"
+CELL_TIMEOUT = 900  # seconds; the slowest cell on the quick profile takes about a minute
 
 
 def notebook_sources(only: list[str] | None = None) -> list[Path]:
@@ -66,6 +67,8 @@ def execute(paths: list[Path], out_dir: Path, parameters: dict) -> dict[str, flo
             kernel_name="python3",
             cwd=str(NOTEBOOKS),
             progress_bar=False,
+            # a lost kernel message must fail the build, not hang it
+            execution_timeout=CELL_TIMEOUT,
         )
         seconds[path.stem] = time.perf_counter() - t0
         _hide_default_parameters(out_dir / path.name)
