@@ -35,9 +35,10 @@ from bamf_lib import boundary as _boundary
 from bamf_lib import scoring
 from bamf_lib.config import FDBConfig, PostprocessConfig
 from bamf_lib.io import check_sources, to_float_gray
+from bamf_lib.models import resolve_device
 from bamf_lib.postprocess import decision_map as _decision_map
 
-__all__ = ["FusionResult", "fuse", "align_sources", "resolve_device", "pretrained"]
+__all__ = ["FusionResult", "fuse", "align_sources", "pretrained"]
 
 
 @dataclass
@@ -66,19 +67,6 @@ class FusionResult:
     refined_score_map: np.ndarray
     near_boundary: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def resolve_device(device: str = "auto") -> str:
-    """``"auto"`` is ``"cuda"`` when a GPU is available, else ``"cpu"``."""
-    if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for, but torch sees no CUDA GPU here; use 'cpu' or 'auto'")
-    return device
 
 
 @functools.lru_cache(maxsize=4)

@@ -86,7 +86,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from bamf_lib.models import FocusResNet, dilated_copy, fused_features, inference_copy, receptive_field
+from bamf_lib.models import FocusResNet, dilated_copy, fused_features, inference_copy, receptive_field, resolve_device
 
 __all__ = ["score_map", "score_masked", "PATHS", "FAST_METHOD", "OPTIMIZE"]
 
@@ -132,20 +132,11 @@ def _padded_pair(a: np.ndarray, b: np.ndarray, before: int, after: int, device) 
     return torch.from_numpy(pair).to(device)
 
 
-def _resolve(device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
-
-
 class _Eval:
     """Put the model in eval mode on ``device`` for the duration, then restore it."""
 
-    def __init__(self, model: torch.nn.Module, device) -> None:
-        self.model, self.device = model, _resolve(device)
+    def __init__(self, model: torch.nn.Module, device: torch.device) -> None:
+        self.model, self.device = model, device
 
     def __enter__(self) -> torch.nn.Module:
         self.was_training = self.model.training
@@ -370,8 +361,9 @@ def score_map(
     a, b = _check_inputs(model, a, b, path)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = resolve_device(device)
     with _Eval(model, device) as net:
-        return _dispatch(net, a, b, None, path, _resolve(device), batch_size, progress, tile,
+        return _dispatch(net, a, b, None, path, device, batch_size, progress, tile,
                          OPTIMIZE if optimized is None else optimized)
 
 
@@ -404,6 +396,7 @@ def score_masked(
     if mask.shape != a.shape:
         raise ValueError(f"mask has shape {mask.shape}, the images {a.shape}")
     mask = mask.astype(bool)
+    device = resolve_device(device)
     with _Eval(model, device) as net:
-        return _dispatch(net, a, b, mask, path, _resolve(device), batch_size, progress, None,
+        return _dispatch(net, a, b, mask, path, device, batch_size, progress, None,
                          OPTIMIZE if optimized is None else optimized)

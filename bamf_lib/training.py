@@ -33,8 +33,9 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorData
 
 from bamf_lib.config import TrainConfig, get_profile
 from bamf_lib.io import atomic_write
+from bamf_lib.models import resolve_device
 
-__all__ = ["lr_factor", "train", "train_profile", "evaluate", "read_log", "resolve_device"]
+__all__ = ["lr_factor", "train", "train_profile", "evaluate", "read_log"]
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -56,16 +57,6 @@ def lr_factor(progress: float, cfg: TrainConfig) -> float:
         if progress >= milestone - 1e-9:
             factor = f
     return factor
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` is CUDA when present (this rank's ``LOCAL_RANK`` GPU), else the CPU."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return dev
 
 
 def _dist_setup(device: torch.device) -> tuple[int, int]:
