@@ -14,14 +14,12 @@ import argparse
 import json
 import time
 
-import numpy as np
 import torch
 
 from bamf_lib import load_pretrained
 from bamf_lib.boundary import tune_fdb
 from bamf_lib.config import FDBConfig
-from bamf_lib.fusion import fuse
-from bamf_lib.groundtruth import groundtruth_set, score_decision_map
+from bamf_lib.groundtruth import default_deciders, evaluate_decisions, groundtruth_set
 
 
 def main() -> None:
@@ -40,15 +38,10 @@ def main() -> None:
     report["fdb_tuning"] = {**tuned, "seconds": time.perf_counter() - t0, "pairs": f"groundtruth_set({args.pairs}, seed=1)"}
     fdb = FDBConfig(k=tuned["k"], tau=tuned["tau"])
 
-    test = groundtruth_set(args.pairs, seed=2)
-    rows = {"initial only": [], "refined": []}
-    for pair in test:
-        for name, refine in (("initial only", False), ("refined", True)):
-            r = fuse([pair.a, pair.b], refine=refine, fdb=fdb, initial=initial, boundary=boundary, device="cpu")
-            rows[name].append(score_decision_map(r.decision_map == 0, pair.truth))
-    report["groundtruth"] = {
-        name: {key: float(np.mean([s[key] for s in scores])) for key in scores[0]} for name, scores in rows.items()
-    }
+    deciders = default_deciders(fdb)
+    scored = evaluate_decisions(groundtruth_set(args.pairs, seed=2),
+                                {"initial only": deciders["bamf-initial"], "refined": deciders["bamf"]})
+    report["groundtruth"] = {name: result["mean"] for name, result in scored.items()}
     report["groundtruth"]["pairs"] = f"groundtruth_set({args.pairs}, seed=2)"
     text = json.dumps(report, indent=2)
     print(text)
