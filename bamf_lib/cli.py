@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--path", choices=["fast", "reference"], default="fast")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--align", action="store_true", help="register the sources to the first (OpenCV ECC) before fusing")
+    _weights_option(p)
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_fuse)
@@ -136,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", choices=["paper24", "survey30", "lytro20", "grayscale10"], default="paper24")
     p.add_argument("--json", dest="json_out", help="write per-pair and mean scores here")
     p.add_argument("--save-fused", help="folder for bamf's fused images")
+    _weights_option(p)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("reproduce", help="execute every notebook with papermill and build the HTML book")
@@ -146,8 +148,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _weights_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", metavar="DIR",
+                   help="use the initial and boundary networks in DIR (initial.safetensors and boundary.safetensors, "
+                   "or what `bamf train --out DIR` wrote) instead of the shipped ones; default $BAMF_WEIGHTS")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "weights", None):
+        import os
+
+        if not Path(args.weights).is_dir():
+            print(f"bamf {args.command}: error: --weights {args.weights} is not a folder", file=sys.stderr)
+            return 2
+        os.environ["BAMF_WEIGHTS"] = str(args.weights)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError) as exc:

@@ -30,6 +30,18 @@ class ModelConfig:
     ``version="v1"``: basic blocks, depth = 6n + 2.  ``version="v2"``: pre-activation
     bottlenecks, depth = 9n + 2 (the Keras ``ResNet56v2`` reading of the paper's "Res56").
     ``width`` is the number of filters of the first stage.
+
+    ``padding="same"`` (the paper's, Keras' default) zero-pads every 3x3 convolution;
+    ``padding="valid"`` pads nothing, so a feature depends on image pixels only and the
+    whole-image pass computes *exactly* the per-patch scores (``"v1"`` only; see
+    :mod:`bamf_lib.scoring`).  ``stem_stride`` is the stride of the first convolution
+    (1 in the paper; 2 halves the cost of every later layer).  ``stage_strides`` and
+    ``stage_widths`` (multiples of ``width``) shape the three stages, (1, 2, 2) and
+    (1, 2, 4) in the paper's ResNets (``"v1"`` only otherwise); ``stage_dilations``
+    spread a padding-free stride-1 net's 3x3 kernels (a wider view at the same cost).  ``head="gap"`` is the
+    paper's global average pool; ``head="centre"`` pools with a Gaussian centred on the
+    patch centre whose width is learned (one parameter), so the score can favour the
+    centre pixel over the rest of the patch.
     """
 
     version: str = "v1"
@@ -38,6 +50,12 @@ class ModelConfig:
     patch_size: int = 32
     in_channels: int = 2
     num_classes: int = 2
+    padding: str = "same"
+    stem_stride: int = 1
+    stage_strides: tuple[int, int, int] = (1, 2, 2)
+    stage_widths: tuple[int, int, int] = (1, 2, 4)
+    stage_dilations: tuple[int, int, int] = (1, 1, 1)
+    head: str = "gap"
 
     def __post_init__(self) -> None:
         if self.version not in ("v1", "v2"):
@@ -50,6 +68,25 @@ class ModelConfig:
             )
         if self.patch_size < 8 or self.patch_size % 4:
             raise ValueError(f"ModelConfig.patch_size must be a multiple of 4 and >= 8, got {self.patch_size}")
+        if self.padding not in ("same", "valid"):
+            raise ValueError(f"ModelConfig.padding must be 'same' or 'valid', got {self.padding!r}")
+        if self.padding == "valid" and self.version != "v1":
+            raise ValueError("ModelConfig.padding='valid' is implemented for version 'v1' only")
+        if self.stem_stride not in (1, 2):
+            raise ValueError(f"ModelConfig.stem_stride must be 1 or 2, got {self.stem_stride}")
+        if len(self.stage_strides) != 3 or any(s not in (1, 2) for s in self.stage_strides):
+            raise ValueError(f"ModelConfig.stage_strides must be three strides of 1 or 2, got {self.stage_strides}")
+        if len(self.stage_widths) != 3 or any(int(m) < 1 for m in self.stage_widths):
+            raise ValueError(f"ModelConfig.stage_widths must be three positive multiples, got {self.stage_widths}")
+        if self.version != "v1" and (tuple(self.stage_strides) != (1, 2, 2) or tuple(self.stage_widths) != (1, 2, 4)):
+            raise ValueError("ModelConfig.stage_strides/stage_widths can be changed for version 'v1' only")
+        if len(self.stage_dilations) != 3 or any(int(d) < 1 for d in self.stage_dilations):
+            raise ValueError(f"ModelConfig.stage_dilations must be three positive dilations, got {self.stage_dilations}")
+        if tuple(self.stage_dilations) != (1, 1, 1) and (self.padding != "valid" or self.stem_stride != 1
+                                                        or tuple(self.stage_strides) != (1, 1, 1)):
+            raise ValueError("ModelConfig.stage_dilations need padding='valid' and stride 1 throughout")
+        if self.head not in ("gap", "centre"):
+            raise ValueError(f"ModelConfig.head must be 'gap' or 'centre', got {self.head!r}")
 
 
 @dataclass(frozen=True)
@@ -159,6 +196,19 @@ PROFILES: dict[str, Profile] = {
         synthesis=SynthesisConfig(source="alphamatting", patch_size=32, pairs_per_image=10),
         train=TrainConfig(epochs=6, batch_size=512, optimizer="sgd", lr=0.1, max_samples=2_000_000),
         extra={"val_samples": 20_000},
+    ),
+    "exact": Profile(
+        name="exact",
+        description="About half an hour on 2 CPU cores: a padding-free, stride-1 ResNet (dilated stages, "
+        "centre-weighted pool) whose whole-image pass IS the paper's per-patch evaluation, 64x64 patches as in "
+        "the paper, trained densely: each 72x72 region is 81 labelled patches in one pass.  Batches of 256 "
+        "regions: with a few large regions per batch, BatchNorm learns to lean on each batch's statistics "
+        "and fails with the running ones.",
+        model=ModelConfig(version="v1", depth=8, width=16, patch_size=64, padding="valid", stage_strides=(1, 1, 1),
+                          stage_widths=(1, 1, 1), stage_dilations=(1, 2, 4), head="centre"),
+        synthesis=SynthesisConfig(source="alphamatting", patch_size=64, pairs_per_image=10),
+        train=TrainConfig(epochs=6, batch_size=256, optimizer="sgd", lr=0.05),
+        extra={"val_samples": 4_000, "region": 72, "regions_per_pair": 64},
     ),
     "paper": Profile(
         name="paper",

@@ -69,14 +69,22 @@ class FusionResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-@functools.lru_cache(maxsize=4)
 def pretrained(net: str, device: str = "cpu"):
-    """The shipped network ``net`` (``"initial"`` or ``"boundary"``), loaded once per device."""
-    from bamf_lib.models import load_pretrained
+    """The network ``net`` (``"initial"`` or ``"boundary"``): the shipped one, or the one in
+    ``$BAMF_WEIGHTS`` (:func:`bamf_lib.models.weights_path`); loaded once per file and device."""
+    from bamf_lib.models import load_pretrained, weights_path
 
-    model = load_pretrained(net, device=device)
-    model.eval()
-    return model
+    path = weights_path(net)
+    if not path.is_file():
+        load_pretrained(net, device)  # raises FileNotFoundError saying how to train them
+    return _load_once(str(path), str(device))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_once(path: str, device: str):
+    from bamf_lib.models import load_weights
+
+    return load_weights(path, device=device).eval()
 
 
 def _ecc_affine(ref: np.ndarray, mov: np.ndarray, levels: int) -> np.ndarray:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bamf_lib.config import ModelConfig
@@ -47,6 +48,7 @@ __all__ = [
     "save_weights",
     "load_weights",
     "load_pretrained",
+    "weights_path",
     "param_count",
     "receptive_field",
     "architecture_table",
@@ -54,25 +56,27 @@ __all__ = [
 ]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-_STAGE_STRIDES = (1, 2, 2)
 
 
-def _conv(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:
-    return nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=kernel_size // 2, bias=bias)
+def _conv(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, bias: bool = False, pad: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=kernel_size // 2 if pad else 0, bias=bias)
 
 
 class BasicBlock(nn.Module):
     """v1 block: conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU.
 
     As in the Keras example, a shape-changing shortcut is a strided 1x1 convolution
-    without batch normalisation.
+    without batch normalisation.  With ``valid=True`` the 3x3 convolutions pad nothing
+    and the shortcut takes the centre of ``x`` that lines up with the output
+    (:meth:`shortcut_input`).
     """
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, *, first_in_net: bool = False) -> None:
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, *, first_in_net: bool = False, valid: bool = False) -> None:
         super().__init__()
-        self.conv1 = _conv(in_ch, out_ch, 3, stride)
+        self.valid = valid
+        self.conv1 = _conv(in_ch, out_ch, 3, stride, pad=not valid)
         self.bn1 = nn.BatchNorm2d(out_ch)
-        self.conv2 = _conv(out_ch, out_ch, 3)
+        self.conv2 = _conv(out_ch, out_ch, 3, pad=not valid)
         self.bn2 = nn.BatchNorm2d(out_ch)
         self.relu = nn.ReLU(inplace=True)
         needs_projection = stride != 1 or in_ch != out_ch
@@ -83,9 +87,24 @@ class BasicBlock(nn.Module):
         """Convolutions of the residual branch, in the order the data meets them."""
         return [self.conv1, self.conv2]
 
+    def shortcut_input(self, x: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
+        """The part of ``x`` the shortcut sees: all of it, or (valid) the window under the
+        block's ``out_hw``-sized output.
+
+        Output ``j`` of two unpadded 3x3 convolutions sits over input ``j * stride + c``
+        with ``c = dilation1 + dilation2 * stride1``; this holds for the strided network
+        and for its :func:`dilated_copy` alike.
+        """
+        if not self.valid:
+            return x
+        s = self.conv1.stride[0]  # a strided block has a projection, which strides by itself
+        c = self.conv1.dilation[0] + self.conv2.dilation[0] * s
+        return x[..., c : c + s * (out_hw[0] - 1) + 1, c : c + s * (out_hw[1] - 1) + 1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.relu(self.bn1(self.conv1(x)))
         y = self.bn2(self.conv2(y))
+        x = self.shortcut_input(x, y.shape[-2:])
         identity = x if self.shortcut is None else self.shortcut(x)
         return self.relu(y + identity)
 
@@ -139,15 +158,21 @@ class FocusResNet(nn.Module):
         self.config = config
         self.metadata: dict[str, Any] = {}
         w = config.width
-        self.stem = nn.Sequential(_conv(config.in_channels, w, 3), nn.BatchNorm2d(w), nn.ReLU(inplace=True))
+        self.valid = config.padding == "valid"
+        self.stem = nn.Sequential(_conv(config.in_channels, w, 3, config.stem_stride, pad=not self.valid),
+                                  nn.BatchNorm2d(w), nn.ReLU(inplace=True))
         if config.version == "v1":
             blocks_per_stage = (config.depth - 2) // 6
-            stage_out = [w * 2**i for i in range(len(_STAGE_STRIDES))]
+            stage_out = [w * int(m) for m in config.stage_widths]
             self._in_ch = w
             self.layer1, self.layer2, self.layer3 = (
                 self._make_layer(out, blocks_per_stage, stride, first_stage=i == 0)
-                for i, (out, stride) in enumerate(zip(stage_out, _STAGE_STRIDES))
+                for i, (out, stride) in enumerate(zip(stage_out, config.stage_strides))
             )
+            for layer, d in zip((self.layer1, self.layer2, self.layer3), config.stage_dilations):
+                for block in layer:
+                    for conv in block.main_convs:
+                        conv.dilation = (int(d), int(d))
             self.post = nn.Identity()
         else:
             blocks_per_stage = (config.depth - 2) // 9
@@ -157,16 +182,32 @@ class FocusResNet(nn.Module):
             self._in_ch = w
             self.layer1, self.layer2, self.layer3 = (
                 self._make_layer(out, blocks_per_stage, stride, first_stage=i == 0, width=bw)
-                for i, (bw, out, stride) in enumerate(zip(bottleneck, stage_out, _STAGE_STRIDES))
+                for i, (bw, out, stride) in enumerate(zip(bottleneck, stage_out, config.stage_strides))
             )
             self.post = nn.Sequential(nn.BatchNorm2d(stage_out[-1]), nn.ReLU(inplace=True))
         self.feature_channels = stage_out[-1]
-        self.total_stride = 1
-        for s in _STAGE_STRIDES:
+        self.total_stride = config.stem_stride
+        for s in config.stage_strides:
             self.total_stride *= s
+        self.final_size = self._final_size(config.patch_size)
+        if self.final_size < 1:
+            raise ValueError(f"a {config.padding}-padded {config.version}-{config.depth} with stem stride "
+                             f"{config.stem_stride} needs a larger patch than {config.patch_size}")
         self.pool = nn.AdaptiveAvgPool2d(1)
+        if config.head == "centre":  # width of the Gaussian pool, as a fraction of the map: softplus(-0.43) = 0.5
+            self.pool_width = nn.Parameter(torch.tensor(-0.4328))
         self.fc = nn.Linear(self.feature_channels, config.num_classes)
         self._init_weights()
+
+    def _final_size(self, n: int) -> int:
+        """Side of the pre-pool feature map for an ``n x n`` input."""
+        def conv(n: int, stride: int, dilation: int = 1) -> int:
+            return (n - 2 * dilation - 1) // stride + 1 if self.valid else -(-n // stride)
+        n = conv(n, self.config.stem_stride)
+        for block in self.blocks:
+            for c in block.main_convs:
+                n = conv(n, c.stride[0], c.dilation[0]) if c.kernel_size[0] == 3 else -(-n // c.stride[0])
+        return n
 
     def _make_layer(self, out_ch: int, blocks: int, stride: int, *, first_stage: bool, width: int | None = None) -> nn.Sequential:
         layers = []
@@ -174,7 +215,8 @@ class FocusResNet(nn.Module):
             first_in_net = first_stage and i == 0
             block_stride = stride if i == 0 else 1
             if self.config.version == "v1":
-                layers.append(BasicBlock(self._in_ch, out_ch, block_stride, first_in_net=first_in_net))
+                layers.append(BasicBlock(self._in_ch, out_ch, block_stride, first_in_net=first_in_net,
+                                         valid=self.config.padding == "valid"))
             else:
                 layers.append(PreActBottleneck(self._in_ch, width, out_ch, block_stride, first_in_net=first_in_net))
             self._in_ch = out_ch
@@ -203,7 +245,48 @@ class FocusResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (N, num_classes) for patch pairs ``x`` of shape (N, 2, P, P) in [0, 1]."""
-        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+        p = self.config.patch_size
+        if x.shape[-2:] != (p, p) and self.dense_capable:
+            return self.dense_logits(x)
+        feats = self.features(x)
+        if self.config.head == "centre":
+            return self.fc((feats * self.pool_kernel()[0]).sum((2, 3)))
+        return self.fc(torch.flatten(self.pool(feats), 1))
+
+    @property
+    def dense_capable(self) -> bool:
+        """Padding-free and stride 1 throughout: one pass over a region computes every patch."""
+        return self.valid and self.total_stride == 1
+
+    def dense_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of every ``P x P`` patch of ``x`` (N, 2, H) at once: (N, classes, H - P + 1, W - P + 1).
+
+        Entry ``[:, :, y, x]`` equals ``self(x[..., y : y + P, x : x + P])`` exactly (the
+        linear head commutes with the pool), at a fraction of the cost; training on regions
+        this way sees thousands of labelled patches per forward pass.  Only for
+        :attr:`dense_capable` nets.
+        """
+        if not self.dense_capable:
+            raise ValueError("dense_logits needs a padding-free net with stride 1 (padding='valid', all strides 1)")
+        feats = self.features(x)
+        n, _, h, w = feats.shape
+        logits = F.conv2d(feats, self.fc.weight[:, :, None, None])
+        pooled = F.conv2d(logits.reshape(-1, 1, h, w), self.pool_kernel().to(logits.dtype))
+        return pooled.reshape(n, -1, *pooled.shape[-2:]) + self.fc.bias.view(1, -1, 1, 1)
+
+    def pool_kernel(self) -> torch.Tensor:
+        """The head's pooling over the last ``final_size`` square as a (1, 1, f, f) kernel
+        summing to 1: the average (``"gap"``), or a Gaussian centred on the feature under the
+        patch centre, of learned width ``softplus(pool_width) * f`` (``"centre"``).
+        Whole-image scoring convolves the per-position logit map with it."""
+        f = self.final_size
+        if self.config.head == "centre":
+            r = torch.arange(f, dtype=self.pool_width.dtype, device=self.pool_width.device) - f // 2
+            sigma = F.softplus(self.pool_width) * f
+            g = torch.exp(-0.5 * (r / sigma) ** 2)
+            w = g[:, None] * g[None, :]
+            return (w / w.sum()).view(1, 1, f, f)
+        return torch.full((1, 1, f, f), 1.0 / (f * f), dtype=self.fc.weight.dtype, device=self.fc.weight.device)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -253,14 +336,17 @@ def dilated_copy(model: FocusResNet) -> FocusResNet:
     ``dilation`` attribute holds the final dilation (the original's total stride).
     """
     dense = copy.deepcopy(model)
-    dilation = 1
+    stem = dense.stem[0]
+    dilation = stem.stride[0]  # the stem samples the image itself; everything after it at its stride
+    stem.stride = (1, 1)
     for block in dense.blocks:
         for conv in block.main_convs:
             stride = conv.stride[0]
             # the strided conv itself samples at the old spacing; everything after it at the new
             if conv.kernel_size[0] > 1:
-                conv.dilation = (dilation, dilation)
-                conv.padding = (dilation * (conv.kernel_size[0] // 2),) * 2
+                conv.dilation = (conv.dilation[0] * dilation,) * 2  # a stage's own dilation, times the strides before
+                if not model.valid:
+                    conv.padding = (dilation * (conv.kernel_size[0] // 2),) * 2
             if stride > 1:
                 conv.stride = (1, 1)
                 dilation *= stride
@@ -332,8 +418,10 @@ def fused_features(model: FocusResNet, x: torch.Tensor) -> torch.Tensor:
     x = _onednn_conv(model.stem[0], x)
     for block in model.blocks:
         y = _onednn_conv(block.conv1, x)
+        shrink = 2 * block.conv2.dilation[0] if block.valid else 0  # what conv2 will take off
+        x = block.shortcut_input(x, (y.shape[-2] - shrink, y.shape[-1] - shrink))
         identity = x if block.shortcut is None else _onednn_conv(block.shortcut, x, relu=False)
-        x = _onednn_conv(block.conv2, y, identity)
+        x = _onednn_conv(block.conv2, y, identity.contiguous(memory_format=torch.channels_last))
     return x
 
 
@@ -354,7 +442,7 @@ def receptive_field(cfg: ModelConfig) -> int:
     rf, jump = 1, 1
     convs = [model.stem[0]] + [c for b in model.blocks for c in b.main_convs]
     for conv in convs:
-        rf += (conv.kernel_size[0] - 1) * jump
+        rf += (conv.kernel_size[0] - 1) * conv.dilation[0] * jump
         jump *= conv.stride[0]
     return rf
 
@@ -370,7 +458,7 @@ def architecture_table(cfg: ModelConfig) -> list[dict[str, Any]]:
     rows = []
     kind = "basic 3x3-3x3" if cfg.version == "v1" else "pre-act bottleneck 1x1-3x3-1x1"
     parts = [("stem", "conv3x3-BN-ReLU", model.stem, 1)]
-    for i, (layer, stride) in enumerate(zip((model.layer1, model.layer2, model.layer3), _STAGE_STRIDES), 1):
+    for i, (layer, stride) in enumerate(zip((model.layer1, model.layer2, model.layer3), cfg.stage_strides), 1):
         inner = "" if cfg.version == "v1" else f" (inner width {layer[0].conv2.out_channels})"
         parts.append((f"stage {i}", f"{len(layer)} x {kind}{inner}", layer, stride))
     with torch.no_grad():
@@ -378,11 +466,11 @@ def architecture_table(cfg: ModelConfig) -> list[dict[str, Any]]:
             x = module(x)
             rows.append({"stage": name, "layers": desc, "channels": x.shape[1], "stride": stride,
                          "size": x.shape[-1], "params": param_count(module)})
-    head = [model.post, model.fc]
+    pool = "global average pool" if cfg.head == "gap" else f"centre-weighted (Gaussian) pool over {model.final_size}x{model.final_size}"
     rows.append({"stage": "head", "layers": ("BN-ReLU, " if cfg.version == "v2" else "")
-                 + f"global average pool, linear {model.feature_channels} -> {cfg.num_classes}",
+                 + f"{pool}, linear {model.feature_channels} -> {cfg.num_classes}",
                  "channels": cfg.num_classes, "stride": 1, "size": 1,
-                 "params": sum(param_count(m) for m in head)})
+                 "params": param_count(model) - sum(r["params"] for r in rows)})
     return rows
 
 
@@ -449,20 +537,37 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     return model.to(device).eval()
 
 
-def load_pretrained(net: str = "initial", device: str | torch.device = "cpu") -> FocusResNet:
-    """Load the shipped ``initial`` or ``boundary`` network from ``bamf_lib/weights``.
+def weights_path(net: str = "initial", weights_dir: str | os.PathLike | None = None) -> Path:
+    """Where ``net``'s weights are: ``weights_dir`` (else ``$BAMF_WEIGHTS``, else the shipped
+    ``bamf_lib/weights``) holding ``<net>.safetensors`` or, as ``bamf train`` writes them,
+    exactly one ``<profile>-<net>.safetensors``."""
+    if net not in ("initial", "boundary"):
+        raise ValueError(f"net must be 'initial' or 'boundary', got {net!r}")
+    folder = Path(weights_dir or os.environ.get("BAMF_WEIGHTS") or WEIGHTS_DIR)
+    path = folder / f"{net}.safetensors"
+    if path.is_file() or folder == WEIGHTS_DIR:
+        return path
+    trained = sorted(folder.glob(f"*-{net}.safetensors"))
+    if len(trained) > 1:
+        raise ValueError(f"{folder} holds several {net} networks ({', '.join(p.name for p in trained)}); "
+                         f"name one {net}.safetensors")
+    return trained[0] if trained else path
+
+
+def load_pretrained(net: str = "initial", device: str | torch.device = "cpu",
+                    weights_dir: str | os.PathLike | None = None) -> FocusResNet:
+    """Load the ``initial`` or ``boundary`` network: the shipped one, or one from
+    ``weights_dir`` / ``$BAMF_WEIGHTS`` (see :func:`weights_path`).
 
     Raises
     ------
     FileNotFoundError
-        If the weights are not shipped yet, with the command that trains them.
+        If the weights are not there, with the command that trains them.
     """
-    if net not in ("initial", "boundary"):
-        raise ValueError(f"net must be 'initial' or 'boundary', got {net!r}")
-    path = WEIGHTS_DIR / f"{net}.safetensors"
+    path = weights_path(net, weights_dir)
     if not path.is_file():
         raise FileNotFoundError(
-            f"no shipped weights at {path}. Train them with "
+            f"no {net} weights at {path}. Train them with "
             f"`bamf train --profile quick --net {net}` (or --profile cpu for better ones) "
             f"and copy the resulting .safetensors file to {path}"
         )

@@ -34,6 +34,17 @@ strided logits *are* the dilated ones on the stride grid, and interpolating betw
 points adds no measurable disagreement), so the cheaper strided pass is the default.
 Where exact paper scores matter, ``"coarse-to-fine"`` gives them on the uncertain band.
 
+Padding-free nets.  A net built with ``ModelConfig(padding="valid")`` pads nothing, so each
+feature depends on image pixels only and a lone patch sees exactly what the whole-image
+pass sees: the strided logits are the reference's on the stride grid and the dilated ones
+are the reference's at every pixel (equal in float32; the tests check 1e-5 on the score),
+with no context margin around tiles.  For such a net with stride 1 throughout
+(:attr:`~bamf_lib.models.FocusResNet.dense_capable`, the ``exact`` profile) ``"strided"``,
+``"dilated"`` and ``"fast"`` are one computation, the paper's per-patch scores at every
+pixel, and only the cost differs from ``"reference"``.  For a strided padding-free net,
+``"coarse-to-fine"`` re-scores, with the exact dense pass, the pixels within ``stride / 2``
+of a change of decision or with a score within :data:`UNSURE_VALID` of 0.5.
+
 Speed.  The whole-image paths run the network's :func:`~bamf_lib.models.inference_copy`
 (BatchNorm folded into the convolutions, channels_last) and, on CPU,
 :func:`~bamf_lib.models.fused_features` (each convolution fused with its ReLU and the
@@ -81,6 +92,7 @@ import math
 import weakref
 from collections.abc import Iterator
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -92,7 +104,9 @@ __all__ = ["score_map", "score_masked", "PATHS", "FAST_METHOD", "OPTIMIZE"]
 
 PATHS = ("reference", "fast", "strided", "dilated", "coarse-to-fine")
 FAST_METHOD = "strided"
-UNCERTAIN = 0.45  # coarse-to-fine re-scores pixels with |S - 0.5| < UNCERTAIN
+UNCERTAIN = 0.45  # coarse-to-fine re-scores pixels with |S - 0.5| < UNCERTAIN (padded nets)
+UNSURE_VALID = 0.25  # ... and, for padding-free nets, these and the pixels next to a decision change
+_REFINE_TILE = 64  # output tile side of the dense pass on those pixels
 _TILE_BUDGET_BYTES = 384 * 2**20  # activations of one tile; keeps 24 MP well under 2 GB
 _LIVE_TENSORS = 4  # full-size activations alive at once in a residual block, roughly
 OPTIMIZE = True  # default of score_map/score_masked's ``optimized``: the inference copy
@@ -195,11 +209,20 @@ def _reference(model, a, b, pixels: np.ndarray, device, batch_size: int, progres
 
 # --- whole-image paths ----------------------------------------------------------------
 
-def _logit_gap(model: FocusResNet, feats: torch.Tensor) -> torch.Tensor:
-    """fc as a 1x1 convolution, reduced to logit[1] - logit[0] (sigmoid of it = softmax[:, 1])."""
+def _pooled_logit_gap(model: FocusResNet, feats: torch.Tensor, dilation: int = 1) -> torch.Tensor:
+    """logit[1] - logit[0] of every patch (sigmoid of it = softmax[:, 1]): fc as a 1x1
+    convolution, then the head's pooling (:meth:`~bamf_lib.models.FocusResNet.pool_kernel`)
+    as a ``final_size`` convolution, dilated by the dense copy's ``dilation``.  Both are
+    linear, so they commute with the pool of the per-patch network."""
     weight = (model.fc.weight[1] - model.fc.weight[0]).view(1, -1, 1, 1)
-    bias = (model.fc.bias[1] - model.fc.bias[0]).view(1)
-    return F.conv2d(feats, weight, bias)
+    bias = model.fc.bias[1] - model.fc.bias[0]
+    gap = F.conv2d(feats, weight)
+    # the pool kernels (box, Gaussian) are outer products: two 1-D passes, 2f instead of f^2 per pixel
+    kernel = model.pool_kernel().to(gap.dtype)[0, 0]
+    col = kernel.sum(1)
+    row = kernel[int(col.argmax())] / col.max()
+    gap = F.conv2d(gap, col.view(1, 1, -1, 1), dilation=(dilation, 1))
+    return F.conv2d(gap, row.view(1, 1, 1, -1), dilation=(1, dilation)) + bias
 
 
 # receptive_field builds (and initialises) a network: 10 ms a call, once per config is enough
@@ -208,7 +231,10 @@ _receptive_field = functools.lru_cache(maxsize=32)(receptive_field)
 
 def _margin(model: FocusResNet) -> int:
     """Context added around a tile so tile seams do not show (features near a tile edge
-    see zero padding); half the receptive field, capped at the patch size."""
+    see zero padding); half the receptive field, capped at the patch size.  A padding-free
+    net needs none: its features never see beyond the image."""
+    if getattr(model, "valid", False):
+        return 0
     s = model.total_stride
     m = min(_receptive_field(model.config) // 2, model.config.patch_size)
     return s * math.ceil(m / s)
@@ -220,12 +246,14 @@ def _tile_side(model: FocusResNet, dense: bool, margin: int) -> int:
     Per input pixel: a few live activations of the widest stage, plus the unfolded
     (im2col) input of a 3x3 convolution, which CPU convolutions may allocate.
     """
-    w, s = model.config.width, model.total_stride
-    if model.config.version == "v1":
-        stage_ch = inner_ch = [w, 2 * w, 4 * w]
+    cfg, s = model.config, model.total_stride
+    w = cfg.width
+    if cfg.version == "v1":
+        stage_ch = inner_ch = [w * int(m) for m in cfg.stage_widths]
     else:
         stage_ch, inner_ch = [4 * w, 8 * w, 16 * w], [w, 4 * w, 8 * w]
-    reduction = [1, 1, 1] if dense else [1, 2 * 2, s * s]
+    cumulative = np.cumprod([cfg.stem_stride, *cfg.stage_strides])[1:]  # stride of each stage's output
+    reduction = [1, 1, 1] if dense else [int(c) ** 2 for c in cumulative]
     bytes_per_px = 4 * (_LIVE_TENSORS * max(c / r for c, r in zip(stage_ch, reduction))
                         + 9 * max(c / r for c, r in zip(inner_ch, reduction)))
     side = int(math.sqrt(_TILE_BUDGET_BYTES / bytes_per_px)) - model.config.patch_size - 2 * margin
@@ -252,11 +280,10 @@ def _strided_tile(model, pair, pad, y0, y1, x0, x1, margin) -> torch.Tensor:
     ny, nx = -(-(y1 - 1 - y0) // s) + 1, -(-(x1 - 1 - x0) // s) + 1  # grid points covering the tile
     top, left = pad + y0 - p // 2 - margin, pad + x0 - p // 2 - margin
     region = pair[None, :, top : top + (ny - 1) * s + p + 2 * margin, left : left + (nx - 1) * s + p + 2 * margin]
-    gap = _logit_gap(model, _features(model, region))
-    k, off = p // s, margin // s
-    gap = F.avg_pool2d(gap, k, stride=1)[:, :, off : off + ny, off : off + nx]
-    # bilinear between grid points; align_corners=True puts grid point i exactly on pixel i * s
-    gap = F.interpolate(gap, size=((ny - 1) * s + 1, (nx - 1) * s + 1), mode="bilinear", align_corners=True)
+    off = margin // s
+    gap = _pooled_logit_gap(model, _features(model, region))[:, :, off : off + ny, off : off + nx]
+    if s > 1:  # bilinear between grid points; align_corners=True puts grid point i exactly on pixel i * s
+        gap = F.interpolate(gap, size=((ny - 1) * s + 1, (nx - 1) * s + 1), mode="bilinear", align_corners=True)
     return torch.sigmoid(gap[0, 0, : y1 - y0, : x1 - x0])
 
 
@@ -265,11 +292,8 @@ def _dilated_tile(dense, pair, pad, y0, y1, x0, x1, margin) -> torch.Tensor:
     d, p = dense.dilation, dense.config.patch_size
     top, left = pad + y0 - p // 2 - margin, pad + x0 - p // 2 - margin
     region = pair[None, :, top : top + (y1 - y0) + p - 1 + 2 * margin, left : left + (x1 - x0) + p - 1 + 2 * margin]
-    gap = _logit_gap(dense, _features(dense, region))
-    k = p // d
-    # a patch's global pool averages the k x k features that sit d pixels apart
-    box = torch.full((1, 1, k, k), 1.0 / (k * k), dtype=gap.dtype, device=gap.device)
-    gap = F.conv2d(gap[:, :, margin:, margin:], box, dilation=d)
+    # a patch's pool takes the final_size^2 features that sit d pixels apart
+    gap = _pooled_logit_gap(dense, _features(dense, region)[:, :, margin:, margin:], dilation=d)
     return torch.sigmoid(gap[0, 0, : y1 - y0, : x1 - x0])
 
 
@@ -290,6 +314,19 @@ def _whole_image(model, a, b, method, device, mask, progress, tile=None, fast=Tr
     return out
 
 
+def _near_decision(scores: np.ndarray, stride: int) -> np.ndarray:
+    """Pixels whose interpolated decision may be wrong: those within ``stride // 2`` of a
+    change of decision (``scores > 0.5``) or with a score within :data:`UNSURE_VALID` of 0.5.
+    NaN (unscored) pixels are never included."""
+    scored = ~np.isnan(scores)
+    decision = (np.nan_to_num(scores, nan=0.5) > 0.5).astype(np.uint8)
+    kernel = np.ones((stride + 1, stride + 1), np.uint8)
+    edge = cv2.dilate(decision, kernel) != cv2.erode(decision, kernel)
+    with np.errstate(invalid="ignore"):
+        close = np.abs(scores - 0.5) < UNSURE_VALID
+    return (edge | close) & scored
+
+
 def _dispatch(model, a, b, mask, path, device, batch_size, progress, tile, optimized) -> np.ndarray:
     method = FAST_METHOD if path == "fast" else path
     if method == "reference":
@@ -300,6 +337,15 @@ def _dispatch(model, a, b, mask, path, device, batch_size, progress, tile, optim
         return out.reshape(h, w)
     if method == "coarse-to-fine":
         out = _whole_image(model, a, b, "strided", device, mask, progress, tile, optimized)
+        if getattr(model, "valid", False):
+            # exact on the stride grid already; the dense pass is exact everywhere
+            unsure = _near_decision(out, model.total_stride)
+            if mask is not None:
+                unsure &= mask
+            if unsure.any():
+                dense = _whole_image(model, a, b, "dilated", device, unsure, progress, _REFINE_TILE, optimized)
+                out[unsure] = dense[unsure]
+            return out
         unsure = np.abs(out - 0.5) < UNCERTAIN  # NaN compares False: masked-out pixels stay out
         pixels = np.flatnonzero(unsure)
         if len(pixels):

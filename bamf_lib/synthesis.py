@@ -59,6 +59,9 @@ __all__ = [
     "augment",
     "iter_patches",
     "generate_patches",
+    "IGNORE",
+    "regions_from_pair",
+    "generate_regions",
     "PatchDataset",
     "write_shards",
     "ShardDataset",
@@ -188,6 +191,83 @@ def patches_from_pair(
     x = np.stack([sliding_window_view(a, (p, p))[ys, xs], sliding_window_view(b, (p, p))[ys, xs]], axis=1)
     y = label_map(alpha[ys + p // 2, xs + p // 2]).astype(np.uint8)
     return x, y
+
+
+IGNORE = 255  # label of a region position that is not a training patch (boundary set)
+
+
+def regions_from_pair(
+    a: np.ndarray,
+    b: np.ndarray,
+    alpha: np.ndarray,
+    *,
+    n: int,
+    region: int,
+    patch_size: int,
+    rng: np.random.Generator,
+    boundary_only: bool = False,
+    boundary_min_fraction: float = 0.10,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cut ``n`` ``region x region`` pairs with the label of every patch inside them.
+
+    A region holds ``(region - P + 1)^2`` patches; label ``[y, x]`` belongs to the patch
+    whose top-left corner is ``(y, x)`` in the region, exactly as :func:`patches_from_pair`
+    labels it (its centre pixel's alpha > 0.5).  With ``boundary_only`` the regions are
+    centred on random boundary patches, and the non-boundary patches are labelled
+    :data:`IGNORE`.  Dense training (:meth:`bamf_lib.models.FocusResNet.dense_logits`) learns
+    from all of them in one pass.
+
+    Returns ``X`` (n, 2, R, R) of the dtype of ``a`` and ``Y`` uint8 (n, R - P + 1, R - P + 1).
+    """
+    r, p = int(region), int(patch_size)
+    h, w = alpha.shape
+    if r < p or h < r or w < r:
+        raise ValueError(f"need patch_size <= region <= the source pair's sides, got {p}, {r}, {alpha.shape}")
+    labels = label_map(alpha[p // 2 : h - p + 1 + p // 2, p // 2 : w - p + 1 + p // 2]).astype(np.uint8)
+    if boundary_only:
+        inside = boundary_mask(alpha, p, boundary_min_fraction)
+        labels = np.where(inside, labels, IGNORE).astype(np.uint8)
+        allowed = np.flatnonzero(inside)
+        if allowed.size == 0:
+            return np.empty((0, 2, r, r), a.dtype), np.empty((0, r - p + 1, r - p + 1), np.uint8)
+        cy, cx = np.divmod(allowed[rng.integers(0, allowed.size, n)], w - p + 1)
+        ys = np.clip(cy - (r - p) // 2, 0, h - r)
+        xs = np.clip(cx - (r - p) // 2, 0, w - r)
+    else:
+        ys, xs = np.divmod(rng.integers(0, (h - r + 1) * (w - r + 1), n), w - r + 1)
+    x = np.stack([sliding_window_view(a, (r, r))[ys, xs], sliding_window_view(b, (r, r))[ys, xs]], axis=1)
+    q = r - p + 1
+    return x, sliding_window_view(labels, (q, q))[ys, xs].copy()
+
+
+def generate_regions(
+    cfg: SynthesisConfig,
+    *,
+    region: int,
+    split: str = "train",
+    boundary_only: bool = False,
+    per_pair: int = 10,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`regions_from_pair` over every source pair of ``split``, shuffled.
+
+    The same source pairs (composition, blur and split) as :func:`generate_patches`; no
+    augmentation is stored: the training loop swaps channels and rotates each batch.
+    """
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    pools = _pools(cfg)
+    chosen = split_pairs(len(pools[2]), cfg.val_fraction, cfg.seed)[split]
+    xs, ys = [], []
+    for idx in tqdm(chosen, desc=f"regions ({split})", disable=not progress, unit="pair"):
+        pair, rng = _compose(cfg, int(idx), pools)
+        x, y = regions_from_pair(pair.a, pair.b, pair.alpha, n=per_pair, region=region, patch_size=cfg.patch_size,
+                                 rng=rng, boundary_only=boundary_only, boundary_min_fraction=cfg.boundary_min_fraction)
+        xs.append(x)
+        ys.append(y)
+    X, Y = np.concatenate(xs), np.concatenate(ys)
+    order = np.random.default_rng([cfg.seed, 4]).permutation(len(X))
+    return X[order], Y[order]
 
 
 def augment(x: np.ndarray, y: np.ndarray, *, n_transforms: int = 8) -> tuple[np.ndarray, np.ndarray]:

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorData
 
 from bamf_lib.config import TrainConfig, get_profile
 from bamf_lib.io import atomic_write
+from bamf_lib.synthesis import IGNORE
 from bamf_lib.models import resolve_device
 
 __all__ = ["lr_factor", "train", "train_profile", "evaluate", "read_log"]
@@ -93,6 +94,21 @@ def _batches(ds: Dataset, indices: list[int] | torch.Tensor, batch_size: int, nu
         return
     loader = DataLoader(ds, batch_size=batch_size, sampler=list(indices), num_workers=num_workers)
     yield from loader
+
+
+def _augment_regions(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The patch set's augmentation, drawn per batch of regions: each region's channels
+    swapped (labels flipped) with probability 1/2, then one of the 8 rotations/flips for
+    the batch.  A patch's label stays with it: labels sit at patch top-left corners, and
+    a rotation of the region maps the ``P x P`` patch at ``(y, x)`` onto the one whose
+    top-left corner is where ``(y, x)`` lands, so the label map turns with the region."""
+    swap = torch.rand(len(x), device=x.device) < 0.5
+    x = torch.where(swap[:, None, None, None], x.flip(1), x)
+    y = torch.where(swap[:, None, None] & (y != IGNORE), 1 - y, y)
+    k, flip = int(torch.randint(4, ())), bool(torch.randint(2, ()))
+    if flip:
+        x, y = x.flip(-1), y.flip(-1)
+    return torch.rot90(x, k, (-2, -1)), torch.rot90(y, k, (-2, -1))
 
 
 @torch.no_grad()
@@ -250,15 +266,19 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x, y = _to_input(x, device), y.to(device, non_blocking=True).long()
+            if y.ndim == 3:  # regions with a label per patch (dense training)
+                x, y = _augment_regions(x, y)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 logits = net(x)
-                loss = F.cross_entropy(logits.float(), y)
+                loss = F.cross_entropy(logits.float(), y, ignore_index=IGNORE)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen += len(y)
+            labelled = y != IGNORE
+            n_labelled = int(labelled.sum())
+            loss_sum += loss.detach() * n_labelled
+            correct += ((logits.detach().argmax(1) == y) & labelled).sum()
+            seen += n_labelled
             if bar is not None and (step % 20 == 0 or step == steps_per_epoch - 1):
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.4f}", lr=f"{lr:.2g}")
             if bar is not None:
@@ -404,7 +424,15 @@ def train_profile(
         x, y = generate_patches(syn, split=split, boundary_only=only_boundary, n_samples=n, progress=progress)
         return TensorDataset(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64)))
 
-    train_ds = dataset("train", boundary, n_train)
+    region = profile.extra.get("region")
+    if region:  # dense training: regions with a label per patch; validation stays per patch
+        from bamf_lib.synthesis import generate_regions
+
+        xr, yr = generate_regions(syn, region=int(region), split="train", boundary_only=boundary,
+                                  per_pair=int(profile.extra.get("regions_per_pair", 10)), progress=progress)
+        train_ds = TensorDataset(torch.from_numpy(xr), torch.from_numpy(yr))
+    else:
+        train_ds = dataset("train", boundary, n_train)
     val_ds = dataset("val", boundary, n_val)
     boundary_val = val_ds if boundary else dataset("val", True, n_val)
     dev = resolve_device(device)
@@ -430,8 +458,11 @@ def train_profile(
             "profile": profile.name,
             "net": net,
             "architecture": f"ResNet {profile.model.version} depth {profile.model.depth} width "
-            f"{profile.model.width}, {profile.model.patch_size}x{profile.model.patch_size} patches, 2 channels",
-            "data": f"synthetic patches from {syn.source} (seed {syn.seed}); boundary_only={boundary}",
+            f"{profile.model.width}, {profile.model.patch_size}x{profile.model.patch_size} patches, 2 channels, "
+            f"{profile.model.padding} padding, strides {profile.model.stem_stride}/{profile.model.stage_strides}, "
+            f"{profile.model.head} head",
+            "data": f"synthetic patches from {syn.source} (seed {syn.seed}); boundary_only={boundary}"
+            + (f"; trained densely on {region}x{region} regions" if region else ""),
             "samples_seen": last["samples_seen"],
             "train_samples": len(train_ds),
             "val_samples": len(val_ds),

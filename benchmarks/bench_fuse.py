@@ -46,11 +46,19 @@ from bamf_lib.fusion import fuse, pretrained
 PAIRS = (2, 5, 10, 17)
 
 
+NETS: dict = {}  # "initial"/"boundary" -> model, when --weights names other weights than the shipped ones
+
+
+def _nets() -> dict:
+    return dict(NETS)
+
+
 def describe_weights() -> str:
-    meta = getattr(pretrained("initial", "cpu"), "metadata", {}) or {}
-    cfg = pretrained("initial", "cpu").config
-    return (f"shipped weights: profile {meta.get('profile', '?')}, "
-            f"{cfg.version}-{cfg.depth} w{cfg.width} P{cfg.patch_size}")
+    net = NETS.get("initial") or pretrained("initial", "cpu")
+    meta = getattr(net, "metadata", {}) or {}
+    cfg = net.config
+    return (f"{'weights from --weights' if NETS else 'shipped weights'}: profile {meta.get('profile', '?')}, "
+            f"{cfg.version}-{cfg.depth} w{cfg.width} P{cfg.patch_size} {cfg.padding}-padded")
 
 
 def bench_end_to_end(repeats: int = 7) -> dict:
@@ -58,7 +66,7 @@ def bench_end_to_end(repeats: int = 7) -> dict:
     at torch's thread count and, if that is more, at one thread.  The variants run
     interleaved, so a shared machine's load falls on all of them alike."""
     sources = list(lytro_pair(5))
-    fuse(sources, device="cpu")  # warm-up: weights loaded, caches filled
+    fuse(sources, device="cpu", **_nets())  # warm-up: weights loaded, caches filled
     threads = torch.get_num_threads()
     variants = [(opt, n) for n in dict.fromkeys((threads, 1)) for opt in (True, False)]
     runs = {v: [] for v in variants}
@@ -70,7 +78,7 @@ def bench_end_to_end(repeats: int = 7) -> dict:
                 scoring.OPTIMIZE = opt
                 torch.set_num_threads(n)
                 t0 = time.perf_counter()
-                results[opt, n] = fuse(sources, device="cpu")
+                results[opt, n] = fuse(sources, device="cpu", **_nets())
                 runs[opt, n].append(time.perf_counter() - t0)
                 stages[opt, n].append(results[opt, n].timings)
     finally:
@@ -101,18 +109,19 @@ def _crop_centre(band: np.ndarray, side: int) -> tuple[int, int]:
     return y - half, x - half
 
 
-def bench_fast_vs_reference(side: int, fdb: FDBConfig, post: PostprocessConfig) -> dict:
+def bench_fast_vs_reference(side: int, fdb: FDBConfig, post: PostprocessConfig, path: str = "fast") -> dict:
     rows = []
     for n in PAIRS:
         a8, b8 = lytro_pair(n)
+        fuse([a8, b8], device="cpu", fdb=fdb, post=post, path=path, **_nets())  # warm-up
         t0 = time.perf_counter()
-        full = fuse([a8, b8], device="cpu", fdb=fdb, post=post)
+        full = fuse([a8, b8], device="cpu", fdb=fdb, post=post, path=path, **_nets())
         t_fast = time.perf_counter() - t0
         y, x = _crop_centre(full.near_boundary, side)
         win = (slice(y, y + side), slice(x, x + side))
         crop = [np.ascontiguousarray(a8[win]), np.ascontiguousarray(b8[win])]
-        fast = fuse(crop, device="cpu", fdb=fdb, post=post, path="fast")
-        ref = fuse(crop, device="cpu", fdb=fdb, post=post, path="reference")
+        fast = fuse(crop, device="cpu", fdb=fdb, post=post, path=path, **_nets())
+        ref = fuse(crop, device="cpu", fdb=fdb, post=post, path="reference", **_nets())
         # the reference's cost per evaluation in the crop, times the evaluations the whole
         # image needs: the initial net at every pixel, the boundary net on the band
         per_pixel = ref.timings["score"] / (side * side)
@@ -157,23 +166,8 @@ def bench_memory(threads: int | None = None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--crop", type=int, default=64, help="side of the reference crops (pixels)")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--skip-memory", action="store_true")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (bench_scoring.py's table uses 1)")
-    parser.add_argument("--json", help="also write all figures here")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    fdb, post = FDBConfig(), PostprocessConfig()
-    print(f"{describe_weights()}; FDB k={fdb.k} tau={fdb.tau}; threshold {post.threshold}, "
-          f"area {post.area_fraction}; CPU, "
-          f"{torch.get_num_threads()} torch threads")
-
-    e2e = bench_end_to_end(args.repeats)
-    print(f"\n1. end-to-end fuse of lytro-05 (520x520 RGB, CPU), median of {args.repeats} interleaved runs "
+def _print_end_to_end(e2e: dict, repeats: int) -> None:
+    print(f"\n1. end-to-end fuse of lytro-05 (520x520 RGB, CPU), median of {repeats} interleaved runs "
           f"per variant  [goal <= 1.0 s]")
     base = {v["threads"]: v["median_s"] for v in e2e["variants"] if not v["optimized"]}
     for v in e2e["variants"]:
@@ -184,8 +178,41 @@ def main(argv: list[str] | None = None) -> int:
     print(f"   optimised vs plain: max |score difference| {e2e['max_score_difference']:.1e}, same near-FDB band "
           f"{e2e['same_band']}, same decision map {e2e['same_decision']}; band {100 * e2e['band_fraction']:.1f} % of pixels")
 
-    cmp = bench_fast_vs_reference(args.crop, fdb, post)
-    print(f"\n2. fast vs reference on {args.crop}x{args.crop} crops at the focus boundary")
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--crop", type=int, default=64, help="side of the reference crops (pixels)")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (bench_scoring.py's table uses 1)")
+    parser.add_argument("--json", help="also write all figures here")
+    parser.add_argument("--weights", help="folder with initial.safetensors and boundary.safetensors "
+                        "to use instead of the shipped weights")
+    parser.add_argument("--path", default="fast", help="the fast path to compare with the reference")
+    parser.add_argument("--skip-end-to-end", action="store_true")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.weights:
+        from pathlib import Path
+
+        from bamf_lib.models import load_weights
+        NETS.update({net: load_weights(Path(args.weights) / f"{net}.safetensors") for net in ("initial", "boundary")})
+    fdb, post = FDBConfig(), PostprocessConfig()
+    print(f"{describe_weights()}; FDB k={fdb.k} tau={fdb.tau}; threshold {post.threshold}, "
+          f"area {post.area_fraction}; CPU, "
+          f"{torch.get_num_threads()} torch threads")
+
+    e2e = None if args.skip_end_to_end else bench_end_to_end(args.repeats)
+    if e2e:
+        _print_end_to_end(e2e, args.repeats)
+
+    e2e = None if args.skip_end_to_end else bench_end_to_end(args.repeats)
+    if e2e:
+        _print_end_to_end(e2e, args.repeats)
+
+    cmp = bench_fast_vs_reference(args.crop, fdb, post, args.path)
+    print(f"\n2. {args.path} vs reference on {args.crop}x{args.crop} crops at the focus boundary")
     print(f"   {'pair':9s} {'crop y,x':>9s} {'fast s':>7s} {'ref crop s':>10s} {'ref full est s':>14s} "
           f"{'speed-up':>9s} {'S agr':>7s} {'D agr':>7s} {'band':>6s}")
     for r in cmp["pairs"]:

@@ -1,6 +1,6 @@
 """Numbers for bamf_lib/weights/MODEL_CARD.md, computed from the shipped weights.
 
-    python scripts/weights_report.py [--pairs 8] [--json OUT]
+    python scripts/weights_report.py [--pairs 8] [--json OUT] [--weights DIR]
 
 1. (k, tau) chosen with boundary.tune_fdb on synthetic validation pairs (groundtruth_set
    seed 1; held-out images, never a test pair);
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import torch
@@ -26,7 +27,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=8)
     parser.add_argument("--json")
+    parser.add_argument("--weights", help="networks to report on instead of the shipped ones (see bamf fuse --weights)")
     args = parser.parse_args()
+    if args.weights:
+        os.environ["BAMF_WEIGHTS"] = args.weights
     torch.set_num_threads(1)
     initial, boundary = load_pretrained("initial"), load_pretrained("boundary")
     report = {n: {k: m.metadata.get(k) for k in ("profile", "val_acc", "val_boundary_acc", "samples_seen", "epochs", "device")}

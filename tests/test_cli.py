@@ -140,3 +140,27 @@ def test_cuda_without_a_gpu_is_a_clear_error(folder, capsys):
     before = sorted(p.name for p in folder.iterdir())
     rc, err = run(capsys, folder / "a.png", folder / "b.png", "-o", folder / "f.png", "--device", "cuda")
     assert_refused(rc, err, folder, before, "CUDA")
+
+
+def test_fuse_with_weights_from_a_training_folder(tmp_path, monkeypatch):
+    """`--weights DIR` takes the networks `bamf train --out DIR` wrote; a missing one is a clear error."""
+    import shutil
+
+    from bamf_lib.models import WEIGHTS_DIR
+
+    if not (WEIGHTS_DIR / "initial.safetensors").is_file():
+        pytest.skip("no shipped weights to copy")
+    monkeypatch.setenv("BAMF_WEIGHTS", "")  # main() sets it; monkeypatch restores its absence afterwards
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    shutil.copy(WEIGHTS_DIR / "initial.safetensors", runs / "cpu-initial.safetensors")
+    rng = np.random.default_rng(0)
+    src = [tmp_path / "a.png", tmp_path / "b.png"]
+    for p in src:
+        Image.fromarray(rng.integers(0, 256, (80, 90), dtype=np.uint8)).save(p)
+    code = main(["fuse", *map(str, src), "-o", str(tmp_path / "f.png"), "--weights", str(runs), "-q"])
+    assert code == 2 and not (tmp_path / "f.png").exists()  # no boundary net in runs/
+    shutil.copy(WEIGHTS_DIR / "boundary.safetensors", runs / "cpu-boundary.safetensors")
+    assert main(["fuse", *map(str, src), "-o", str(tmp_path / "f.png"), "--weights", str(runs), "-q"]) == 0
+    assert np.asarray(Image.open(tmp_path / "f.png")).shape == (80, 90)
+    assert main(["fuse", *map(str, src), "-o", str(tmp_path / "g.png"), "--weights", str(tmp_path / "nope")]) == 2

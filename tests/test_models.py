@@ -155,3 +155,96 @@ def test_architecture_table_accounts_for_every_parameter(version, depth):
     assert [r["stage"] for r in rows] == ["stem", "stage 1", "stage 2", "stage 3", "head"]
     assert sum(r["params"] for r in rows) == param_count(build_model(cfg))
     assert [r["size"] for r in rows[:4]] == [24, 24, 12, 6]
+
+
+# --- padding-free ("valid") networks ----------------------------------------------------
+
+VALID = ModelConfig(version="v1", depth=8, width=4, patch_size=64, padding="valid", stem_stride=2)
+
+
+def _random_stats(model):
+    """BatchNorm with non-trivial running statistics, so folding and cropping are tested."""
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    return model.eval()
+
+
+def test_valid_net_sees_only_its_patch():
+    """No padding: a patch's logits are the same whether it stands alone or sits inside an image."""
+    torch.manual_seed(0)
+    model = _random_stats(build_model(VALID))
+    assert model.total_stride == 8 and model.final_size == 3
+    img = torch.rand(1, 2, 64 + 8 * 5, 64 + 8 * 4)
+    with torch.no_grad():
+        feats = model.features(img)
+        assert feats.shape[-2:] == (3 + 5, 3 + 4)
+        for qy, qx in [(0, 0), (5, 4), (2, 3)]:
+            alone = model(img[..., 8 * qy : 8 * qy + 64, 8 * qx : 8 * qx + 64])
+            inside = model.fc(feats[..., qy : qy + 3, qx : qx + 3].mean((2, 3)))
+            assert torch.allclose(alone, inside, atol=1e-5)
+
+
+def test_valid_dilated_copy_is_every_patch():
+    torch.manual_seed(0)
+    model = _random_stats(build_model(VALID))
+    dense = dilated_copy(model)
+    img = torch.rand(1, 2, 80, 75)
+    with torch.no_grad():
+        feats = dense.features(img)
+        for y, x in [(0, 0), (7, 11), (16, 3)]:
+            alone = model(img[..., y : y + 64, x : x + 64])
+            inside = model.fc(feats[..., y : y + 24 : 8, x : x + 24 : 8].mean((2, 3)))
+            assert torch.allclose(alone, inside, atol=1e-5)
+
+
+def test_valid_net_needs_room_and_v1():
+    with pytest.raises(ValueError, match="larger patch"):
+        build_model(ModelConfig(version="v1", depth=20, width=4, patch_size=32, padding="valid"))
+    with pytest.raises(ValueError, match="'v1' only"):
+        ModelConfig(version="v2", depth=11, padding="valid")
+    with pytest.raises(ValueError, match="padding"):
+        ModelConfig(padding="reflect")
+    with pytest.raises(ValueError, match="stem_stride"):
+        ModelConfig(stem_stride=3)
+
+
+def test_valid_net_round_trips(tmp_path):
+    model = _random_stats(build_model(VALID))
+    path = save_weights(model, tmp_path / "v.safetensors")
+    back = load_weights(path)
+    assert back.config == VALID
+    x = torch.rand(2, 2, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(back(x), model(x))
+
+
+DENSE = ModelConfig(version="v1", depth=8, width=4, patch_size=32, padding="valid", stage_strides=(1, 1, 1),
+                    stage_widths=(1, 1, 1), stage_dilations=(1, 2, 3), head="centre")
+
+
+def test_dense_logits_are_every_patchs_logits():
+    torch.manual_seed(0)
+    model = _random_stats(build_model(DENSE))
+    with torch.no_grad():
+        model.pool_width.fill_(-1.5)  # a narrow, clearly non-uniform pool
+    kernel = model.pool_kernel()[0, 0]
+    assert kernel.sum().item() == pytest.approx(1.0)
+    assert kernel.argmax().item() == (model.final_size // 2) * (model.final_size + 1)  # peaks at the centre
+    x = torch.rand(2, 2, 45, 39)
+    with torch.no_grad():
+        dense = model(x)  # a region larger than the patch: every patch at once
+        assert dense.shape == (2, 2, 45 - 31, 39 - 31)
+        for y, x0 in [(0, 0), (13, 7), (4, 2)]:
+            alone = model(x[..., y : y + 32, x0 : x0 + 32])
+            assert torch.allclose(dense[:, :, y, x0], alone, atol=1e-5)
+
+
+def test_dense_logits_need_a_dense_capable_net():
+    model = build_model(VALID)  # padding-free but strided
+    assert not model.dense_capable
+    with pytest.raises(ValueError, match="stride 1"):
+        model.dense_logits(torch.rand(1, 2, 80, 80))
+

@@ -260,3 +260,72 @@ def test_optimised_shipped_weights_decide_as_the_plain_ones(net):
     np.testing.assert_allclose(fast, plain, atol=OPT_ATOL)
     clear = np.abs(plain - 0.5) > OPT_ATOL
     np.testing.assert_array_equal(fast[clear] > 0.5, plain[clear] > 0.5)
+
+
+# --- padding-free nets: the whole-image paths are the reference ------------------------
+
+VALID = ModelConfig(version="v1", depth=8, width=8, patch_size=64, padding="valid", stem_stride=2)
+# the exact profile's shape: stride 1, dilated stages, centre-weighted pool
+DENSE = ModelConfig(version="v1", depth=8, width=4, patch_size=32, padding="valid", stage_strides=(1, 1, 1),
+                    stage_widths=(1, 1, 1), stage_dilations=(1, 2, 3), head="centre")
+
+
+@pytest.fixture(scope="module")
+def valid_net():
+    torch.manual_seed(5)
+    return _with_running_stats(build_model(VALID), 3)
+
+
+@pytest.mark.parametrize("optimized", [False, True])
+def test_dense_capable_net_is_the_reference_on_every_path(optimized):
+    torch.manual_seed(6)
+    net = _with_running_stats(build_model(DENSE), 3)
+    with torch.no_grad():
+        net.pool_width.fill_(-1.0)
+    rng = np.random.default_rng(23)
+    a = rng.random((50, 61), dtype=np.float32)
+    b = np.clip(ndi.gaussian_filter(a, 1.5) + 0.05 * rng.random(a.shape), 0, 1).astype(np.float32)
+    ref = score_map(net, a, b, path="reference")
+    assert np.ptp(ref) > 0.01
+    for path in ("fast", "strided", "dilated", "coarse-to-fine"):
+        np.testing.assert_allclose(score_map(net, a, b, path=path, optimized=optimized, tile=20), ref, atol=OPT_ATOL)
+
+
+@pytest.mark.parametrize("optimized", [False, True])
+def test_valid_net_whole_image_paths_are_exact(valid_net, optimized):
+    """Strided scores equal the reference on the stride grid, dilated ones everywhere
+    (in float32, whatever the tile)."""
+    rng = np.random.default_rng(21)
+    a = rng.random((75, 90), dtype=np.float32)
+    b = np.clip(ndi.gaussian_filter(a, 2.0) + 0.05 * rng.random(a.shape), 0, 1).astype(np.float32)
+    ref = score_map(valid_net, a, b, path="reference")
+    assert np.ptp(ref) > 0.01
+    s = valid_net.total_stride
+    strided = score_map(valid_net, a, b, path="strided", optimized=optimized, tile=24)
+    np.testing.assert_allclose(strided[::s, ::s], ref[::s, ::s], atol=OPT_ATOL)
+    np.testing.assert_allclose(score_map(valid_net, a, b, path="dilated", optimized=optimized), ref, atol=OPT_ATOL)
+
+
+def test_valid_coarse_to_fine_is_exact_near_decisions(valid_net):
+    """Coarse-to-fine: the exact score next to a decision change, the interpolated strided
+    one elsewhere."""
+    from bamf_lib import scoring
+
+    rng = np.random.default_rng(22)
+    a = rng.random((80, 96), dtype=np.float32)
+    b = rng.random((80, 96), dtype=np.float32)
+    strided = score_map(valid_net, a, b, path="strided")
+    unsure = scoring._near_decision(strided, valid_net.total_stride)
+    assert unsure.any() and not unsure.all()
+    c2f = score_map(valid_net, a, b, path="coarse-to-fine")
+    np.testing.assert_array_equal(c2f[~unsure], strided[~unsure])
+    ref = score_map(valid_net, a, b, path="reference")
+    np.testing.assert_allclose(c2f[unsure], ref[unsure], atol=OPT_ATOL)
+    # on a mask: exact at least where the whole-image run was (the mask's edge may add some)
+    mask = np.zeros(a.shape, bool)
+    mask[20:50, 30:70] = True
+    part = score_masked(valid_net, a, b, mask, path="coarse-to-fine")
+    assert np.isnan(part[~mask]).all()
+    np.testing.assert_allclose(part[mask & unsure], ref[mask & unsure], atol=OPT_ATOL)
+    kept = mask & (np.abs(part - strided) > 0)
+    np.testing.assert_allclose(part[kept], ref[kept], atol=OPT_ATOL)

@@ -238,3 +238,27 @@ def test_soft_alpha_mask_has_a_soft_edge_and_bounded_coverage():
         assert m.min() >= 0 and m.max() <= 1
         assert 0.2 < (m > 0.5).mean() < 0.6
         assert ((m > 0.05) & (m < 0.95)).any()  # fractional alpha along the outline
+
+
+def test_regions_carry_the_label_of_every_patch_inside():
+    from bamf_lib.synthesis import IGNORE, boundary_mask, label_map, regions_from_pair
+
+    rng = np.random.default_rng(0)
+    h, w, p, r = 90, 110, 16, 40
+    a = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    b = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    yy, xx = np.mgrid[:h, :w]
+    alpha = (((yy - 45) ** 2 + (xx - 50) ** 2) < 25**2).astype(np.float32)
+    x, y = regions_from_pair(a, b, alpha, n=5, region=r, patch_size=p, rng=np.random.default_rng(1))
+    assert x.shape == (5, 2, r, r) and y.shape == (5, r - p + 1, r - p + 1)
+    for k in range(5):  # find where region k was cut, then check its labels patch by patch
+        ys, xs = np.argwhere((np.lib.stride_tricks.sliding_window_view(a, (r, r)) == x[k, 0]).all((2, 3)))[0]
+        np.testing.assert_array_equal(y[k], label_map(alpha[ys + p // 2 : ys + p // 2 + r - p + 1,
+                                                             xs + p // 2 : xs + p // 2 + r - p + 1]))
+    xb, yb = regions_from_pair(a, b, alpha, n=5, region=r, patch_size=p, rng=np.random.default_rng(2), boundary_only=True)
+    inside = boundary_mask(alpha, p)
+    for k in range(5):
+        ys, xs = np.argwhere((np.lib.stride_tricks.sliding_window_view(a, (r, r)) == xb[k, 0]).all((2, 3)))[0]
+        window = inside[ys : ys + r - p + 1, xs : xs + r - p + 1]
+        assert window.any()  # centred on a boundary patch
+        np.testing.assert_array_equal(yb[k] == IGNORE, ~window)
