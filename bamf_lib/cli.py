@@ -151,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _weights_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", metavar="DIR",
                    help="use the initial and boundary networks in DIR (initial.safetensors and boundary.safetensors, "
-                   "or what `bamf train --out DIR` wrote) instead of the shipped ones; default $BAMF_WEIGHTS")
+                   "or what `bamf train --out DIR` wrote) instead of the shipped ones; 'padded' names the shipped "
+                   "zero-padded ResNet-20 nets (GPU-trained; their fast path approximates the per-patch "
+                   "scores); default $BAMF_WEIGHTS")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,8 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "weights", None):
         import os
 
-        if not Path(args.weights).is_dir():
-            print(f"bamf {args.command}: error: --weights {args.weights} is not a folder", file=sys.stderr)
+        from bamf_lib.models import weights_folder
+
+        if not weights_folder(args.weights).is_dir():
+            print(f"bamf {args.command}: error: --weights {args.weights} is not a folder (nor a set shipped "
+                  f"in bamf_lib/weights)", file=sys.stderr)
             return 2
         os.environ["BAMF_WEIGHTS"] = str(args.weights)
     try:

@@ -38,7 +38,7 @@ from bamf_lib.io import check_sources, to_float_gray
 from bamf_lib.models import resolve_device
 from bamf_lib.postprocess import decision_map as _decision_map
 
-__all__ = ["FusionResult", "fuse", "align_sources", "pretrained"]
+__all__ = ["FusionResult", "fuse", "fdb_for", "align_sources", "pretrained"]
 
 
 @dataclass
@@ -85,6 +85,14 @@ def _load_once(path: str, device: str):
     from bamf_lib.models import load_weights
 
     return load_weights(path, device=device).eval()
+
+
+def fdb_for(initial) -> FDBConfig:
+    """The FDB window and threshold tuned for ``initial``: its weights' ``"fdb"`` metadata
+    (written by ``scripts/weights_report.py --store``), else :class:`FDBConfig`'s defaults,
+    which were tuned for the shipped default nets."""
+    tuned = (getattr(initial, "metadata", None) or {}).get("fdb")
+    return FDBConfig(**tuned) if tuned else FDBConfig()
 
 
 def _ecc_affine(ref: np.ndarray, mov: np.ndarray, levels: int) -> np.ndarray:
@@ -151,7 +159,7 @@ def fuse(
     path: str = "fast",
     device: str = "auto",
     align: bool = False,
-    fdb: FDBConfig = FDBConfig(),
+    fdb: FDBConfig | None = None,
     post: PostprocessConfig = PostprocessConfig(),
     refine: bool = True,
     progress: bool = False,
@@ -171,8 +179,9 @@ def fuse(
     device : {"auto", "cpu", "cuda"}
     align : bool
         Register the sources to the first before fusing (:func:`align_sources`).
-    fdb : FDBConfig
-        Window ``k`` and margin ``tau`` of the boundary band.
+    fdb : FDBConfig, optional
+        Window ``k`` and margin ``tau`` of the boundary band; default: the values tuned
+        for the initial network (:func:`fdb_for`).
     post : PostprocessConfig
         Binarisation threshold and small-region area fraction.
     refine : bool
@@ -202,6 +211,7 @@ def fuse(
     initial = initial if initial is not None else pretrained("initial", device)
     if refine and boundary is None:
         boundary = pretrained("boundary", device)
+    fdb = fdb if fdb is not None else fdb_for(initial)
     patch = int(getattr(getattr(initial, "config", None), "patch_size", 1))
     sources = check_sources(sources, min_size=patch)
 

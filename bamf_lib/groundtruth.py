@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from bamf_lib.config import FDBConfig, SynthesisConfig
+from bamf_lib.config import SynthesisConfig
 from bamf_lib.sources import fit_background, load_backgrounds, load_foregrounds
 from bamf_lib.synthesis import label_map, make_source_pair
 
@@ -194,10 +194,9 @@ Decider = Callable[[np.ndarray, np.ndarray], np.ndarray]
 def default_deciders(fdb=None) -> dict[str, Decider]:
     """Decision-map makers ``(a, b) -> bool (H, W)`` (True where A is taken) for
     :func:`evaluate_decisions`: ``bamf-initial``, ``bamf`` (shipped weights, CPU, ``fdb``
-    or the default :class:`bamf_lib.config.FDBConfig`) and ``gff`` (:func:`bamf_lib.baselines.gff_decision_map`)."""
+    or the values tuned for the initial net, :func:`bamf_lib.fusion.fdb_for`) and ``gff``
+    (:func:`bamf_lib.baselines.gff_decision_map`)."""
     from bamf_lib.baselines import gff_decision_map
-
-    fdb = FDBConfig() if fdb is None else fdb
 
     def bamf(refine: bool) -> Decider:
         def run(a: np.ndarray, b: np.ndarray) -> np.ndarray:

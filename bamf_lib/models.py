@@ -49,6 +49,7 @@ __all__ = [
     "load_weights",
     "load_pretrained",
     "weights_path",
+    "weights_folder",
     "param_count",
     "receptive_field",
     "architecture_table",
@@ -537,13 +538,22 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     return model.to(device).eval()
 
 
+def weights_folder(name: str | os.PathLike) -> Path:
+    """A folder of weights: ``name`` itself, or a set shipped under ``bamf_lib/weights``
+    (``"padded"``: the earlier zero-padded ResNet-20 nets trained on a GPU)."""
+    folder = Path(name)
+    if not folder.is_dir() and (WEIGHTS_DIR / folder).is_dir() and not folder.is_absolute():
+        return WEIGHTS_DIR / folder
+    return folder
+
+
 def weights_path(net: str = "initial", weights_dir: str | os.PathLike | None = None) -> Path:
     """Where ``net``'s weights are: ``weights_dir`` (else ``$BAMF_WEIGHTS``, else the shipped
-    ``bamf_lib/weights``) holding ``<net>.safetensors`` or, as ``bamf train`` writes them,
-    exactly one ``<profile>-<net>.safetensors``."""
+    ``bamf_lib/weights``; see :func:`weights_folder`) holding ``<net>.safetensors`` or, as
+    ``bamf train`` writes them, exactly one ``<profile>-<net>.safetensors``."""
     if net not in ("initial", "boundary"):
         raise ValueError(f"net must be 'initial' or 'boundary', got {net!r}")
-    folder = Path(weights_dir or os.environ.get("BAMF_WEIGHTS") or WEIGHTS_DIR)
+    folder = weights_folder(weights_dir or os.environ.get("BAMF_WEIGHTS") or WEIGHTS_DIR)
     path = folder / f"{net}.safetensors"
     if path.is_file() or folder == WEIGHTS_DIR:
         return path

@@ -7,8 +7,8 @@
    is the faster), with the largest score difference between them and whether their
    decision maps are identical.
 2. Fast versus reference: the whole pipeline (both networks, post-processing) on a
-   ``crop x crop`` cut of four Lytro pairs, centred where the fast path's near-boundary
-   band is densest, once with the paper's per-patch evaluation (``path="reference"``) and
+   ``crop x crop`` cut of four Lytro pairs, centred where the fast path's decision map
+   has the most boundary pixels, once with the paper's per-patch evaluation (``path="reference"``) and
    once with the fast path; the decision maps are compared over the crop.  (The crop is
    fused as an image of its own, so the small-region rule works at the crop's scale and
    cannot hide a difference.)  The reference's seconds per evaluation in the crop are
@@ -20,8 +20,9 @@
    Python-level allocations (``tracemalloc``; torch's own buffers are not traced there).
    Goal: <= 2 GB.
 
-Run: ``BAMF_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_fuse.py``
-(``--skip-memory`` leaves out the slow 24-MP run; ``--crop 64`` sets the crop side).
+Run: ``BAMF_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_fuse.py [--weights padded]``
+(``--skip-memory`` leaves out the slow 24-MP run; ``--crop 64`` sets the crop side;
+``--weights padded`` measures the shipped zero-padded nets, whose fast path only approximates).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import torch
 from bamf_lib import scoring
 from bamf_lib.config import FDBConfig, PostprocessConfig
 from bamf_lib.datasets import lytro_pair
-from bamf_lib.fusion import fuse, pretrained
+from bamf_lib.fusion import fdb_for, fuse, pretrained
 
 PAIRS = (2, 5, 10, 17)
 
@@ -99,8 +100,16 @@ def bench_end_to_end(repeats: int = 7) -> dict:
     return out
 
 
-def _crop_centre(band: np.ndarray, side: int) -> tuple[int, int]:
-    """Top-left corner of the ``side`` square holding the most near-FDB pixels."""
+def _crop_centre(decision: np.ndarray, side: int) -> tuple[int, int]:
+    """Top-left corner of the ``side`` square holding the most focus-boundary pixels (pixels
+    of the fast path's decision map with a differently decided 4-neighbour)."""
+    d = decision.astype(np.int16)
+    edge = np.zeros(d.shape, bool)
+    edge[1:] |= d[1:] != d[:-1]
+    edge[:-1] |= d[1:] != d[:-1]
+    edge[:, 1:] |= d[:, 1:] != d[:, :-1]
+    edge[:, :-1] |= d[:, 1:] != d[:, :-1]
+    band = edge
     density = cv2.blur(band.astype(np.float32), (side, side))
     h, w = band.shape
     half = side // 2
@@ -117,7 +126,7 @@ def bench_fast_vs_reference(side: int, fdb: FDBConfig, post: PostprocessConfig, 
         t0 = time.perf_counter()
         full = fuse([a8, b8], device="cpu", fdb=fdb, post=post, path=path, **_nets())
         t_fast = time.perf_counter() - t0
-        y, x = _crop_centre(full.near_boundary, side)
+        y, x = _crop_centre(full.decision_map, side)
         win = (slice(y, y + side), slice(x, x + side))
         crop = [np.ascontiguousarray(a8[win]), np.ascontiguousarray(b8[win])]
         fast = fuse(crop, device="cpu", fdb=fdb, post=post, path=path, **_nets())
@@ -145,7 +154,7 @@ _MEMORY_CHILD = r"""
 import json, resource, sys, time, tracemalloc
 import cv2
 from bamf_lib.datasets import lytro_pair
-from bamf_lib.fusion import fuse, pretrained
+from bamf_lib.fusion import fdb_for, fuse, pretrained
 pretrained("initial", "cpu"); pretrained("boundary", "cpu")
 a, b = (cv2.resize(x, (6000, 4000), interpolation=cv2.INTER_CUBIC) for x in lytro_pair(5))
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -186,26 +195,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--threads", type=int, help="torch CPU threads (bench_scoring.py's table uses 1)")
     parser.add_argument("--json", help="also write all figures here")
-    parser.add_argument("--weights", help="folder with initial.safetensors and boundary.safetensors "
-                        "to use instead of the shipped weights")
+    parser.add_argument("--weights", help="networks to use instead of the shipped default: a folder (as for "
+                        "bamf fuse --weights) or 'padded', the shipped zero-padded nets")
     parser.add_argument("--path", default="fast", help="the fast path to compare with the reference")
     parser.add_argument("--skip-end-to-end", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.weights:
-        from pathlib import Path
+        import os
 
-        from bamf_lib.models import load_weights
-        NETS.update({net: load_weights(Path(args.weights) / f"{net}.safetensors") for net in ("initial", "boundary")})
-    fdb, post = FDBConfig(), PostprocessConfig()
+        from bamf_lib.models import load_pretrained
+        os.environ["BAMF_WEIGHTS"] = args.weights  # for the 24-MP child process too
+        NETS.update({net: load_pretrained(net, weights_dir=args.weights) for net in ("initial", "boundary")})
+    fdb, post = fdb_for(NETS.get("initial") or pretrained("initial", "cpu")), PostprocessConfig()
     print(f"{describe_weights()}; FDB k={fdb.k} tau={fdb.tau}; threshold {post.threshold}, "
           f"area {post.area_fraction}; CPU, "
           f"{torch.get_num_threads()} torch threads")
-
-    e2e = None if args.skip_end_to_end else bench_end_to_end(args.repeats)
-    if e2e:
-        _print_end_to_end(e2e, args.repeats)
 
     e2e = None if args.skip_end_to_end else bench_end_to_end(args.repeats)
     if e2e:

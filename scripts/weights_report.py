@@ -1,6 +1,6 @@
 """Numbers for bamf_lib/weights/MODEL_CARD.md, computed from the shipped weights.
 
-    python scripts/weights_report.py [--pairs 8] [--json OUT] [--weights DIR]
+    python scripts/weights_report.py [--pairs 8] [--json OUT] [--weights DIR] [--store]
 
 1. (k, tau) chosen with boundary.tune_fdb on synthetic validation pairs (groundtruth_set
    seed 1; held-out images, never a test pair);
@@ -21,6 +21,7 @@ from bamf_lib import load_pretrained
 from bamf_lib.boundary import tune_fdb
 from bamf_lib.config import FDBConfig
 from bamf_lib.groundtruth import default_deciders, evaluate_decisions, groundtruth_set
+from bamf_lib.models import save_weights, weights_path
 
 
 def main() -> None:
@@ -28,6 +29,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=8)
     parser.add_argument("--json")
     parser.add_argument("--weights", help="networks to report on instead of the shipped ones (see bamf fuse --weights)")
+    parser.add_argument("--store", action="store_true",
+                        help="write the tuned (k, tau) into the initial net's metadata, where fuse() finds them")
     args = parser.parse_args()
     if args.weights:
         os.environ["BAMF_WEIGHTS"] = args.weights
@@ -41,6 +44,10 @@ def main() -> None:
     tuned.pop("grid")
     report["fdb_tuning"] = {**tuned, "seconds": time.perf_counter() - t0, "pairs": f"groundtruth_set({args.pairs}, seed=1)"}
     fdb = FDBConfig(k=tuned["k"], tau=tuned["tau"])
+    if args.store:
+        initial.metadata["fdb"] = {"k": fdb.k, "tau": fdb.tau}
+        initial.metadata["fdb_tuned_on"] = report["fdb_tuning"]["pairs"]
+        save_weights(initial, weights_path("initial"), initial.metadata)
 
     deciders = default_deciders(fdb)
     scored = evaluate_decisions(groundtruth_set(args.pairs, seed=2),
