@@ -26,9 +26,10 @@ Paths
 ``"fast"``
     The default fast method, :data:`FAST_METHOD` = ``"strided"``, chosen by measurement.
 
-The whole-image paths differ from the reference in one way only: inside a lone patch
-the convolutions see zeros beyond the patch edge, over the whole image they see the
-neighbouring pixels.  So they are not bit-identical, and the gap depends on the weights;
+Zero-padded nets (the paper's; the ``padded`` weights).  The whole-image paths differ from
+the reference in one way only: inside a lone patch the convolutions see zeros beyond the
+patch edge, over the whole image they see the neighbouring pixels.  So they are not
+bit-identical, and the gap depends on the weights;
 it is measured, not assumed.  Turning strides into dilations does not close it (the
 strided logits *are* the dilated ones on the stride grid, and interpolating between grid
 points adds no measurable disagreement), so the cheaper strided pass is the default.
@@ -53,10 +54,15 @@ the weights change.  It computes the same function in a different float32 order:
 of the shipped nets differ from the plain network's by at most about 1e-5 (8.7e-6 on
 lytro-05) and fused decisions are identical.  ``optimized=False`` runs the plain network.
 
-Measured with ``python benchmarks/bench_scoring.py --threads 1`` (shared 2-core CPU under
-load, one torch thread; the shipped initial weights: gpu profile, v1-20 w16 P32; Lytro
-pairs 1, 5, 10; "random": 2304 random pixels per pair, an estimate over the whole image;
-"boundary": the 48 x 48 square where the strided map is least certain, the worst case):
+Measured with ``python benchmarks/bench_scoring.py --threads 1`` (shared 2-core CPU, one
+torch thread; Lytro pairs 1, 5, 10; "random": 2304 random pixels per pair, an estimate
+over the whole image; "boundary": the 48 x 48 square where the strided map is least
+certain, the worst case).  The shipped default initial net (``exact`` profile, padding-free
+v1-8 w16 P64, stride 1): reference 313 patches/s, 863 s per 520 x 520 pair; ``strided``
+(= ``fast``) 0.11 s, 7607x, ``dilated`` 0.11 s, both with max |difference| 0.000 and
+agreement 1.0000 on both sets (``coarse-to-fine`` is the same pass, then returns).  The
+``padded`` set's initial net (``--weights bamf_lib/weights/padded/initial.safetensors``;
+gpu profile, zero-padded v1-20 w16 P32), under load:
 
 ==============  ============  =========  =========  ====================  =====================
 path            s per 520^2   plain net  speed-up   agreement at 0.5      mean abs difference
@@ -68,14 +74,14 @@ dilated         2.41          3.56       181x       0.855 / 0.717         0.116 
 coarse-to-fine  80            78         5x         0.971 / 0.969         0.035 / 0.031
 ==============  ============  =========  =========  ====================  =====================
 
-(The shipped v1-20 disagrees with its own reference more than the earlier quick v1-8 did,
+(The padded v1-20 disagrees with its own reference more than the earlier quick v1-8 did,
 0.98 at random pixels; the optimised network changes none of these agreements.
 Coarse-to-fine's cost is the reference on its uncertain band, 80 s on average and 167 s on
 lytro-10.)  Threads: ``fuse`` of lytro-05 (``benchmarks/bench_fuse.py``, interleaved
-runs, optimised / plain net) took a median 0.30 / 0.55 s on two threads and 0.49 / 0.86 s
-on one when the machine was quiet (load 1.2), but 1.12 / 2.15 s on two and 0.61 / 1.00 s
-on one under load (about 5 on 2 cores), where OpenMP waits on its descheduled thread; the
-thread count is left to the caller (``torch.set_num_threads``).
+runs, optimised / plain net) took a median 0.135 / 0.20 s on two threads and 0.24 / 0.36 s
+on one with the default nets (0.32 / 0.50 and 0.57 / 0.93 s with the padded set); under
+load (about 5 on 2 cores) two threads can be slower than one, as OpenMP waits on its
+descheduled thread, so the thread count is left to the caller (``torch.set_num_threads``).
 
 On one H200 (a one-off check, random weights, 520 x 520 pair): v1-20 P32 reference 38,000
 patches/s (7 s), strided 0.024 s (about 300x); v2-56 P64 reference 12,000 patches/s (22 s),

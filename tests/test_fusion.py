@@ -177,3 +177,15 @@ def test_optimised_networks_fuse_as_the_plain_ones(monkeypatch):
     np.testing.assert_allclose(fast.refined_score_map, plain.refined_score_map, atol=1e-5)
     np.testing.assert_array_equal(fast.near_boundary, plain.near_boundary)
     np.testing.assert_array_equal(fast.decision_map, plain.decision_map)
+
+
+def test_fdb_travels_with_the_weights():
+    """fuse() takes (k, tau) from the initial net's metadata when it holds a tuned pair."""
+    from types import SimpleNamespace
+
+    from bamf_lib.config import FDBConfig
+    from bamf_lib.fusion import fdb_for
+
+    assert fdb_for(SimpleNamespace(metadata={"fdb": {"k": 9, "tau": 0.05}})) == FDBConfig(k=9, tau=0.05)
+    assert fdb_for(SimpleNamespace(metadata={})) == FDBConfig()
+    assert fdb_for(object()) == FDBConfig()

@@ -248,3 +248,19 @@ def test_dense_logits_need_a_dense_capable_net():
     with pytest.raises(ValueError, match="stride 1"):
         model.dense_logits(torch.rand(1, 2, 80, 80))
 
+
+
+def test_shipped_weight_sets_are_found_by_name(tmp_path, monkeypatch):
+    from bamf_lib.models import WEIGHTS_DIR, weights_folder, weights_path
+
+    monkeypatch.delenv("BAMF_WEIGHTS", raising=False)
+    assert weights_folder("padded") == WEIGHTS_DIR / "padded"
+    assert weights_path("boundary") == WEIGHTS_DIR / "boundary.safetensors"
+    assert weights_path("initial", tmp_path) == tmp_path / "initial.safetensors"  # missing: the plain name
+    (tmp_path / "a-initial.safetensors").touch()
+    assert weights_path("initial", tmp_path) == tmp_path / "a-initial.safetensors"
+    (tmp_path / "b-initial.safetensors").touch()
+    with pytest.raises(ValueError, match="several"):
+        weights_path("initial", tmp_path)
+    monkeypatch.setenv("BAMF_WEIGHTS", str(tmp_path))
+    assert weights_path("boundary") == tmp_path / "boundary.safetensors"
