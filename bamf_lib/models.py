@@ -12,9 +12,15 @@ A is the focused one at the patch centre.
 
 Both have three stages with strides 1, 2, 2 (total stride 4), a global average pool and
 a linear layer to two classes.  Dense evaluation (see :mod:`bamf_lib.scoring`) needs the
-pre-pool feature map (:meth:`FocusResNet.features`), the linear layer (``.fc``), the total
-stride (``.total_stride``) and a copy with strides turned into dilations
-(:func:`dilated_copy`).
+pre-pool feature map (:meth:`FocusResNet.features`), the linear layer (``.fc``), the
+pool as a kernel (:meth:`FocusResNet.pool_kernel`), the total stride (``.total_stride``)
+and a copy with strides turned into dilations (:func:`dilated_copy`).
+
+The shipped default (profile ``exact``) is a third shape of ``"v1"``: no padding, stride 1,
+dilated stages and a centre-weighted pool (``ModelConfig(padding="valid", ...)``).  Such a
+net computes on a whole image exactly what it computes on each patch alone
+(:attr:`FocusResNet.dense_capable`, :meth:`FocusResNet.dense_logits`), which makes both
+scoring and training a pass over whole regions.
 
 Weights are stored as safetensors with the :class:`~bamf_lib.config.ModelConfig` and
 free-form metadata as JSON in the header; nothing is ever unpickled.
