@@ -12,9 +12,9 @@ A is the focused one at the patch centre.
 
 Both have three stages with strides 1, 2, 2 (total stride 4), a global average pool and
 a linear layer to two classes.  Dense evaluation (see :mod:`bamf_lib.scoring`) needs the
-pre-pool feature map (:meth:`FocusResNet.features`), the linear layer (``.fc``), the
-pool as a kernel (:meth:`FocusResNet.pool_kernel`), the total stride (``.total_stride``)
-and a copy with strides turned into dilations (:func:`dilated_copy`).
+pre-pool feature map (:meth:`FocusResNet.features`), the head applied at every position
+(:meth:`FocusResNet.pooled_logits`), the total stride (``.total_stride``) and a copy with
+strides turned into dilations (:func:`dilated_copy`).
 
 The shipped default (profile ``exact``) is a third shape of ``"v1"``: no padding, stride 1,
 dilated stages and a centre-weighted pool (``ModelConfig(padding="valid", ...)``).  Such a
@@ -275,17 +275,36 @@ class FocusResNet(nn.Module):
         """
         if not self.dense_capable:
             raise ValueError("dense_logits needs a padding-free net with stride 1 (padding='valid', all strides 1)")
-        feats = self.features(x)
-        n, _, h, w = feats.shape
-        logits = F.conv2d(feats, self.fc.weight[:, :, None, None])
-        pooled = F.conv2d(logits.reshape(-1, 1, h, w), self.pool_kernel().to(logits.dtype))
-        return pooled.reshape(n, -1, *pooled.shape[-2:]) + self.fc.bias.view(1, -1, 1, 1)
+        return self.pooled_logits(self.features(x))
+
+    def pooled_logits(self, feats: torch.Tensor, dilation: int = 1, weight: torch.Tensor | None = None,
+                      bias: torch.Tensor | None = None) -> torch.Tensor:
+        """The head applied at every position of a pre-pool feature map: the logits
+        (N, classes, h', w') of every patch whose last-stage features lie in ``feats``.
+
+        The linear layer runs as a 1x1 convolution and the pool (:meth:`pool_kernel`) as a
+        ``final_size`` convolution (two 1-D passes: it is separable), ``dilation`` apart in a
+        :func:`dilated_copy`; both are linear, so this equals pooling first, as
+        :meth:`forward` does.  ``weight`` (outputs x channels) and ``bias`` replace the
+        linear layer's, e.g. by the difference of its two rows, which gives the logit gap
+        without subtracting two large pooled logits.
+        """
+        weight = self.fc.weight if weight is None else weight
+        bias = self.fc.bias if bias is None else bias
+        logits = F.conv2d(feats, weight[:, :, None, None])
+        n, c, h, w = logits.shape
+        # the pool kernels (box, Gaussian) are outer products: two 1-D passes, 2f instead of f^2 per pixel
+        kernel = self.pool_kernel().to(logits.dtype)[0, 0]
+        col = kernel.sum(1)
+        row = kernel[int(col.argmax())] / col.max()
+        pooled = F.conv2d(logits.reshape(n * c, 1, h, w), col.view(1, 1, -1, 1), dilation=(dilation, 1))
+        pooled = F.conv2d(pooled, row.view(1, 1, 1, -1), dilation=(1, dilation))
+        return pooled.reshape(n, c, *pooled.shape[-2:]) + bias.view(1, -1, 1, 1)
 
     def pool_kernel(self) -> torch.Tensor:
         """The head's pooling over the last ``final_size`` square as a (1, 1, f, f) kernel
         summing to 1: the average (``"gap"``), or a Gaussian centred on the feature under the
-        patch centre, of learned width ``softplus(pool_width) * f`` (``"centre"``).
-        Whole-image scoring convolves the per-position logit map with it."""
+        patch centre, of learned width ``softplus(pool_width) * f`` (``"centre"``)."""
         f = self.final_size
         if self.config.head == "centre":
             r = torch.arange(f, dtype=self.pool_width.dtype, device=self.pool_width.device) - f // 2

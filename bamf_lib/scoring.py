@@ -216,19 +216,11 @@ def _reference(model, a, b, pixels: np.ndarray, device, batch_size: int, progres
 # --- whole-image paths ----------------------------------------------------------------
 
 def _pooled_logit_gap(model: FocusResNet, feats: torch.Tensor, dilation: int = 1) -> torch.Tensor:
-    """logit[1] - logit[0] of every patch (sigmoid of it = softmax[:, 1]): fc as a 1x1
-    convolution, then the head's pooling (:meth:`~bamf_lib.models.FocusResNet.pool_kernel`)
-    as a ``final_size`` convolution, dilated by the dense copy's ``dilation``.  Both are
-    linear, so they commute with the pool of the per-patch network."""
-    weight = (model.fc.weight[1] - model.fc.weight[0]).view(1, -1, 1, 1)
-    bias = model.fc.bias[1] - model.fc.bias[0]
-    gap = F.conv2d(feats, weight)
-    # the pool kernels (box, Gaussian) are outer products: two 1-D passes, 2f instead of f^2 per pixel
-    kernel = model.pool_kernel().to(gap.dtype)[0, 0]
-    col = kernel.sum(1)
-    row = kernel[int(col.argmax())] / col.max()
-    gap = F.conv2d(gap, col.view(1, 1, -1, 1), dilation=(dilation, 1))
-    return F.conv2d(gap, row.view(1, 1, 1, -1), dilation=(1, dilation)) + bias
+    """logit[1] - logit[0] of every patch (sigmoid of it = softmax[:, 1]): the head applied
+    at every position (:meth:`~bamf_lib.models.FocusResNet.pooled_logits`) with the
+    difference of the linear layer's two rows."""
+    fc = model.fc
+    return model.pooled_logits(feats, dilation, weight=fc.weight[1:2] - fc.weight[0:1], bias=fc.bias[1:2] - fc.bias[0:1])
 
 
 # receptive_field builds (and initialises) a network: 10 ms a call, once per config is enough
