@@ -32,6 +32,7 @@ __all__ = [
     "boundary_band",
     "boundary_accuracy",
     "boundary_fscore",
+    "decision_edges",
     "score_decision_map",
     "Decider",
     "default_deciders",
@@ -145,7 +146,7 @@ def boundary_accuracy(decision: np.ndarray, truth: np.ndarray, *, radius: float 
     return float(np.mean(d[band] == t[band])) if band.any() else float("nan")
 
 
-def _edges(mask: np.ndarray) -> np.ndarray:
+def decision_edges(mask: np.ndarray) -> np.ndarray:
     """Pixels of ``mask`` or its complement that touch the other class (4-neighbourhood)."""
     m = mask.astype(np.uint8)
     kernel = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
@@ -162,7 +163,7 @@ def boundary_fscore(decision: np.ndarray, truth: np.ndarray, *, tolerance: float
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance}")
     d, t = _as_masks(decision, truth)
-    ed, et = _edges(d), _edges(t)
+    ed, et = decision_edges(d), decision_edges(t)
     if not ed.any() and not et.any():
         return 1.0
     if not ed.any() or not et.any():

@@ -43,6 +43,7 @@ from bamf_lib import scoring
 from bamf_lib.config import FDBConfig, PostprocessConfig
 from bamf_lib.datasets import lytro_pair
 from bamf_lib.fusion import fdb_for, fuse, pretrained
+from bamf_lib.groundtruth import decision_edges
 
 PAIRS = (2, 5, 10, 17)
 
@@ -103,13 +104,7 @@ def bench_end_to_end(repeats: int = 7) -> dict:
 def _crop_centre(decision: np.ndarray, side: int) -> tuple[int, int]:
     """Top-left corner of the ``side`` square holding the most focus-boundary pixels (pixels
     of the fast path's decision map with a differently decided 4-neighbour)."""
-    d = decision.astype(np.int16)
-    edge = np.zeros(d.shape, bool)
-    edge[1:] |= d[1:] != d[:-1]
-    edge[:-1] |= d[1:] != d[:-1]
-    edge[:, 1:] |= d[:, 1:] != d[:, :-1]
-    edge[:, :-1] |= d[:, 1:] != d[:, :-1]
-    band = edge
+    band = decision_edges(decision)
     density = cv2.blur(band.astype(np.float32), (side, side))
     h, w = band.shape
     half = side // 2
@@ -154,7 +149,7 @@ _MEMORY_CHILD = r"""
 import json, resource, sys, time, tracemalloc
 import cv2
 from bamf_lib.datasets import lytro_pair
-from bamf_lib.fusion import fdb_for, fuse, pretrained
+from bamf_lib.fusion import fuse, pretrained
 pretrained("initial", "cpu"); pretrained("boundary", "cpu")
 a, b = (cv2.resize(x, (6000, 4000), interpolation=cv2.INTER_CUBIC) for x in lytro_pair(5))
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
