@@ -2,7 +2,7 @@
 
 The main job reads top to bottom:
 ``io -> scoring (initial net) -> boundary -> postprocess -> fusion -> io``;
-training reads ``datasets -> synthesis -> models/training -> weights/``.
+training reads ``datasets -> synthesis -> models/training -> weights``.
 """
 
 __version__ = "0.1.0"
@@ -15,11 +15,11 @@ def fuse(sources, **kwargs):
     return _fuse(sources, **kwargs)
 
 
-def load_pretrained(net: str = "initial", **kwargs):
-    """Load a shipped network (no pickle); see :func:`bamf_lib.models.load_pretrained`."""
-    from bamf_lib.models import load_pretrained as _load
+def load_pretrained(net: str = "initial", weights=None, **kwargs):
+    """The shipped (or ``weights``' folder's) network, loaded once; see :func:`bamf_lib.weights.load_pretrained`."""
+    from bamf_lib.weights import load_pretrained as _load
 
-    return _load(net, **kwargs)
+    return _load(net, weights, **kwargs)
 
 
 __all__ = ["fuse", "load_pretrained", "__version__"]

@@ -24,9 +24,8 @@ import numpy as np
 __all__ = ["smooth_scores", "near_boundary", "refine", "select_fdb", "tune_fdb", "WHOLE_IMAGE_ABOVE"]
 
 # On the whole-image scoring paths, a band larger than this share of the image is scored by
-# one pass of the boundary net over the whole image (only the band's values are kept):
-# measured cheaper than ``score_masked``'s overlapping tiles at every band size tried on the
-# 520 x 520 Lytro pairs, 2 CPU cores (0.5-0.8 s against 1.0-2.3 s for bands of 2-25 %).
+# one pass of the boundary net over the whole image (only the band's values are kept); the
+# measurement behind it is in bamf_lib/weights/MODEL_CARD.md.
 WHOLE_IMAGE_ABOVE = 0.005
 
 
@@ -106,6 +105,7 @@ def refine(
     tau: float = 0.05,
     path: str = "fast",
     device: str = "cpu",
+    optimized: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Replace the scores near the FDB by the boundary network's scores.
 
@@ -124,6 +124,8 @@ def refine(
         (:func:`bamf_lib.scoring.score_masked`); on the whole-image paths the boundary net
         scores the whole image in one pass when the band exceeds :data:`WHOLE_IMAGE_ABOVE`
         (cheaper than masked tiles; the values outside the band are discarded).
+    optimized : bool
+        Passed to the scoring functions (False: the plain network).
 
     Returns
     -------
@@ -141,9 +143,9 @@ def refine(
     refined = score.copy()
     if mask.any():
         if path == "reference" or mask.mean() < WHOLE_IMAGE_ABOVE:
-            rescored = scoring.score_masked(boundary_model, a, b, mask, path=path, device=device)
+            rescored = scoring.score_masked(boundary_model, a, b, mask, path=path, device=device, optimized=optimized)
         else:
-            rescored = scoring.score_map(boundary_model, a, b, path=path, device=device)
+            rescored = scoring.score_map(boundary_model, a, b, path=path, device=device, optimized=optimized)
         refined[mask] = rescored[mask]
     return refined, mask
 

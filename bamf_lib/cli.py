@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "evaluate_cli"]
 
 
 # pixels from which ``bamf fuse`` shows a progress bar (about a 1000 x 1000 image)
@@ -43,7 +43,8 @@ def _cmd_fuse(args: argparse.Namespace) -> int:
     from bamf_lib.fusion import fuse
 
     large = sources[0].shape[0] * sources[0].shape[1] >= _PROGRESS_PIXELS
-    result = fuse(sources, path=args.path, device=args.device, align=args.align, progress=large and not args.quiet)
+    result = fuse(sources, path=args.path, device=args.device, align=args.align, progress=large and not args.quiet,
+                  weights=args.weights)
     # both images are ready before either is written, so a failure leaves no output
     write_image(out, result.fused, overwrite=args.force)
     if args.decision_map:
@@ -84,10 +85,35 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from bamf_lib.evaluation import evaluate_cli
+def evaluate_cli(args: argparse.Namespace) -> int:
+    """``bamf evaluate --pairs SET [--json OUT] [--save-fused DIR] [--weights DIR]``: print
+    Table 1, optionally save the scores and bamf's fused images."""
+    from bamf_lib.evaluation import default_methods, evaluate, pair_set
+    from bamf_lib.io import atomic_write
+    from bamf_lib.tables import format_table, paper_result
 
-    return evaluate_cli(args)
+    overwrite = bool(getattr(args, "force", False))
+    json_out = Path(args.json_out) if args.json_out else None
+    if json_out is not None and json_out.exists() and not overwrite:
+        raise FileExistsError(f"{json_out} exists; remove it or choose another --json path")
+    result = evaluate(
+        pair_set(args.pairs),
+        default_methods(getattr(args, "weights", None)),
+        save_fused=args.save_fused,
+        overwrite=overwrite,
+        label=args.pairs,
+    )
+    print(format_table(result))
+    if len(result.common_pairs()) < len(result.pairs):
+        print("\nThe same, averaged only over the pairs every method has:\n")
+        print(format_table(result, means="common"))
+    if args.pairs == "paper24":
+        print("\nThe paper's Table 1 for comparison:\n")
+        print(format_table(paper_result()))
+    if json_out is not None:
+        with atomic_write(json_out, overwrite=overwrite) as tmp:
+            tmp.write_text(json.dumps(result.to_json(), indent=1))
+    return 0
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
@@ -138,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", dest="json_out", help="write per-pair and mean scores here")
     p.add_argument("--save-fused", help="folder for bamf's fused images")
     _weights_option(p)
-    p.set_defaults(func=_cmd_evaluate)
+    p.set_defaults(func=evaluate_cli)
 
     p = sub.add_parser("reproduce", help="execute every notebook with papermill and build the HTML book")
     p.add_argument("--profile", choices=["quick", "cpu", "paper"], default="quick")
@@ -153,21 +179,18 @@ def _weights_option(p: argparse.ArgumentParser) -> None:
                    help="use the initial and boundary networks in DIR (initial.safetensors and boundary.safetensors, "
                    "or what `bamf train --out DIR` wrote) instead of the shipped ones; 'padded' names the shipped "
                    "zero-padded ResNet-20 nets (GPU-trained; their fast path approximates the per-patch "
-                   "scores); default $BAMF_WEIGHTS")
+                   "scores)")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "weights", None):
-        import os
-
-        from bamf_lib.models import weights_folder
+        from bamf_lib.weights import weights_folder
 
         if not weights_folder(args.weights).is_dir():
             print(f"bamf {args.command}: error: --weights {args.weights} is not a folder (nor a set shipped "
                   f"in bamf_lib/weights)", file=sys.stderr)
             return 2
-        os.environ["BAMF_WEIGHTS"] = str(args.weights)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError) as exc:

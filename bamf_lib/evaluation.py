@@ -9,8 +9,7 @@ network alone) takes no part in the win counts. Here:
   ``grayscale10``);
 * :func:`evaluate` fuses (or reads) every method's result on every pair and scores it
   with :func:`bamf_lib.metrics.all_metrics`;
-* :func:`summarize` turns a score table into means and win counts;
-* :func:`evaluate_cli` runs ``bamf evaluate``.
+* :func:`summarize` turns a score table into means and win counts.
 
 The table as text and the paper's printed one are in :mod:`bamf_lib.tables`, the Fig. 5
 difference maps in :mod:`bamf_lib.figures`, and decision maps scored on synthetic pairs with
@@ -25,7 +24,6 @@ those methods' means are over the pairs that exist.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -37,7 +35,7 @@ import numpy as np
 
 from bamf_lib import datasets
 from bamf_lib.baselines import gff_fuse
-from bamf_lib.io import atomic_write, read_image, write_image
+from bamf_lib.io import read_image, write_image
 
 __all__ = [
     "METRICS",
@@ -50,7 +48,6 @@ __all__ = [
     "EvaluationResult",
     "summarize",
     "evaluate",
-    "evaluate_cli",
     "run_methods",
 ]
 
@@ -129,21 +126,22 @@ def load_sources(pair: Pair) -> list[np.ndarray]:
     return [read_image(datasets.path(rel)) for rel in pair.sources]
 
 
-def _bamf(refine: bool) -> Callable[[list[np.ndarray]], np.ndarray]:
+def _bamf(refine: bool, weights: str | Path | None = None) -> Callable[[list[np.ndarray]], np.ndarray]:
     def run(sources: list[np.ndarray]) -> np.ndarray:
         from bamf_lib.fusion import fuse
 
-        return fuse(sources, refine=refine).fused
+        return fuse(sources, refine=refine, weights=weights).fused
 
     return run
 
 
-def default_methods() -> dict[str, Method]:
-    """Table 1's columns: the six published baselines, this project's GFF, bamf w/o and with refinement."""
+def default_methods(weights: str | Path | None = None) -> dict[str, Method]:
+    """Table 1's columns: the six published baselines, this project's GFF, bamf w/o and with
+    refinement (with the networks in the folder ``weights``; default the shipped ones)."""
     methods: dict[str, Method] = {name: f"published:{name}" for name in TABLE1_BASELINES}
     methods["gff-here"] = gff_fuse
-    methods["bamf-initial"] = _bamf(refine=False)
-    methods["bamf"] = _bamf(refine=True)
+    methods["bamf-initial"] = _bamf(refine=False, weights=weights)
+    methods["bamf"] = _bamf(refine=True, weights=weights)
     return methods
 
 
@@ -433,31 +431,3 @@ def evaluate(
     names = [p.name for p in pairs]
     means, n_pairs, wins, win_pairs = summarize(scores, pairs=names, compete=compete, wins_on=wins_on)
     return EvaluationResult(names, list(methods), scores, means, n_pairs, wins, compete, win_pairs, seconds, label, wins_on)
-
-
-def evaluate_cli(args) -> int:
-    """``bamf evaluate --pairs SET [--json OUT] [--save-fused DIR]``: print Table 1, optionally save."""
-    from bamf_lib.tables import format_table, paper_result  # tables imports this module
-
-    overwrite = bool(getattr(args, "force", False))
-    json_out = Path(args.json_out) if args.json_out else None
-    if json_out is not None and json_out.exists() and not overwrite:
-        raise FileExistsError(f"{json_out} exists; remove it or choose another --json path")
-    result = evaluate(
-        pair_set(args.pairs),
-        default_methods(),
-        save_fused=args.save_fused,
-        overwrite=overwrite,
-        label=args.pairs,
-    )
-    print(format_table(result))
-    if len(result.common_pairs()) < len(result.pairs):
-        print("\nThe same, averaged only over the pairs every method has:\n")
-        print(format_table(result, means="common"))
-    if args.pairs == "paper24":
-        print("\nThe paper's Table 1 for comparison:\n")
-        print(format_table(paper_result()))
-    if json_out is not None:
-        with atomic_write(json_out, overwrite=overwrite) as tmp:
-            tmp.write_text(json.dumps(result.to_json(), indent=1))
-    return 0

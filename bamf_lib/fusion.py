@@ -23,7 +23,6 @@ pyramid) before fusing.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,8 +36,9 @@ from bamf_lib.config import FDBConfig, PostprocessConfig
 from bamf_lib.io import check_sources, to_float_gray
 from bamf_lib.models import resolve_device
 from bamf_lib.postprocess import decision_map as _decision_map
+from bamf_lib.weights import load_pretrained
 
-__all__ = ["FusionResult", "fuse", "fdb_for", "align_sources", "pretrained"]
+__all__ = ["FusionResult", "fuse", "fdb_for", "align_sources"]
 
 
 @dataclass
@@ -67,24 +67,6 @@ class FusionResult:
     refined_score_map: np.ndarray
     near_boundary: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def pretrained(net: str, device: str = "cpu"):
-    """The network ``net`` (``"initial"`` or ``"boundary"``): the shipped one, or the one in
-    ``$BAMF_WEIGHTS`` (:func:`bamf_lib.models.weights_path`); loaded once per file and device."""
-    from bamf_lib.models import load_pretrained, weights_path
-
-    path = weights_path(net)
-    if not path.is_file():
-        load_pretrained(net, device)  # raises FileNotFoundError saying how to train them
-    return _load_once(str(path), str(device))
-
-
-@functools.lru_cache(maxsize=4)
-def _load_once(path: str, device: str):
-    from bamf_lib.models import load_weights
-
-    return load_weights(path, device=device).eval()
 
 
 def fdb_for(initial) -> FDBConfig:
@@ -165,6 +147,8 @@ def fuse(
     progress: bool = False,
     initial=None,
     boundary=None,
+    weights=None,
+    optimized: bool = True,
 ) -> FusionResult:
     """Fuse two or more registered, differently focused images into one.
 
@@ -190,27 +174,38 @@ def fuse(
     progress : bool
         Show progress bars while scoring.
     initial, boundary : torch.nn.Module, optional
-        Networks to use; by default the shipped weights (:func:`pretrained`).
+        Networks to use; by default :func:`bamf_lib.weights.load_pretrained`'s.
+    weights : path-like, optional
+        Folder of the default networks (see :func:`bamf_lib.weights.weights_path`); default
+        the shipped ones.
+    optimized : bool
+        Score with the networks' inference copies (:mod:`bamf_lib.inference`; default) or,
+        False, with the plain networks.
 
     Returns
     -------
     FusionResult
 
-    Example
-    -------
-    >>> from bamf_lib.datasets import lytro_pair            # doctest: +SKIP
-    >>> r = fuse(lytro_pair(5))                             # doctest: +SKIP
-    >>> r.fused.shape == lytro_pair(5)[0].shape             # doctest: +SKIP
-    True
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> sharp = rng.integers(0, 256, (96, 128), dtype=np.uint8)
+    >>> blurred = cv2.GaussianBlur(sharp, (0, 0), 3)
+    >>> a, b = sharp.copy(), blurred.copy()
+    >>> a[:, 64:], b[:, 64:] = blurred[:, 64:], sharp[:, 64:]   # A focused left, B right
+    >>> r = fuse([a, b], device="cpu")
+    >>> r.fused.shape, r.decision_map.dtype
+    ((96, 128), dtype('uint8'))
+    >>> float((r.decision_map[:, :48] == 0).mean()), float((r.decision_map[:, 80:] == 1).mean())
+    (1.0, 1.0)
     """
-    paths = getattr(scoring, "PATHS", ("fast", "reference"))
-    if path not in paths:
-        raise ValueError(f"path must be one of {paths}, got {path!r}")
+    if path not in scoring.PATHS:
+        raise ValueError(f"path must be one of {scoring.PATHS}, got {path!r}")
     device = resolve_device(device)
     timings = dict.fromkeys(("align", "score", "refine", "postprocess", "fuse"), 0.0)
-    initial = initial if initial is not None else pretrained("initial", device)
+    initial = initial if initial is not None else load_pretrained("initial", weights, device=device)
     if refine and boundary is None:
-        boundary = pretrained("boundary", device)
+        boundary = load_pretrained("boundary", weights, device=device)
     fdb = fdb if fdb is not None else fdb_for(initial)
     patch = int(getattr(getattr(initial, "config", None), "patch_size", 1))
     sources = check_sources(sources, min_size=patch)
@@ -226,10 +221,11 @@ def fuse(
     for i, nxt in enumerate(sources[1:], start=1):
         t0 = time.perf_counter()
         a, b = to_float_gray(fused), to_float_gray(nxt)
-        score = scoring.score_map(initial, a, b, path=path, device=device, progress=progress)
+        score = scoring.score_map(initial, a, b, path=path, device=device, progress=progress, optimized=optimized)
         t1 = time.perf_counter()
         if refine:
-            refined, band = _boundary.refine(score, a, b, boundary, k=fdb.k, tau=fdb.tau, path=path, device=device)
+            refined, band = _boundary.refine(score, a, b, boundary, k=fdb.k, tau=fdb.tau, path=path, device=device,
+                                             optimized=optimized)
         else:
             refined, band = score, np.zeros(score.shape, bool)
         t2 = time.perf_counter()

@@ -192,18 +192,18 @@ def score_decision_map(
 Decider = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def default_deciders(fdb=None) -> dict[str, Decider]:
+def default_deciders(fdb=None, weights=None) -> dict[str, Decider]:
     """Decision-map makers ``(a, b) -> bool (H, W)`` (True where A is taken) for
-    :func:`evaluate_decisions`: ``bamf-initial``, ``bamf`` (shipped weights, CPU, ``fdb``
-    or the values tuned for the initial net, :func:`bamf_lib.fusion.fdb_for`) and ``gff``
-    (:func:`bamf_lib.baselines.gff_decision_map`)."""
+    :func:`evaluate_decisions`: ``bamf-initial``, ``bamf`` (the shipped weights or the folder
+    ``weights``'s, CPU, ``fdb`` or the values tuned for the initial net,
+    :func:`bamf_lib.fusion.fdb_for`) and ``gff`` (:func:`bamf_lib.baselines.gff_decision_map`)."""
     from bamf_lib.baselines import gff_decision_map
 
     def bamf(refine: bool) -> Decider:
         def run(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             from bamf_lib.fusion import fuse
 
-            return fuse([a, b], refine=refine, fdb=fdb, device="cpu").decision_map == 0
+            return fuse([a, b], refine=refine, fdb=fdb, device="cpu", weights=weights).decision_map == 0
 
         return run
 

@@ -14,7 +14,7 @@ Both have three stages with strides 1, 2, 2 (total stride 4), a global average p
 a linear layer to two classes.  Dense evaluation (see :mod:`bamf_lib.scoring`) needs the
 pre-pool feature map (:meth:`FocusResNet.features`), the head applied at every position
 (:meth:`FocusResNet.pooled_logits`), the total stride (``.total_stride``) and a copy with
-strides turned into dilations (:func:`dilated_copy`).
+strides turned into dilations (:func:`bamf_lib.inference.dilated_copy`).
 
 The shipped default (profile ``exact``) is a third shape of ``"v1"``: no padding, stride 1,
 dilated stages and a centre-weighted pool (``ModelConfig(padding="valid", ...)``).  Such a
@@ -22,17 +22,13 @@ net computes on a whole image exactly what it computes on each patch alone
 (:attr:`FocusResNet.dense_capable`, :meth:`FocusResNet.dense_logits`), which makes both
 scoring and training a pass over whole regions.
 
-Weights are stored as safetensors with the :class:`~bamf_lib.config.ModelConfig` and
-free-form metadata as JSON in the header; nothing is ever unpickled.
+Weight files are :mod:`bamf_lib.weights`; the faster inference copies of a network are
+:mod:`bamf_lib.inference`.
 """
 
 from __future__ import annotations
 
-import copy
-import json
 import os
-from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,7 +36,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from bamf_lib.config import ModelConfig
-from bamf_lib.io import atomic_write
 
 __all__ = [
     "resolve_device",
@@ -48,22 +43,10 @@ __all__ = [
     "PreActBottleneck",
     "FocusResNet",
     "build_model",
-    "dilated_copy",
-    "inference_copy",
-    "fused_features",
-    "save_weights",
-    "load_weights",
-    "load_pretrained",
-    "weights_path",
-    "weights_folder",
     "param_count",
     "receptive_field",
     "architecture_table",
-    "WEIGHTS_DIR",
 ]
-
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-
 
 def _conv(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, bias: bool = False, pad: bool = True) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=kernel_size // 2 if pad else 0, bias=bias)
@@ -78,7 +61,7 @@ class BasicBlock(nn.Module):
     (:meth:`shortcut_input`).
     """
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, *, first_in_net: bool = False, valid: bool = False) -> None:
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, *, valid: bool = False) -> None:
         super().__init__()
         self.valid = valid
         self.conv1 = _conv(in_ch, out_ch, 3, stride, pad=not valid)
@@ -100,7 +83,7 @@ class BasicBlock(nn.Module):
 
         Output ``j`` of two unpadded 3x3 convolutions sits over input ``j * stride + c``
         with ``c = dilation1 + dilation2 * stride1``; this holds for the strided network
-        and for its :func:`dilated_copy` alike.
+        and for its :func:`~bamf_lib.inference.dilated_copy` alike.
         """
         if not self.valid:
             return x
@@ -196,6 +179,7 @@ class FocusResNet(nn.Module):
         self.total_stride = config.stem_stride
         for s in config.stage_strides:
             self.total_stride *= s
+        self.dilation = 1  # spacing of the last features one patch pools; the total stride in a dilated copy
         self.final_size = self._final_size(config.patch_size)
         if self.final_size < 1:
             raise ValueError(f"a {config.padding}-padded {config.version}-{config.depth} with stem stride "
@@ -219,13 +203,12 @@ class FocusResNet(nn.Module):
     def _make_layer(self, out_ch: int, blocks: int, stride: int, *, first_stage: bool, width: int | None = None) -> nn.Sequential:
         layers = []
         for i in range(blocks):
-            first_in_net = first_stage and i == 0
             block_stride = stride if i == 0 else 1
             if self.config.version == "v1":
-                layers.append(BasicBlock(self._in_ch, out_ch, block_stride, first_in_net=first_in_net,
-                                         valid=self.config.padding == "valid"))
+                layers.append(BasicBlock(self._in_ch, out_ch, block_stride, valid=self.config.padding == "valid"))
             else:
-                layers.append(PreActBottleneck(self._in_ch, width, out_ch, block_stride, first_in_net=first_in_net))
+                layers.append(PreActBottleneck(self._in_ch, width, out_ch, block_stride,
+                                               first_in_net=first_stage and i == 0))
             self._in_ch = out_ch
         return nn.Sequential(*layers)
 
@@ -284,7 +267,7 @@ class FocusResNet(nn.Module):
 
         The linear layer runs as a 1x1 convolution and the pool (:meth:`pool_kernel`) as a
         ``final_size`` convolution (two 1-D passes: it is separable), ``dilation`` apart in a
-        :func:`dilated_copy`; both are linear, so this equals pooling first, as
+        :func:`~bamf_lib.inference.dilated_copy`; both are linear, so this equals pooling first, as
         :meth:`forward` does.  ``weight`` (outputs x channels) and ``bias`` replace the
         linear layer's, e.g. by the difference of its two rows, which gives the logit gap
         without subtracting two large pooled logits.
@@ -353,104 +336,6 @@ def build_model(cfg: ModelConfig) -> FocusResNet:
     return FocusResNet(cfg)
 
 
-def dilated_copy(model: FocusResNet) -> FocusResNet:
-    """A copy of ``model`` whose strided convolutions run at stride 1, later ones dilated.
-
-    The copy's :meth:`~FocusResNet.features` is the original's feature map evaluated at
-    every pixel offset ("a trous"): output position ``p`` equals the strided network's
-    output for the input shifted so that ``p`` falls on its sampling grid.  Its
-    ``dilation`` attribute holds the final dilation (the original's total stride).
-    """
-    dense = copy.deepcopy(model)
-    stem = dense.stem[0]
-    dilation = stem.stride[0]  # the stem samples the image itself; everything after it at its stride
-    stem.stride = (1, 1)
-    for block in dense.blocks:
-        for conv in block.main_convs:
-            stride = conv.stride[0]
-            # the strided conv itself samples at the old spacing; everything after it at the new
-            if conv.kernel_size[0] > 1:
-                conv.dilation = (conv.dilation[0] * dilation,) * 2  # a stage's own dilation, times the strides before
-                if not model.valid:
-                    conv.padding = (dilation * (conv.kernel_size[0] // 2),) * 2
-            if stride > 1:
-                conv.stride = (1, 1)
-                dilation *= stride
-        if block.shortcut is not None:
-            block.shortcut.stride = (1, 1)
-    dense.total_stride = 1
-    dense.dilation = dilation
-    return dense
-
-
-def inference_copy(model: FocusResNet) -> FocusResNet:
-    """A copy of ``model`` for fast CPU/GPU inference: BatchNorm folded, channels_last.
-
-    Every batch normalisation that directly follows a convolution is folded into it
-    (eval-mode statistics; ``torch.nn.utils.fusion.fuse_conv_bn_eval``) and the weights
-    are stored channels_last, which lets oneDNN pick its blocked kernels on CPU.  The
-    copy computes the same function as ``model.eval()`` up to float32 rounding (about
-    1e-6 on the logits of the shipped weights); feed it channels_last inputs.  The
-    pre-activation BNs of ``"v2"`` blocks follow an addition, not a convolution, and stay.
-
-    Examples
-    --------
-    >>> from bamf_lib.config import ModelConfig
-    >>> net = build_model(ModelConfig(version="v1", depth=8, width=4, patch_size=16)).eval()
-    >>> x = torch.rand(3, 2, 16, 16)
-    >>> bool(torch.allclose(inference_copy(net)(x), net(x), atol=1e-5))
-    True
-    """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    fast = copy.deepcopy(model).eval()
-    fast.stem[0] = fuse_conv_bn_eval(fast.stem[0], fast.stem[1])
-    fast.stem[1] = nn.Identity()
-    pairs = (("conv1", "bn1"), ("conv2", "bn2")) if model.config.version == "v1" else (("conv1", "bn2"), ("conv2", "bn3"))
-    for block in fast.blocks:
-        for conv, bn in pairs:
-            setattr(block, conv, fuse_conv_bn_eval(getattr(block, conv), getattr(block, bn)))
-            setattr(block, bn, nn.Identity())
-    for p in fast.parameters():
-        p.requires_grad_(False)
-    return fast.to(memory_format=torch.channels_last)
-
-
-def _onednn_conv(conv: nn.Conv2d, x: torch.Tensor, other: torch.Tensor | None = None, relu: bool = True) -> torch.Tensor:
-    """``relu(conv(x) [+ other])`` as one oneDNN primitive (the op torch.compile emits on CPU)."""
-    args = (conv.weight, conv.bias, conv.padding, conv.stride, conv.dilation, conv.groups)
-    if other is None:
-        return torch.ops.mkldnn._convolution_pointwise(x, *args, "relu" if relu else "none", [], "")
-    return torch.ops.mkldnn._convolution_pointwise(x, other, *args, "add", None, "relu" if relu else "none", [], "")
-
-
-def _can_fuse(model: FocusResNet, x: torch.Tensor) -> bool:
-    return (model.config.version == "v1" and x.device.type == "cpu" and x.dtype == torch.float32
-            and torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-            and isinstance(model.stem[1], nn.Identity))
-
-
-def fused_features(model: FocusResNet, x: torch.Tensor) -> torch.Tensor:
-    """:meth:`FocusResNet.features` of an :func:`inference_copy`, faster on CPU.
-
-    For ``"v1"`` on CPU every convolution is fused with the ReLU and, in the second
-    convolution of a block, the shortcut addition that follow it, into one oneDNN
-    primitive each (no separate passes over the activations: about 1.3x faster than the
-    folded eager network on 2 cores).  Elsewhere (GPU, ``"v2"``, a torch without oneDNN)
-    it is ``model.features(x)``.  Inference only: no gradients flow through the fused ops.
-    """
-    if not _can_fuse(model, x):
-        return model.features(x)
-    x = _onednn_conv(model.stem[0], x)
-    for block in model.blocks:
-        y = _onednn_conv(block.conv1, x)
-        shrink = 2 * block.conv2.dilation[0] if block.valid else 0  # what conv2 will take off
-        x = block.shortcut_input(x, (y.shape[-2] - shrink, y.shape[-1] - shrink))
-        identity = x if block.shortcut is None else _onednn_conv(block.shortcut, x, relu=False)
-        x = _onednn_conv(block.conv2, y, identity.contiguous(memory_format=torch.channels_last))
-    return x
-
-
 def param_count(model: nn.Module, *, trainable_only: bool = False) -> int:
     """Number of parameters (all, or only those with ``requires_grad``)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
@@ -496,114 +381,5 @@ def architecture_table(cfg: ModelConfig) -> list[dict[str, Any]]:
     rows.append({"stage": "head", "layers": ("BN-ReLU, " if cfg.version == "v2" else "")
                  + f"{pool}, linear {model.feature_channels} -> {cfg.num_classes}",
                  "channels": cfg.num_classes, "stride": 1, "size": 1,
-                 "params": param_count(model) - sum(r["params"] for r in rows)})
+                 "params": param_count(model.post) + param_count(model.fc) + (cfg.head == "centre")})
     return rows
-
-
-def save_weights(model: FocusResNet, path: str | os.PathLike, metadata: dict | None = None, *, overwrite: bool = True) -> Path:
-    """Write ``model``'s state as safetensors, atomically, with config and metadata JSON.
-
-    Parameters
-    ----------
-    model : FocusResNet
-        The network; its ``.config`` is stored under the header key ``"config"``.
-    path : path-like
-        Destination ``.safetensors`` file.
-    metadata : dict, optional
-        JSON-serialisable facts (profile, epochs, accuracy, data, seed ...), stored
-        under the header key ``"metadata"``.
-    overwrite : bool
-        Replace an existing file (default True: checkpoints are rewritten each epoch).
-
-    Returns
-    -------
-    Path
-        ``path``.
-    """
-    from safetensors.torch import save_file
-
-    if not hasattr(model, "config"):
-        raise ValueError("model has no .config; build it with build_model(cfg)")
-    metadata = dict(metadata or {})
-    try:
-        header = {"config": json.dumps(asdict(model.config)), "metadata": json.dumps(metadata)}
-    except TypeError as exc:
-        raise ValueError(f"metadata must be JSON-serialisable: {exc}") from None
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    path = Path(path)
-    with atomic_write(path, overwrite=overwrite) as tmp:
-        save_file(state, str(tmp), metadata=header)
-    return path
-
-
-def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> FocusResNet:
-    """Load a network written by :func:`save_weights`; returns it in eval mode.
-
-    The result carries ``.config`` (ModelConfig) and ``.metadata`` (dict).  Only
-    safetensors files are accepted: a pickled checkpoint raises ``ValueError``.
-    """
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-        state = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(f"{path} is not a safetensors file ({exc}); pickled checkpoints are not loaded") from None
-    if "config" not in header:
-        raise ValueError(f"{path} has no 'config' entry in its safetensors header; was it written by save_weights?")
-    cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(header["config"]).items()})
-    model = build_model(cfg)
-    model.load_state_dict(state, strict=True)
-    model.metadata = json.loads(header.get("metadata", "{}"))
-    return model.to(device).eval()
-
-
-def weights_folder(name: str | os.PathLike) -> Path:
-    """A folder of weights: ``name`` itself, or a set shipped under ``bamf_lib/weights``
-    (``"padded"``: the earlier zero-padded ResNet-20 nets trained on a GPU)."""
-    folder = Path(name)
-    if not folder.is_dir() and (WEIGHTS_DIR / folder).is_dir() and not folder.is_absolute():
-        return WEIGHTS_DIR / folder
-    return folder
-
-
-def weights_path(net: str = "initial", weights_dir: str | os.PathLike | None = None) -> Path:
-    """Where ``net``'s weights are: ``weights_dir`` (else ``$BAMF_WEIGHTS``, else the shipped
-    ``bamf_lib/weights``; see :func:`weights_folder`) holding ``<net>.safetensors`` or, as
-    ``bamf train`` writes them, exactly one ``<profile>-<net>.safetensors``."""
-    if net not in ("initial", "boundary"):
-        raise ValueError(f"net must be 'initial' or 'boundary', got {net!r}")
-    folder = weights_folder(weights_dir or os.environ.get("BAMF_WEIGHTS") or WEIGHTS_DIR)
-    path = folder / f"{net}.safetensors"
-    if path.is_file() or folder == WEIGHTS_DIR:
-        return path
-    trained = sorted(folder.glob(f"*-{net}.safetensors"))
-    if len(trained) > 1:
-        raise ValueError(f"{folder} holds several {net} networks ({', '.join(p.name for p in trained)}); "
-                         f"name one {net}.safetensors")
-    return trained[0] if trained else path
-
-
-def load_pretrained(net: str = "initial", device: str | torch.device = "cpu",
-                    weights_dir: str | os.PathLike | None = None) -> FocusResNet:
-    """Load the ``initial`` or ``boundary`` network: the shipped one, or one from
-    ``weights_dir`` / ``$BAMF_WEIGHTS`` (see :func:`weights_path`).
-
-    Raises
-    ------
-    FileNotFoundError
-        If the weights are not there, with the command that trains them.
-    """
-    path = weights_path(net, weights_dir)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no {net} weights at {path}. Train them with "
-            f"`bamf train --profile quick --net {net}` (or --profile cpu for better ones) "
-            f"and copy the resulting .safetensors file to {path}"
-        )
-    return load_weights(path, device)

@@ -17,7 +17,7 @@ Paths
     average of that logit map is exactly the pooled logit of the patch whose centre falls
     on the stride grid.  Between grid points the logit is interpolated bilinearly.
 ``"dilated"``
-    The same with strides turned into dilations ("a trous", :func:`~bamf_lib.models.dilated_copy`):
+    The same with strides turned into dilations ("a trous", :func:`~bamf_lib.inference.dilated_copy`):
     a logit at every pixel, no interpolation, about 7x the work of ``"strided"``.
 ``"coarse-to-fine"``
     ``"strided"`` everywhere, then the reference path on the pixels whose strided score
@@ -46,56 +46,19 @@ pixel, and only the cost differs from ``"reference"``.  For a strided padding-fr
 ``"coarse-to-fine"`` re-scores, with the exact dense pass, the pixels within ``stride / 2``
 of a change of decision or with a score within :data:`UNSURE_VALID` of 0.5.
 
-Speed.  The whole-image paths run the network's :func:`~bamf_lib.models.inference_copy`
+Speed.  The whole-image paths run the network's :func:`~bamf_lib.inference.cached_copy`
 (BatchNorm folded into the convolutions, channels_last) and, on CPU,
-:func:`~bamf_lib.models.fused_features` (each convolution fused with its ReLU and the
-shortcut addition in one oneDNN primitive); it is built once per model and rebuilt when
-the weights change.  It computes the same function in a different float32 order: scores
-of the shipped nets differ from the plain network's by at most about 1e-5 (8.7e-6 on
-lytro-05) and fused decisions are identical.  ``optimized=False`` runs the plain network.
-
-Measured with ``python benchmarks/bench_scoring.py --threads 1`` (shared 2-core CPU, one
-torch thread; Lytro pairs 1, 5, 10; "random": 2304 random pixels per pair, an estimate
-over the whole image; "boundary": the 48 x 48 square where the strided map is least
-certain, the worst case).  The shipped default initial net (``exact`` profile, padding-free
-v1-8 w16 P64, stride 1): reference 313 patches/s, 863 s per 520 x 520 pair; ``strided``
-(= ``fast``) 0.11 s, 7607x, ``dilated`` 0.11 s, both with max |difference| 0.000 and
-agreement 1.0000 on both sets (``coarse-to-fine`` is the same pass, then returns).  The
-``padded`` set's initial net (``--weights bamf_lib/weights/padded/initial.safetensors``;
-gpu profile, zero-padded v1-20 w16 P32), under load:
-
-==============  ============  =========  =========  ====================  =====================
-path            s per 520^2   plain net  speed-up   agreement at 0.5      mean abs difference
-                                                    random / boundary     random / boundary
-==============  ============  =========  =========  ====================  =====================
-reference       438 (618/s)                1          1 / 1                 0 / 0
-strided         0.24          0.38       1819x      0.851 / 0.683         0.119 / 0.264
-dilated         2.41          3.56       181x       0.855 / 0.717         0.116 / 0.241
-coarse-to-fine  80            78         5x         0.971 / 0.969         0.035 / 0.031
-==============  ============  =========  =========  ====================  =====================
-
-(The padded v1-20 disagrees with its own reference more than the earlier quick v1-8 did,
-0.98 at random pixels; the optimised network changes none of these agreements.
-Coarse-to-fine's cost is the reference on its uncertain band, 80 s on average and 167 s on
-lytro-10.)  Threads: ``fuse`` of lytro-05 (``benchmarks/bench_fuse.py``, interleaved
-runs, optimised / plain net) took a median 0.135 / 0.20 s on two threads and 0.24 / 0.36 s
-on one with the default nets (0.32 / 0.50 and 0.57 / 0.93 s with the padded set); under
-load (about 5 on 2 cores) two threads can be slower than one, as OpenMP waits on its
-descheduled thread, so the thread count is left to the caller (``torch.set_num_threads``).
-
-On one H200 (a one-off check, random weights, 520 x 520 pair): v1-20 P32 reference 38,000
-patches/s (7 s), strided 0.024 s (about 300x); v2-56 P64 reference 12,000 patches/s (22 s),
-strided 0.057 s (about 390x); CUDA and CPU scores agree to 3e-4.  A 24 MP pair: strided
-on CPU peaks at about 1.0 GB resident (v1-20; the whole ``fuse`` with the optimised nets,
-one thread: 1.43 GiB, 57 s under load), on the GPU
-at 0.42 GB (v1-20, 0.65 s) and 0.45 GB (v2-56 P64, 1.8 s), thanks to tiling.
+:func:`~bamf_lib.inference.fused_features` (each convolution fused with its ReLU and the
+shortcut addition in one oneDNN primitive, when available).  It computes the same function
+in a different float32 order; ``optimized=False`` runs the plain network.  Measured speeds
+and agreements of the paths are printed by ``benchmarks/bench_scoring.py`` and
+``benchmarks/bench_fuse.py`` and recorded in ``bamf_lib/weights/MODEL_CARD.md``.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import weakref
 from collections.abc import Iterator
 
 import cv2
@@ -104,9 +67,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from bamf_lib.models import FocusResNet, dilated_copy, fused_features, inference_copy, receptive_field, resolve_device
+from bamf_lib.inference import cached_copy, dilated_copy, fused_features
+from bamf_lib.models import FocusResNet, receptive_field, resolve_device
 
-__all__ = ["score_map", "score_masked", "PATHS", "FAST_METHOD", "OPTIMIZE"]
+__all__ = ["score_map", "score_masked", "PATHS", "FAST_METHOD"]
 
 PATHS = ("reference", "fast", "strided", "dilated", "coarse-to-fine")
 FAST_METHOD = "strided"
@@ -115,7 +79,6 @@ UNSURE_VALID = 0.25  # ... and, for padding-free nets, these and the pixels next
 _REFINE_TILE = 64  # output tile side of the dense pass on those pixels
 _TILE_BUDGET_BYTES = 384 * 2**20  # activations of one tile; keeps 24 MP well under 2 GB
 _LIVE_TENSORS = 4  # full-size activations alive at once in a residual block, roughly
-OPTIMIZE = True  # default of score_map/score_masked's ``optimized``: the inference copy
 _MASK_TILE = 128  # output tile side for score_masked: small, so few unmasked pixels are scored
 
 
@@ -168,31 +131,6 @@ class _Eval:
     def __exit__(self, *exc) -> None:
         self.inference.__exit__(*exc)
         self.model.to(self.old_device).train(self.was_training)
-
-
-# model -> (fingerprint, {dense: inference copy}); dropped with the model
-_FAST_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _fast_net(model: FocusResNet, dense: bool) -> FocusResNet:
-    """The whole-image paths' network: :func:`~bamf_lib.models.inference_copy` (BN folded,
-    channels_last; about 2x faster on CPU), dilated for ``dense``, built once per model.
-
-    The fingerprint (storage and in-place version of every parameter and buffer) changes
-    when the model is trained further, moved or reloaded, and the copy is rebuilt.
-    """
-    state = [*model.parameters(), *model.buffers()]
-    key = tuple((t.device, t.data_ptr(), t._version) for t in state)
-    entry = _FAST_COPIES.get(model)
-    if entry is None or entry[0] != key:
-        entry = _FAST_COPIES[model] = (key, {})
-    if dense not in entry[1]:
-        with torch.inference_mode(False), torch.no_grad():
-            fast = inference_copy(model)
-            fast = dilated_copy(fast) if dense else fast
-            fast.inference_only = True
-            entry[1][dense] = fast
-    return entry[1][dense]
 
 
 # --- reference path -------------------------------------------------------------------
@@ -266,32 +204,32 @@ def _tiles(h: int, w: int, side: int, mask: np.ndarray | None) -> Iterator[tuple
                 yield y0, y1, x0, x1
 
 
-def _features(model: FocusResNet, region: torch.Tensor) -> torch.Tensor:
-    if getattr(model, "inference_only", False):
+def _features(model: FocusResNet, region: torch.Tensor, fast: bool) -> torch.Tensor:
+    if fast:  # model is an inference copy
         return fused_features(model, region.contiguous(memory_format=torch.channels_last))
     return model.features(region)
 
 
-def _strided_tile(model, pair, pad, y0, y1, x0, x1, margin) -> torch.Tensor:
+def _strided_tile(model, pair, pad, y0, y1, x0, x1, margin, fast) -> torch.Tensor:
     """Scores of output pixels [y0, y1) x [x0, x1); y0, x0 on the stride grid."""
     s, p = model.total_stride, model.config.patch_size
     ny, nx = -(-(y1 - 1 - y0) // s) + 1, -(-(x1 - 1 - x0) // s) + 1  # grid points covering the tile
     top, left = pad + y0 - p // 2 - margin, pad + x0 - p // 2 - margin
     region = pair[None, :, top : top + (ny - 1) * s + p + 2 * margin, left : left + (nx - 1) * s + p + 2 * margin]
     off = margin // s
-    gap = _pooled_logit_gap(model, _features(model, region))[:, :, off : off + ny, off : off + nx]
+    gap = _pooled_logit_gap(model, _features(model, region, fast))[:, :, off : off + ny, off : off + nx]
     if s > 1:  # bilinear between grid points; align_corners=True puts grid point i exactly on pixel i * s
         gap = F.interpolate(gap, size=((ny - 1) * s + 1, (nx - 1) * s + 1), mode="bilinear", align_corners=True)
     return torch.sigmoid(gap[0, 0, : y1 - y0, : x1 - x0])
 
 
-def _dilated_tile(dense, pair, pad, y0, y1, x0, x1, margin) -> torch.Tensor:
+def _dilated_tile(dense, pair, pad, y0, y1, x0, x1, margin, fast) -> torch.Tensor:
     """Scores of output pixels [y0, y1) x [x0, x1), one per pixel."""
     d, p = dense.dilation, dense.config.patch_size
     top, left = pad + y0 - p // 2 - margin, pad + x0 - p // 2 - margin
     region = pair[None, :, top : top + (y1 - y0) + p - 1 + 2 * margin, left : left + (x1 - x0) + p - 1 + 2 * margin]
     # a patch's pool takes the final_size^2 features that sit d pixels apart
-    gap = _pooled_logit_gap(dense, _features(dense, region)[:, :, margin:, margin:], dilation=d)
+    gap = _pooled_logit_gap(dense, _features(dense, region, fast)[:, :, margin:, margin:], dilation=d)
     return torch.sigmoid(gap[0, 0, : y1 - y0, : x1 - x0])
 
 
@@ -301,12 +239,12 @@ def _whole_image(model, a, b, method, device, mask, progress, tile=None, fast=Tr
     pad = model.config.patch_size // 2 + margin + model.total_stride
     pair = _padded_pair(a, b, pad, pad, device)
     out = np.full((h, w), np.nan, np.float32)
-    net = _fast_net(model, method == "dilated") if fast else (dilated_copy(model) if method == "dilated" else model)
+    net = cached_copy(model, method == "dilated") if fast else (dilated_copy(model) if method == "dilated" else model)
     side = tile or (_MASK_TILE if mask is not None else _tile_side(model, method == "dilated", margin))
     side = model.total_stride * max(1, side // model.total_stride)  # tiles start on the stride grid
     run = _dilated_tile if method == "dilated" else _strided_tile
     for y0, y1, x0, x1 in tqdm(list(_tiles(h, w, side, mask)), desc=method, unit="tile", disable=not progress):
-        out[y0:y1, x0:x1] = run(net, pair, pad, y0, y1, x0, x1, margin).float().cpu().numpy()
+        out[y0:y1, x0:x1] = run(net, pair, pad, y0, y1, x0, x1, margin, fast).float().cpu().numpy()
     if mask is not None:
         out[~mask] = np.nan
     return out
@@ -364,7 +302,7 @@ def score_map(
     batch_size: int = 256,
     progress: bool = False,
     tile: int | None = None,
-    optimized: bool | None = None,
+    optimized: bool = True,
 ) -> np.ndarray:
     """Initial score map: probability that ``a`` is the focused source, per pixel.
 
@@ -385,10 +323,10 @@ def score_map(
         Show a tqdm progress bar.
     tile : int, optional
         Output tile side of the whole-image paths (default: from a memory budget).
-    optimized : bool, optional
-        Run the whole-image paths on the model's :func:`~bamf_lib.models.inference_copy`
+    optimized : bool
+        Run the whole-image paths on the model's :func:`~bamf_lib.inference.cached_copy`
         (BatchNorm folded, channels_last; same scores within about 1e-6, about twice as
-        fast on CPU).  Default :data:`OPTIMIZE`; False runs the model as it is.
+        fast on CPU).  False runs the model as it is.
 
     Returns
     -------
@@ -410,7 +348,7 @@ def score_map(
     device = resolve_device(device)
     with _Eval(model, device) as net:
         return _dispatch(net, a, b, None, path, device, batch_size, progress, tile,
-                         OPTIMIZE if optimized is None else optimized)
+                         optimized)
 
 
 def score_masked(
@@ -423,7 +361,7 @@ def score_masked(
     device: str | torch.device = "cpu",
     batch_size: int = 256,
     progress: bool = False,
-    optimized: bool | None = None,
+    optimized: bool = True,
 ) -> np.ndarray:
     """Scores only where ``mask`` is True (NaN elsewhere); cost grows with the mask.
 
@@ -445,4 +383,4 @@ def score_masked(
     device = resolve_device(device)
     with _Eval(model, device) as net:
         return _dispatch(net, a, b, mask, path, device, batch_size, progress, None,
-                         OPTIMIZE if optimized is None else optimized)
+                         optimized)

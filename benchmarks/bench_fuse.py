@@ -2,7 +2,7 @@
 
 1. End to end: ``fuse`` of lytro-05 (520 x 520 colour) on this machine, weights loaded
    beforehand, median of several runs.  Goal: <= 1.0 s on CPU.  The optimised network
-   (:func:`bamf_lib.models.inference_copy`, the default) and the plain one run interleaved,
+   (:mod:`bamf_lib.inference`, the default) and the plain one run interleaved,
    at torch's thread count and at one thread (on a busy shared 2-core machine one thread
    is the faster), with the largest score difference between them and whether their
    decision maps are identical.
@@ -39,10 +39,10 @@ import cv2
 import numpy as np
 import torch
 
-from bamf_lib import scoring
 from bamf_lib.config import FDBConfig, PostprocessConfig
 from bamf_lib.datasets import lytro_pair
-from bamf_lib.fusion import fdb_for, fuse, pretrained
+from bamf_lib.fusion import fdb_for, fuse
+from bamf_lib.weights import load_pretrained
 from bamf_lib.groundtruth import decision_edges
 
 PAIRS = (2, 5, 10, 17)
@@ -56,7 +56,7 @@ def _nets() -> dict:
 
 
 def describe_weights() -> str:
-    net = NETS.get("initial") or pretrained("initial", "cpu")
+    net = NETS.get("initial") or load_pretrained("initial")
     meta = getattr(net, "metadata", {}) or {}
     cfg = net.config
     return (f"{'weights from --weights' if NETS else 'shipped weights'}: profile {meta.get('profile', '?')}, "
@@ -64,7 +64,7 @@ def describe_weights() -> str:
 
 
 def bench_end_to_end(repeats: int = 7) -> dict:
-    """Median fuse of lytro-05 per variant: optimised or plain network (``scoring.OPTIMIZE``),
+    """Median fuse of lytro-05 per variant: optimised or plain network (``fuse(optimized=)``),
     at torch's thread count and, if that is more, at one thread.  The variants run
     interleaved, so a shared machine's load falls on all of them alike."""
     sources = list(lytro_pair(5))
@@ -77,14 +77,12 @@ def bench_end_to_end(repeats: int = 7) -> dict:
     try:
         for _ in range(repeats):
             for opt, n in variants:
-                scoring.OPTIMIZE = opt
                 torch.set_num_threads(n)
                 t0 = time.perf_counter()
-                results[opt, n] = fuse(sources, device="cpu", **_nets())
+                results[opt, n] = fuse(sources, device="cpu", optimized=opt, **_nets())
                 runs[opt, n].append(time.perf_counter() - t0)
                 stages[opt, n].append(results[opt, n].timings)
     finally:
-        scoring.OPTIMIZE = True
         torch.set_num_threads(threads)
     out = {"threads": threads, "variants": []}
     for opt, n in variants:
@@ -149,13 +147,15 @@ _MEMORY_CHILD = r"""
 import json, resource, sys, time, tracemalloc
 import cv2
 from bamf_lib.datasets import lytro_pair
-from bamf_lib.fusion import fuse, pretrained
-pretrained("initial", "cpu"); pretrained("boundary", "cpu")
+from bamf_lib.fusion import fuse
+from bamf_lib.weights import load_pretrained
+weights = sys.argv[1] if len(sys.argv) > 1 else None
+load_pretrained("initial", weights); load_pretrained("boundary", weights)
 a, b = (cv2.resize(x, (6000, 4000), interpolation=cv2.INTER_CUBIC) for x in lytro_pair(5))
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 tracemalloc.start()
 t0 = time.perf_counter()
-r = fuse([a, b], device="cpu")
+r = fuse([a, b], device="cpu", weights=weights)
 seconds = time.perf_counter() - t0
 _, traced_peak = tracemalloc.get_traced_memory()
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -164,9 +164,10 @@ print(json.dumps({"peak_rss_kib": peak, "rss_before_fuse_kib": base, "traced_pea
 """
 
 
-def bench_memory(threads: int | None = None) -> dict:
+def bench_memory(threads: int | None = None, weights: str | None = None) -> dict:
     child = _MEMORY_CHILD if not threads else f"import torch; torch.set_num_threads({threads})\n" + _MEMORY_CHILD
-    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", child, *([weights] if weights else [])], capture_output=True,
+                         text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -198,12 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.weights:
-        import os
-
-        from bamf_lib.models import load_pretrained
-        os.environ["BAMF_WEIGHTS"] = args.weights  # for the 24-MP child process too
-        NETS.update({net: load_pretrained(net, weights_dir=args.weights) for net in ("initial", "boundary")})
-    fdb, post = fdb_for(NETS.get("initial") or pretrained("initial", "cpu")), PostprocessConfig()
+        NETS.update({net: load_pretrained(net, args.weights) for net in ("initial", "boundary")})
+    fdb, post = fdb_for(NETS.get("initial") or load_pretrained("initial")), PostprocessConfig()
     print(f"{describe_weights()}; FDB k={fdb.k} tau={fdb.tau}; threshold {post.threshold}, "
           f"area {post.area_fraction}; CPU, "
           f"{torch.get_num_threads()} torch threads")
@@ -226,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
 
     mem = None
     if not args.skip_memory:
-        mem = bench_memory(args.threads)
+        mem = bench_memory(args.threads, args.weights)
         gib = mem["peak_rss_kib"] * 1024 / 2**30
         print(f"\n3. 24-MP pair (6000x4000 RGB): peak RSS {gib:.2f} GiB "
               f"(before fuse {mem['rss_before_fuse_kib'] / 2**20:.2f} GiB; Python allocations peak "

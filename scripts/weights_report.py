@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 
 import torch
@@ -21,7 +20,7 @@ from bamf_lib import load_pretrained
 from bamf_lib.boundary import tune_fdb
 from bamf_lib.config import FDBConfig
 from bamf_lib.groundtruth import default_deciders, evaluate_decisions, groundtruth_set
-from bamf_lib.models import save_weights, weights_path
+from bamf_lib.weights import save_weights, weights_path
 
 
 def main() -> None:
@@ -32,10 +31,8 @@ def main() -> None:
     parser.add_argument("--store", action="store_true",
                         help="write the tuned (k, tau) into the initial net's metadata, where fuse() finds them")
     args = parser.parse_args()
-    if args.weights:
-        os.environ["BAMF_WEIGHTS"] = args.weights
     torch.set_num_threads(1)
-    initial, boundary = load_pretrained("initial"), load_pretrained("boundary")
+    initial, boundary = load_pretrained("initial", args.weights), load_pretrained("boundary", args.weights)
     report = {n: {k: m.metadata.get(k) for k in ("profile", "val_acc", "val_boundary_acc", "samples_seen", "epochs", "device")}
               for n, m in (("initial", initial), ("boundary", boundary))}
 
@@ -47,9 +44,9 @@ def main() -> None:
     if args.store:
         initial.metadata["fdb"] = {"k": fdb.k, "tau": fdb.tau}
         initial.metadata["fdb_tuned_on"] = report["fdb_tuning"]["pairs"]
-        save_weights(initial, weights_path("initial"), initial.metadata)
+        save_weights(initial, weights_path("initial", args.weights), initial.metadata)
 
-    deciders = default_deciders(fdb)
+    deciders = default_deciders(fdb, args.weights)
     scored = evaluate_decisions(groundtruth_set(args.pairs, seed=2),
                                 {"initial only": deciders["bamf-initial"], "refined": deciders["bamf"]})
     report["groundtruth"] = {name: result["mean"] for name, result in scored.items()}

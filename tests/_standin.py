@@ -7,24 +7,13 @@ S = E_A / (E_A + E_B).  Swapping the sources gives 1 - S, as the paper's network
 
 from __future__ import annotations
 
-import sys
-import types
-
 import cv2
 import numpy as np
 import torch
 
 from bamf_lib.config import ModelConfig
 
-try:  # the real scoring module, once it exists; the stand-in replaces its functions
-    import bamf_lib.scoring as scoring
-except ImportError:  # pragma: no cover - only before scoring.py lands
-    import bamf_lib
-
-    scoring = types.ModuleType("bamf_lib.scoring")
-    scoring.score_map = scoring.score_masked = None
-    sys.modules["bamf_lib.scoring"] = scoring
-    bamf_lib.scoring = scoring
+import bamf_lib.scoring as scoring  # the stand-in replaces its functions
 
 
 class StandInNet(torch.nn.Module):
@@ -41,7 +30,7 @@ def focus_score(a: np.ndarray, b: np.ndarray, window: int) -> np.ndarray:
     return (energy[0] / (energy[0] + energy[1] + 1e-12)).astype(np.float32)
 
 
-def fake_score_map(model, a, b, *, path="fast", device="cpu", batch_size=256, progress=False):
+def fake_score_map(model, a, b, *, path="fast", device="cpu", **kw):
     model.calls.append(a.size)
     return focus_score(a, b, model.config.patch_size // 2 + 1)
 
@@ -54,8 +43,8 @@ def fake_score_masked(model, a, b, mask, *, path="fast", device="cpu", **kw):
 
 
 def install(monkeypatch) -> None:
-    monkeypatch.setattr(scoring, "score_map", fake_score_map, raising=False)
-    monkeypatch.setattr(scoring, "score_masked", fake_score_masked, raising=False)
+    monkeypatch.setattr(scoring, "score_map", fake_score_map)
+    monkeypatch.setattr(scoring, "score_masked", fake_score_masked)
 
 
 def textured_pair(h: int = 96, w: int = 128, *, colour: bool = False, seed: int = 0):

@@ -21,12 +21,7 @@ from bamf_lib.datasets import published_fused
 from bamf_lib.io import read_image
 
 DATA = os.environ.get("BAMF_DATA_DIR")
-_skip_without_data = pytest.mark.skipif(not DATA, reason="BAMF_DATA_DIR is not set: published GFF results unavailable")
-
-
-def needs_data(test):
-    """Mark a test as reading BAMF_DATA_DIR (marker ``data``) and skip it without one."""
-    return pytest.mark.data(_skip_without_data(test))
+needs_data = pytest.mark.requires_data("published")
 
 MEAN_ABS_BOUND = 0.01  # measured worst 0.0043 (g_04)
 MAX_ABS_BOUND = 1  # measured worst 1

@@ -12,7 +12,7 @@ from bamf_lib.cli import main
 @pytest.fixture
 def folder(tmp_path, monkeypatch):
     install(monkeypatch)
-    monkeypatch.setattr(bamf_lib.fusion, "pretrained", lambda net, device="cpu": StandInNet())
+    monkeypatch.setattr(bamf_lib.fusion, "load_pretrained", lambda net, weights=None, device="cpu": StandInNet())
     a, b, _, _ = textured_pair(colour=True)
     Image.fromarray(a).save(tmp_path / "a.png")
     Image.fromarray(b).save(tmp_path / "b.png")
@@ -146,11 +146,10 @@ def test_fuse_with_weights_from_a_training_folder(tmp_path, monkeypatch):
     """`--weights DIR` takes the networks `bamf train --out DIR` wrote; a missing one is a clear error."""
     import shutil
 
-    from bamf_lib.models import WEIGHTS_DIR
+    from bamf_lib.weights import WEIGHTS_DIR
 
     if not (WEIGHTS_DIR / "initial.safetensors").is_file():
         pytest.skip("no shipped weights to copy")
-    monkeypatch.setenv("BAMF_WEIGHTS", "")  # main() sets it; monkeypatch restores its absence afterwards
     runs = tmp_path / "runs"
     runs.mkdir()
     shutil.copy(WEIGHTS_DIR / "initial.safetensors", runs / "cpu-initial.safetensors")

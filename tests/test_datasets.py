@@ -7,10 +7,7 @@ import pytest
 from bamf_lib import datasets
 
 DATA = datasets.data_dir()
-needs_data = pytest.mark.skipif(
-    DATA is None or not DATA.is_dir(),
-    reason="BAMF_DATA_DIR is not set: point it at ../shared/data to check the registry against the real files",
-)
+needs_data = pytest.mark.requires_data
 
 
 @needs_data

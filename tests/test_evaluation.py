@@ -16,17 +16,13 @@ import pytest
 from _score_table import TABLE, _result, _row
 
 from bamf_lib import evaluation as ev
+from bamf_lib.cli import evaluate_cli
 from bamf_lib.evaluation import Pair, evaluate, pair_set, summarize
 from bamf_lib.io import read_image
 from bamf_lib.tables import format_table
 
 DATA = os.environ.get("BAMF_DATA_DIR")
-_skip_without_data = pytest.mark.skipif(not DATA, reason="BAMF_DATA_DIR is not set: test pairs and published results unavailable")
-
-
-def needs_data(test):
-    """Mark a test as reading BAMF_DATA_DIR (marker ``data``) and skip it without one."""
-    return pytest.mark.data(_skip_without_data(test))
+needs_data = pytest.mark.requires_data("published")
 
 
 def test_summarize_means_skip_missing_pairs():
@@ -131,10 +127,10 @@ def test_evaluate_saves_fused_images_and_refuses_to_overwrite(tmp_path):
 def test_evaluate_cli_prints_table_and_writes_json(tmp_path, monkeypatch, capsys):
     two = [p for p in pair_set("grayscale10") if p.name in ("g_05", "g_10")]
     monkeypatch.setattr(ev, "pair_set", lambda name: two)
-    monkeypatch.setattr(ev, "default_methods", lambda: {"GF": "published:GF", "bamf": lambda s: s[1]})
+    monkeypatch.setattr(ev, "default_methods", lambda weights=None: {"GF": "published:GF", "bamf": lambda s: s[1]})
     out = tmp_path / "scores.json"
     args = argparse.Namespace(pairs="grayscale10", json_out=str(out), save_fused=str(tmp_path / "fused"))
-    assert ev.evaluate_cli(args) == 0
+    assert evaluate_cli(args) == 0
     assert "| Q_CB |" in capsys.readouterr().out
     data = json.loads(out.read_text())
     assert set(data["methods"]) == {"GF", "bamf"} and data["pairs"] == ["g_05", "g_10"]
@@ -143,7 +139,7 @@ def test_evaluate_cli_prints_table_and_writes_json(tmp_path, monkeypatch, capsys
     assert math.isclose(gf["mean"]["Q_G"], np.mean([gf["per_pair"][p]["Q_G"] for p in ("g_05", "g_10")]))
     assert sorted(os.listdir(tmp_path / "fused")) == ["g_05.png", "g_10.png"]
     with pytest.raises(FileExistsError):  # nothing is overwritten without being asked
-        ev.evaluate_cli(args)
+        evaluate_cli(args)
 
 
 def test_evaluate_rejects_unknown_methods_before_any_work():

@@ -5,14 +5,13 @@ import cv2
 import numpy as np
 import pytest
 
-import bamf_lib.models
 from _standin import StandInNet, install, textured_pair
 from bamf_lib.config import FDBConfig, PostprocessConfig
 from bamf_lib.fusion import FusionResult, align_sources, fuse
 from bamf_lib.models import resolve_device
 from bamf_lib.io import read_image
 
-DATA = Path(os.environ.get("BAMF_DATA_DIR", "../shared/data"))
+DATA = Path(os.environ.get("BAMF_DATA_DIR", "."))
 
 
 @pytest.fixture
@@ -102,10 +101,13 @@ def test_bad_input_raises_value_error(nets):
         resolve_device("tpu")
 
 
-def test_auto_device_falls_back_to_cpu_without_a_gpu():
+def test_auto_device_falls_back_to_cpu_without_a_gpu(monkeypatch):
     import torch
 
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        resolve_device("cuda")
 
 
 def test_align_undoes_a_known_shift(nets):
@@ -122,8 +124,7 @@ def test_align_undoes_a_known_shift(nets):
     assert r.timings["align"] > 0
 
 
-@pytest.mark.data
-@pytest.mark.skipif(not (DATA / "lytro" / "triple").is_dir(), reason="needs BAMF_DATA_DIR")
+@pytest.mark.requires_data("lytro/triple")
 def test_lytro_triple_fuses_all_three(nets):
     stack = [cv2.resize(read_image(DATA / "lytro" / "triple" / f"lytro-01-{c}.jpg"), (0, 0), fx=0.5, fy=0.5)
              for c in "ABC"]
@@ -150,9 +151,6 @@ def test_real_networks_and_scoring_keep_the_contract():
     assert np.array_equal(r.refined_score_map[~r.near_boundary], r.score_map[~r.near_boundary])
 
 
-@pytest.mark.skipif(not (Path(bamf_lib.models.WEIGHTS_DIR) / "initial.safetensors").is_file()
-                    or not (Path(bamf_lib.models.WEIGHTS_DIR) / "boundary.safetensors").is_file(),
-                    reason="no shipped weights yet")
 def test_shipped_weights_fuse_a_pair_with_a_known_answer():
     from bamf_lib.groundtruth import groundtruth_set, pixel_accuracy
 
@@ -161,17 +159,12 @@ def test_shipped_weights_fuse_a_pair_with_a_known_answer():
     assert pixel_accuracy(r.decision_map == 0, pair.truth) > 0.85
 
 
-@pytest.mark.skipif(not (Path(bamf_lib.models.WEIGHTS_DIR) / "initial.safetensors").is_file()
-                    or not (Path(bamf_lib.models.WEIGHTS_DIR) / "boundary.safetensors").is_file(),
-                    reason="no shipped weights yet")
-def test_optimised_networks_fuse_as_the_plain_ones(monkeypatch):
-    from bamf_lib import scoring
+def test_optimised_networks_fuse_as_the_plain_ones():
     from bamf_lib.groundtruth import groundtruth_set
 
     pair = groundtruth_set(1, seed=4)[0]
     fast = fuse([pair.a, pair.b], device="cpu")
-    monkeypatch.setattr(scoring, "OPTIMIZE", False)
-    plain = fuse([pair.a, pair.b], device="cpu")
+    plain = fuse([pair.a, pair.b], device="cpu", optimized=False)
     assert plain.near_boundary.any()  # the boundary net was used
     # same function, different float32 order: see tests/test_scoring.py's OPT_ATOL
     np.testing.assert_allclose(fast.refined_score_map, plain.refined_score_map, atol=1e-5)

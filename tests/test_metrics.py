@@ -4,8 +4,6 @@ and agreement with the survey toolbox's published scores on all 180 (method, ima
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,10 +14,6 @@ from bamf_lib.io import rgb2gray, write_image
 from bamf_lib.metrics import all_metrics, q_cb, q_g, q_mi, q_y
 
 METRICS = {"Q_MI": q_mi, "Q_G": q_g, "Q_Y": q_y, "Q_CB": q_cb}
-DATA_HINT = (
-    "set BAMF_DATA_DIR to the reference data folder (in this workspace: BAMF_DATA_DIR=../shared/data; "
-    "it holds published/{color,grayscale}/<method>/, published/Q_*.mat, scores_*.csv, lytro/ and grayscale/)"
-)
 
 
 @pytest.fixture(scope="module")
@@ -126,16 +120,12 @@ def test_cli_metrics_prints_json(pair, tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- published scores
-def _need_data() -> None:
-    root = os.environ.get("BAMF_DATA_DIR")
-    if not root or not (Path(root) / "published" / "Q_color.mat").is_file():
-        pytest.skip(f"published toolbox scores not found: {DATA_HINT}")
+needs_toolbox_scores = pytest.mark.requires_data("published/Q_color.mat", "published/Q_grayscale.mat")
 
 
-@pytest.mark.data
+@needs_toolbox_scores
 def test_csv_and_mat_agree_under_the_method_order():
     """The method order assumed for Q_*.mat matches the csv's method names, for all 18 methods."""
-    _need_data()
     from bamf_lib import datasets
 
     for kind in metrics.PUBLISHED_PAIRS:
@@ -149,21 +139,20 @@ def test_csv_and_mat_agree_under_the_method_order():
 
 @pytest.fixture(scope="module")
 def summary() -> dict[str, dict[str, float]]:
-    _need_data()
     records = metrics.compare_published()
     assert len({(r["kind"], r["method"], r["index"]) for r in records}) == 180
     assert {r["method"] for r in records} == {"nsct", "sr", "nsct-sr", "gff", "dsift", "cnn"}
     return metrics.error_summary(records)
 
 
-@pytest.mark.data
+@needs_toolbox_scores
 @pytest.mark.parametrize("name", ["Q_MI", "Q_G", "Q_CB"])
 def test_reproduces_published_scores(summary, name):
     assert summary[name]["n"] == 180
     assert summary[name]["max"] < 1e-4, f"{name}: max abs error {summary[name]['max']:.3g}"
 
 
-@pytest.mark.data
+@needs_toolbox_scores
 def test_reproduces_published_q_y(summary):
     s = summary["Q_Y"]
     assert s["n"] == 180

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 
 import pytest
 import torch
 
 from bamf_lib.config import ModelConfig
-from bamf_lib.models import (
-    architecture_table,
-    build_model,
-    dilated_copy,
-    load_pretrained,
-    load_weights,
-    param_count,
-    receptive_field,
-    save_weights,
-)
+from bamf_lib.inference import dilated_copy
+from bamf_lib.models import architecture_table, build_model, param_count, receptive_field
+from bamf_lib.weights import load_pretrained, load_weights, save_weights
 
 
 def _randomise_batchnorm(model: torch.nn.Module, seed: int = 0) -> None:
@@ -124,12 +118,19 @@ def test_load_pretrained_rejects_unknown_net():
         load_pretrained("normal")
 
 
-def test_load_pretrained_missing_says_how_to_train(monkeypatch, tmp_path):
-    import bamf_lib.models as models
-
-    monkeypatch.setattr(models, "WEIGHTS_DIR", tmp_path)
+def test_load_pretrained_missing_says_how_to_train(tmp_path):
     with pytest.raises(FileNotFoundError, match="bamf train --profile quick --net boundary"):
-        load_pretrained("boundary")
+        load_pretrained("boundary", tmp_path)
+
+
+def test_load_pretrained_loads_once_and_again_after_a_change(tmp_path):
+    model = build_model(ModelConfig(version="v1", depth=8, width=4, patch_size=16))
+    save_weights(model, tmp_path / "initial.safetensors", {"n": 1})
+    first = load_pretrained("initial", tmp_path)
+    assert load_pretrained("initial", tmp_path) is first and first.metadata == {"n": 1}
+    save_weights(model, tmp_path / "initial.safetensors", {"n": 2})
+    os.utime(tmp_path / "initial.safetensors", ns=(1, 1))  # a different mtime whatever the clock's resolution
+    assert load_pretrained("initial", tmp_path).metadata == {"n": 2}
 
 
 @pytest.mark.parametrize("version,depth", [("v1", 8), ("v2", 11)])
@@ -154,6 +155,9 @@ def test_architecture_table_accounts_for_every_parameter(version, depth):
     rows = architecture_table(cfg)
     assert [r["stage"] for r in rows] == ["stem", "stage 1", "stage 2", "stage 3", "head"]
     assert sum(r["params"] for r in rows) == param_count(build_model(cfg))
+    # by hand: v1 ends in 4 * 8 = 32 channels, linear 32 -> 2 (64 + 2); v2 in 16 * 8 = 128,
+    # its final BN (2 * 128) and linear 128 -> 2 (256 + 2)
+    assert rows[-1]["params"] == {"v1": 66, "v2": 514}[version]
     assert [r["size"] for r in rows[:4]] == [24, 24, 12, 6]
 
 
@@ -250,10 +254,9 @@ def test_dense_logits_need_a_dense_capable_net():
 
 
 
-def test_shipped_weight_sets_are_found_by_name(tmp_path, monkeypatch):
-    from bamf_lib.models import WEIGHTS_DIR, weights_folder, weights_path
+def test_shipped_weight_sets_are_found_by_name(tmp_path):
+    from bamf_lib.weights import WEIGHTS_DIR, weights_folder, weights_path
 
-    monkeypatch.delenv("BAMF_WEIGHTS", raising=False)
     assert weights_folder("padded") == WEIGHTS_DIR / "padded"
     assert weights_path("boundary") == WEIGHTS_DIR / "boundary.safetensors"
     assert weights_path("initial", tmp_path) == tmp_path / "initial.safetensors"  # missing: the plain name
@@ -262,5 +265,3 @@ def test_shipped_weight_sets_are_found_by_name(tmp_path, monkeypatch):
     (tmp_path / "b-initial.safetensors").touch()
     with pytest.raises(ValueError, match="several"):
         weights_path("initial", tmp_path)
-    monkeypatch.setenv("BAMF_WEIGHTS", str(tmp_path))
-    assert weights_path("boundary") == tmp_path / "boundary.safetensors"

@@ -8,7 +8,8 @@ import torch
 from scipy import ndimage as ndi
 
 from bamf_lib.config import ModelConfig
-from bamf_lib.models import WEIGHTS_DIR, build_model, load_pretrained
+from bamf_lib.models import build_model
+from bamf_lib.weights import load_pretrained
 from bamf_lib.scoring import PATHS, score_map, score_masked
 
 P = 16
@@ -144,7 +145,6 @@ def test_output_type_and_range():
         assert s.dtype == np.float32 and s.shape == a.shape
         assert np.isfinite(s).all() and s.min() >= 0 and s.max() <= 1
     assert model.training  # the caller's mode is restored
-    np.testing.assert_array_equal(score_map(model, a, b, device="auto"), score_map(model, a, b, device="cpu"))
 
 
 @pytest.mark.parametrize(
@@ -183,10 +183,6 @@ def test_bad_path_and_mask_raise():
         score_map(model, a, a, device="gpu0")
 
 
-@pytest.mark.skipif(
-    not (WEIGHTS_DIR / "initial.safetensors").is_file(),
-    reason="no shipped initial weights yet (bamf_lib/weights/initial.safetensors)",
-)
 def test_swap_symmetry_of_shipped_weights():
     model = load_pretrained("initial")
     p = model.config.patch_size
@@ -247,10 +243,6 @@ def test_optimised_network_follows_further_training():
     np.testing.assert_allclose(after, score_map(model, a, b, optimized=False), atol=OPT_ATOL)
 
 
-@pytest.mark.skipif(
-    not (WEIGHTS_DIR / "boundary.safetensors").is_file(),
-    reason="no shipped weights yet (bamf_lib/weights/*.safetensors)",
-)
 @pytest.mark.parametrize("net", ["initial", "boundary"])
 def test_optimised_shipped_weights_decide_as_the_plain_ones(net):
     model = load_pretrained(net)

@@ -157,7 +157,7 @@ def test_alphamatting_source_needs_the_data(tmp_path, monkeypatch):
         synthesis.generate_patches(replace(SMALL, source="alphamatting"), n_samples=10)
 
 
-@pytest.mark.skipif(datasets.data_dir() is None, reason="BAMF_DATA_DIR is not set")
+@pytest.mark.requires_data("alphamatting")
 def test_alphamatting_source_reads_only_training_files(monkeypatch):
     read = []
     original = datasets.path

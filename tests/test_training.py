@@ -167,7 +167,7 @@ def test_bad_config_is_refused(tmp_path):
 
 
 def test_train_profile_saves_weights_with_their_story(tmp_path):
-    from bamf_lib.models import load_weights
+    from bamf_lib.weights import load_weights
     from bamf_lib.training import train_profile
 
     tiny = {"train.epochs": 1, "train.max_samples": 256, "extra.val_samples": "128", "model.depth": 8}
@@ -225,7 +225,7 @@ def test_region_augmentation_keeps_each_label_with_its_patch():
 def test_dense_training_on_regions(tmp_path):
     """The exact profile trains a padding-free stride-1 net on regions: every patch of a
     region is a labelled sample, and validation is per patch as for every other net."""
-    from bamf_lib.models import load_weights
+    from bamf_lib.weights import load_weights
     from bamf_lib.training import train_profile
 
     tiny = {"train.epochs": 1, "extra.val_samples": 64, "extra.region": 40, "extra.regions_per_pair": 1,
