@@ -32,16 +32,11 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from bamf_lib.io import check_sources, rgb2gray
+from bamf_lib.io import check_sources, matlab_uint8, rgb2gray
 
 __all__ = ["box_mean", "guided_filter", "gff_weights", "gff_fuse", "gff_decision_map"]
 
 _LAPLACIAN = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=np.float64)
-
-
-def _matlab_uint8(x: np.ndarray) -> np.ndarray:
-    """MATLAB ``uint8(x)``: round half away from zero, saturate to 0..255."""
-    return np.clip(np.sign(x) * np.floor(np.abs(x) + 0.5), 0, 255).astype(np.uint8)
 
 
 def box_mean(image: np.ndarray, r: int) -> np.ndarray:
@@ -155,7 +150,7 @@ def gff_weights(
     def refine(r: int, eps: float) -> np.ndarray:
         w = np.stack([guided_filter(gi, pi, r, eps) for gi, pi in zip(g, initial)])
         # 8-bit quantisation clips negatives and overshoots, as the reference code does
-        return _normalise(_matlab_uint8(w * 255.0).astype(np.float64) / 255.0)
+        return _normalise(matlab_uint8(w * 255.0).astype(np.float64) / 255.0)
 
     return refine(r1, eps1), refine(r2, eps2)
 
@@ -205,7 +200,7 @@ def gff_fuse(
         if colour:
             wb, wd = wb[..., None], wd[..., None]
         fused += base * wb + (x - base) * wd
-    return _matlab_uint8(fused * 255.0)
+    return matlab_uint8(fused * 255.0)
 
 
 def gff_decision_map(sources: Sequence[np.ndarray], *, layer: str = "detail", **params) -> np.ndarray:

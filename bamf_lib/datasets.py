@@ -18,7 +18,6 @@ synthesis code never reads them.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import sys
@@ -41,10 +40,8 @@ __all__ = [
     "lytro_pair",
     "lytro_triple",
     "grayscale_pair",
-    "classic_pair",
     "alphamatting",
     "published_fused",
-    "published_scores",
     "coco_backgrounds",
     "fetch_coco_backgrounds",
     "embedded_images",
@@ -218,14 +215,6 @@ def grayscale_pair(n: int | str) -> tuple[np.ndarray, np.ndarray]:
     return tuple(read_image(path(f"grayscale/g_{n:02d}_{s}.png")) for s in "12")  # type: ignore[return-value]
 
 
-def classic_pair(name: str) -> list[np.ndarray]:
-    """A named classic pair (``"book"`` is the paper's); ``"toy"`` has three sources.  Test data only."""
-    if name not in CLASSIC_NAMES:
-        raise ValueError(f"name must be one of {CLASSIC_NAMES}, got {name!r}")
-    names = sorted(k for k in registry() if k.startswith(f"classic/{name}") and k[len(f"classic/{name}"):-4].isdigit())
-    return [read_image(path(k)) for k in names]
-
-
 def alphamatting(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Alpha-matting training image ``n`` (1-27): RGB uint8 image and uint8 alpha (0-255)."""
     n = _index(n, ALPHAMATTING_INDICES, "n")
@@ -244,16 +233,6 @@ def published_fused(method: str, kind: str, n: int) -> np.ndarray:
         raise ValueError(f"kind must be 'color' or 'grayscale', got {kind!r}")
     n = _index(n, LYTRO_INDICES if kind == "color" else tuple(range(1, 11)), "n")
     return read_image(path(f"published/{kind}/{method}/{kind[0]}_{n:02d}.png"))
-
-
-def published_scores(kind: str) -> list[dict[str, float | str | int]]:
-    """Per-image scores of the MFIF survey's toolbox: rows of ``method, image_index, QMI, ...``."""
-    if kind not in ("color", "grayscale"):
-        raise ValueError(f"kind must be 'color' or 'grayscale', got {kind!r}")
-    with open(path(f"published/scores_{kind}.csv"), newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    return [{k: (v if k == "method" else int(v) if k == "image_index" else float(v)) for k, v in r.items()}
-            for r in rows]
 
 
 COCO_ZIP = "coco/zips/val2017.zip"  # COCO publishes MD5 only for its archives

@@ -22,8 +22,9 @@ import numpy as np
 from scipy import ndimage
 
 from bamf_lib.config import SynthesisConfig
-from bamf_lib.sources import fit_background, load_backgrounds, load_foregrounds
-from bamf_lib.synthesis import label_map, make_source_pair
+from bamf_lib.patches import label_map
+from bamf_lib.sources import load_backgrounds, load_foregrounds
+from bamf_lib.synthesis import blurred_pair
 
 __all__ = [
     "GroundTruthPair",
@@ -97,12 +98,7 @@ def groundtruth_set(
     for k in range(n_pairs):
         name, fg, alpha = fgs[k]
         bg_name, bg = bgs[k]
-        rng = np.random.default_rng([seed, 11, k])
-        bg = fit_background(bg, alpha.shape, rng)
-        s_fg, s_bg = rng.uniform(lo, hi), rng.uniform(lo, hi)
-        a, b = make_source_pair(fg, alpha, bg, sigma_fg=s_fg, sigma_bg=s_bg)
-        a = np.clip(np.rint(a), 0, 255).astype(np.uint8)
-        b = np.clip(np.rint(b), 0, 255).astype(np.uint8)
+        _, a, b, s_fg, s_bg = blurred_pair(fg, alpha, bg, np.random.default_rng([seed, 11, k]), sigma_range)
         out.append(GroundTruthPair(f"gt{k:02d}-{name}-on-{bg_name}", a, b, label_map(alpha), alpha, s_fg, s_bg))
     return out
 

@@ -117,11 +117,12 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, overwrite: bool =
     return path
 
 
-def check_sources(sources: Sequence[np.ndarray], *, min_size: int = 1, names: Sequence[str] | None = None) -> list[np.ndarray]:
+def check_sources(sources: Sequence[np.ndarray], *, min_size: int = 1, names: Sequence[str] | None = None,
+                  minimum: str = "the network's patch") -> list[np.ndarray]:
     """Validate a stack of source images; return them as a list of uint8 arrays.
 
     All must be uint8, all gray or all RGB, of one size, at least ``min_size`` pixels
-    on each side, and there must be at least two.
+    on each side (``minimum`` says why, in the error), and there must be at least two.
     """
     sources = [np.asarray(s) for s in sources]
     names = list(names) if names is not None else [f"source {i}" for i in range(len(sources))]
@@ -144,13 +145,30 @@ def check_sources(sources: Sequence[np.ndarray], *, min_size: int = 1, names: Se
         )
     h, w = sources[0].shape[:2]
     if min(h, w) < min_size:
-        raise ValueError(f"sources are {h}x{w}, smaller than the network's {min_size}x{min_size} patch")
+        raise ValueError(f"sources are {h}x{w}, smaller than {minimum} ({min_size}x{min_size})")
     return sources
 
 
-def _matlab_round(x: np.ndarray) -> np.ndarray:
-    """Round half away from zero, as MATLAB's ``round``."""
+def matlab_round(x: np.ndarray) -> np.ndarray:
+    """Round half away from zero, as MATLAB's ``round`` (numpy rounds half to even).
+
+    Examples
+    --------
+    >>> matlab_round(np.array([-2.5, -0.5, 0.5, 1.5, 2.5])).tolist()
+    [-3.0, -1.0, 1.0, 2.0, 3.0]
+    """
     return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+def matlab_uint8(x: np.ndarray) -> np.ndarray:
+    """MATLAB ``uint8(x)``: round half away from zero, saturate to 0..255.
+
+    Examples
+    --------
+    >>> matlab_uint8(np.array([-3.0, 0.5, 254.5, 300.0])).tolist()
+    [0, 1, 255, 255]
+    """
+    return np.clip(matlab_round(x), 0, 255).astype(np.uint8)
 
 
 def rgb2gray(image: np.ndarray) -> np.ndarray:
@@ -164,7 +182,7 @@ def rgb2gray(image: np.ndarray) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"rgb2gray needs H x W or H x W x 3, got shape {image.shape}")
     y = image.astype(np.float64) @ _RGB2GRAY
-    return np.clip(_matlab_round(y), 0, 255).astype(np.uint8)
+    return matlab_uint8(y)
 
 
 def to_float_gray(image: np.ndarray) -> np.ndarray:

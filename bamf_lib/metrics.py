@@ -3,8 +3,8 @@
 Q_MI (Hossny et al. 2008), Q_G (Xydeas and Petrovic 2000), Q_Y (Yang et al. 2008) and
 Q_CB (Chen and Blum 2009), as implemented by the MATLAB toolbox of Liu et al. (TPAMI 2012)
 in the corrected form used by the Liu et al. 2020 survey. On the survey's 180 published
-per-image scores of six methods (``compare_published``; ``tests/test_metrics.py``; the
-metrics chapter of the book) Q_MI, Q_G and Q_CB agree to ~1e-14; Q_Y agrees to ~1e-10 on
+per-image scores of six methods (:func:`bamf_lib.published.compare_published`;
+``tests/test_metrics.py``; the metrics chapter of the book) Q_MI, Q_G and Q_CB agree to ~1e-14; Q_Y agrees to ~1e-10 on
 images without constant 7x7 windows and within ~4e-3 on the others, where the reference
 divides rounding noise by rounding noise and this module returns the exact value.
 
@@ -14,12 +14,10 @@ All metrics take the two sources and the fused image as uint8 arrays, ``H x W`` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 import cv2
 import numpy as np
 
-from bamf_lib.io import rgb2gray
+from bamf_lib.io import check_sources, matlab_round, rgb2gray
 
 __all__ = [
     "q_mi",
@@ -27,9 +25,6 @@ __all__ = [
     "q_y",
     "q_cb",
     "all_metrics",
-    "toolbox_scores",
-    "compare_published",
-    "error_summary",
 ]
 
 _EPS_GUARD = 1e-5  # the reference's guard against division by zero gradients
@@ -37,21 +32,8 @@ _EPS_GUARD = 1e-5  # the reference's guard against division by zero gradients
 
 # --------------------------------------------------------------------------- helpers
 def _prepare(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validate the triple and return float64 gray copies (0..255)."""
-    arrays = [np.asarray(x) for x in (a, b, f)]
-    names = ("a", "b", "f")
-    for x, n in zip(arrays, names):
-        if x.dtype != np.uint8:
-            raise ValueError(f"{n} has dtype {x.dtype}; metrics need uint8 images")
-        if not (x.ndim == 2 or (x.ndim == 3 and x.shape[2] == 3)):
-            raise ValueError(f"{n} has shape {x.shape}; metrics need H x W (gray) or H x W x 3 (RGB)")
-    desc = ", ".join(f"{n} {x.shape}" for x, n in zip(arrays, names))
-    if len({x.ndim for x in arrays}) > 1:
-        raise ValueError(f"gray mixed with colour: {desc}")
-    if len({x.shape for x in arrays}) > 1:
-        raise ValueError(f"images differ in size: {desc}")
-    if min(arrays[0].shape[:2]) < 7:
-        raise ValueError(f"images are {arrays[0].shape[:2]}; the metrics need at least 7 x 7 pixels")
+    """Validate the triple (:func:`~bamf_lib.io.check_sources`) and return float64 gray copies (0..255)."""
+    arrays = check_sources((a, b, f), min_size=7, names=("a", "b", "f"), minimum="the metrics' 7x7 window")
     return tuple(rgb2gray(x).astype(np.float64) for x in arrays)  # type: ignore[return-value]
 
 
@@ -63,9 +45,9 @@ def _normalize1(x: np.ndarray) -> np.ndarray:
     lo, hi = x.min(), x.max()
     if hi == lo:
         return np.zeros_like(x)
-    # MATLAB's round (half away from zero; these values are >= 0); numpy's half-to-even
-    # moves Q_CB by ~1e-3 on the grayscale set
-    return np.floor(255.0 * (x - lo) / (hi - lo) + 0.5)
+    # MATLAB's round (half away from zero); numpy's half-to-even moves Q_CB by ~1e-3 on
+    # the grayscale set
+    return matlab_round(255.0 * (x - lo) / (hi - lo))
 
 
 def _correlate(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -357,88 +339,3 @@ def all_metrics(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> dict[str, float]
         "Q_Y": _q_y(*gray),
         "Q_CB": _q_cb(*stretched),
     }
-
-
-# --------------------------------------------------------------------------- validation
-# published/Q_<kind>.mat holds Q[method, metric, image] in these orders (see the data README)
-TOOLBOX_METHODS = (
-    "dwt", "dtcwt", "nsct", "gff", "sr", "asr", "mwgf", "ica", "nsct-sr",
-    "sssdi", "quadtree", "dsift", "srcf", "gfdf", "brw", "misf", "cnn", "madcnn",
-)  # fmt: skip
-TOOLBOX_METRICS = ("QMI", "QNCIE", "QG", "QP", "QE", "QY", "QCB", "QCV")
-METRIC_COLUMNS = {"Q_MI": "QMI", "Q_G": "QG", "Q_Y": "QY", "Q_CB": "QCB"}  # ours -> toolbox/csv
-PUBLISHED_PAIRS = {"color": 20, "grayscale": 10}
-
-
-def toolbox_scores(kind: str) -> dict[str, dict[str, np.ndarray]]:
-    """The survey toolbox's full-precision per-image scores, ``{method: {"Q_MI": (n,), ...}}``.
-
-    Read (hash-checked, via :mod:`bamf_lib.datasets`) from ``published/Q_<kind>.mat``,
-    ``kind`` being ``"color"`` (20 Lytro pairs) or ``"grayscale"`` (10 pairs); entry ``i``
-    is pair ``i + 1``; keys are the 18 survey methods' folder names (``"gff"``, ``"cnn"``...).
-    """
-    from scipy.io import loadmat
-
-    from bamf_lib import datasets
-
-    if kind not in PUBLISHED_PAIRS:
-        raise ValueError(f"kind must be one of {sorted(PUBLISHED_PAIRS)}, got {kind!r}")
-    q = loadmat(datasets.path(f"published/Q_{kind}.mat"))["Q"]
-    return {
-        m: {name: q[i, TOOLBOX_METRICS.index(col)].astype(np.float64) for name, col in METRIC_COLUMNS.items()}
-        for i, m in enumerate(TOOLBOX_METHODS)
-    }
-
-
-def compare_published(
-    *,
-    kinds: Sequence[str] = ("color", "grayscale"),
-    methods: Sequence[str] = ("nsct", "sr", "nsct-sr", "gff", "dsift", "cnn"),
-    indices: Mapping[str, Sequence[int]] | None = None,
-    progress: bool = False,
-) -> list[dict]:
-    """Score the survey's published fused images and set them beside the toolbox's scores.
-
-    Parameters
-    ----------
-    kinds : sequence of {"color", "grayscale"}
-    methods : sequence of str
-        Folders under ``published/<kind>/`` (default: the six with images).
-    indices : mapping, optional
-        ``{kind: pair numbers}``; default all pairs (20 colour, 10 grayscale).
-    progress : bool
-        Show a progress bar over the pairs.
-
-    Returns
-    -------
-    list of dict
-        One record per (kind, method, index, metric): ``kind, method, index, metric,
-        ours, published, abs_error``. Data come from ``BAMF_DATA_DIR`` (or the registry).
-    """
-    from tqdm.auto import tqdm
-
-    from bamf_lib import datasets
-
-    jobs = [(k, i) for k in kinds for i in (indices or {}).get(k, range(1, PUBLISHED_PAIRS[k] + 1))]
-    reference = {k: toolbox_scores(k) for k in kinds}
-    records = []
-    for kind, index in tqdm(jobs, desc="published pairs", disable=not progress):
-        a, b = datasets.lytro_pair(index) if kind == "color" else datasets.grayscale_pair(index)
-        for method in methods:
-            ours = all_metrics(a, b, datasets.published_fused(method, kind, index))
-            for name, value in ours.items():
-                ref = float(reference[kind][method][name][index - 1])
-                records.append(dict(kind=kind, method=method, index=index, metric=name,
-                                    ours=value, published=ref, abs_error=abs(value - ref)))  # fmt: skip
-    return records
-
-
-def error_summary(records: Sequence[Mapping], *, tol: float = 1e-4) -> dict[str, dict[str, float]]:
-    """Per metric: ``n``, ``max`` and ``mean`` absolute error, and ``within`` (count below ``tol``)."""
-    out = {}
-    for name in METRIC_COLUMNS:
-        err = np.array([r["abs_error"] for r in records if r["metric"] == name])
-        if err.size:
-            out[name] = {"n": int(err.size), "max": float(err.max()), "mean": float(err.mean()),
-                         "within": int((err < tol).sum())}  # fmt: skip
-    return out

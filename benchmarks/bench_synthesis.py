@@ -3,12 +3,10 @@
 Goal: >= 2,000 labelled patch pairs per second on this 2-core machine.  Printed per source
 (``embedded`` always; ``alphamatting`` when ``BAMF_DATA_DIR`` is set):
 
-* ``stream``: :func:`~bamf_lib.synthesis.iter_patches`, what :func:`write_shards` and a
-  training loop consume: labelled samples per second (after the channel swap and the 8
+* ``stream``: :func:`~bamf_lib.synthesis.iter_patches`, what a training loop consumes: labelled samples per second (after the channel swap and the 8
   rotations/flips, i.e. the samples a network trains on) and *distinct* crops per second
   (before augmentation: every crop becomes 16 samples);
-* ``in memory``: :func:`~bamf_lib.synthesis.generate_patches` (adds the final shuffle);
-* ``shards``: :func:`~bamf_lib.synthesis.write_shards` to a temporary directory.
+* ``in memory``: :func:`~bamf_lib.synthesis.generate_patches` (adds the final shuffle).
 
 Loading and resizing the foreground/background pools is a one-off cost, timed separately.
 
@@ -18,7 +16,6 @@ Run: ``BAMF_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_synthesis.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from dataclasses import replace
 
@@ -43,12 +40,8 @@ def bench(cfg: SynthesisConfig, repeat: int) -> dict[str, float]:
     t0 = time.perf_counter()
     X, _ = synthesis.generate_patches(cfg)
     mem_s = time.perf_counter() - t0
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        synthesis.write_shards(cfg, tmp, shard_size=32768)
-        shard_s = time.perf_counter() - t0
     return {"pool": f"{n_fg} fg x {n_bg} bg", "load_s": load_s, "samples": n, "stream": n / best,
-            "crops": n / per_crop / best, "memory": len(X) / mem_s, "shards": n / shard_s}
+            "crops": n / per_crop / best, "memory": len(X) / mem_s}
 
 
 def main() -> None:
@@ -66,7 +59,7 @@ def main() -> None:
         print(f"{source:>12} ({r['pool']}, train split, {r['samples']:,} samples; pools loaded in {r['load_s']:.2f} s)")
         print(f"{'':>12} stream   : {r['stream']:>9,.0f} labelled samples/s  ({verdict} the goal), "
               f"{r['crops']:,.0f} distinct crops/s")
-        print(f"{'':>12} in memory: {r['memory']:>9,.0f} samples/s   shards: {r['shards']:,.0f} samples/s")
+        print(f"{'':>12} in memory: {r['memory']:>9,.0f} samples/s")
 
 
 if __name__ == "__main__":

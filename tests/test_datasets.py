@@ -58,8 +58,6 @@ def test_unknown_names_and_indices_are_refused():
         datasets.path("lytro/lytro-99-A.jpg")
     with pytest.raises(ValueError, match="n must be"):
         datasets.lytro_pair(21)
-    with pytest.raises(ValueError, match="name must be"):
-        datasets.classic_pair("nonexistent")
     with pytest.raises(ValueError, match="method must be"):
         datasets.published_fused("ours", "color", 1)
 
@@ -81,18 +79,12 @@ def test_named_helpers_return_the_registered_images():
     a, b = datasets.lytro_pair(5)
     assert a.shape == b.shape == (520, 520, 3) and a.dtype == np.uint8
     assert len(datasets.lytro_triple(2)) == 3
-    assert len(datasets.classic_pair("toy")) == 3
-    book = datasets.classic_pair("book")
-    assert len(book) == 2 and book[0].shape == book[1].shape
     g1, g2 = datasets.grayscale_pair("clock")
     assert g1.ndim == 2 and np.array_equal(g1, datasets.grayscale_pair(1)[0])
     image, alpha = datasets.alphamatting(3)
     assert image.shape[:2] == alpha.shape and alpha.ndim == 2
     fused = datasets.published_fused("cnn", "color", 1)
     assert fused.shape == (520, 520, 3)
-    rows = datasets.published_scores("grayscale")
-    assert {"method", "image_index", "QMI", "QCB"} <= set(rows[0])
-    assert {r["method"] for r in rows} >= {"cnn", "dsift", "gff", "nsct", "sr", "nsct-sr"}
 
 
 def test_embedded_groups_are_disjoint_and_load_offline():

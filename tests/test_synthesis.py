@@ -126,29 +126,8 @@ def test_generate_patches_contract():
     X, y = synthesis.generate_patches(replace(SMALL, patch_size=24), n_samples=333)
     assert X.shape == (333, 2, 24, 24) and X.dtype == np.uint8
     assert y.shape == (333,) and y.dtype == np.uint8 and set(np.unique(y)) <= {0, 1}
-    ds = synthesis.PatchDataset(X, y)
-    x0, l0 = ds[0]
-    assert x0.dtype == torch.float32 and x0.shape == (2, 24, 24) and l0.dtype == torch.int64
-    assert torch.equal(x0, torch.from_numpy(X[0]).float() / 255) and int(l0) == y[0]
-    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=16)))
-    assert batch[0].shape == (16, 2, 24, 24) and batch[1].dtype == torch.int64
     with pytest.raises(ValueError, match="split"):
         synthesis.generate_patches(SMALL, split="test")
-
-
-def test_shards_stream_the_same_samples(tmp_path):
-    cfg = replace(SMALL, n_foregrounds=2, n_backgrounds=2)
-    synthesis.write_shards(cfg, tmp_path, shard_size=100)
-    ds = synthesis.ShardDataset(tmp_path)
-    X, y = synthesis.generate_patches(cfg)
-    assert len(ds) == len(y) and ds.manifest["shards"][0] == 100
-    # same multiset of samples; generate_patches only shuffles them
-    order = np.argsort([x.tobytes() for x in X])
-    got = np.stack([ds[i][0].numpy() for i in range(len(ds))])
-    got_sorted = got[np.argsort([(g * 255).round().astype(np.uint8).tobytes() for g in got])]
-    np.testing.assert_allclose(got_sorted, X[order] / 255.0, atol=1e-6)
-    with pytest.raises(ValueError, match="manifest"):
-        synthesis.ShardDataset(tmp_path / "nothing")
 
 
 def test_alphamatting_source_needs_the_data(tmp_path, monkeypatch):
