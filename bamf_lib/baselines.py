@@ -159,12 +159,7 @@ def gff_fuse(
     sources: Sequence[np.ndarray],
     *,
     base_size: int = 31,
-    gauss_size: int = 11,
-    gauss_sigma: float = 5.0,
-    r1: int = 45,
-    eps1: float = 0.3,
-    r2: int = 7,
-    eps2: float = 1e-6,
+    **weight_params,
 ) -> np.ndarray:
     """Fuse N >= 2 registered sources by guided-filtering fusion (Li, Kang and Hu 2013).
 
@@ -173,25 +168,31 @@ def gff_fuse(
     sources : sequence of ndarray, uint8, all (H, W) or all (H, W, 3)
     base_size : int
         Side of the average filter of the two-scale decomposition (paper: 31).
-    gauss_size, gauss_sigma, r1, eps1, r2, eps2
-        See :func:`gff_weights`; defaults are the paper's.
+    **weight_params
+        ``gauss_size``, ``gauss_sigma``, ``r1``, ``eps1``, ``r2``, ``eps2`` of
+        :func:`gff_weights`, whose defaults are the paper's.
 
     Returns
     -------
     ndarray, uint8, the sources' shape.
 
-    Example
-    -------
-    >>> from bamf_lib.datasets import lytro_pair            # doctest: +SKIP
-    >>> fused = gff_fuse(lytro_pair(5))                     # doctest: +SKIP
+    Examples
+    --------
+    >>> sharp = np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)
+    >>> blurred = cv2.GaussianBlur(sharp, (0, 0), 3)
+    >>> a, b = sharp.copy(), blurred.copy()
+    >>> a[:, 32:], b[:, 32:] = blurred[:, 32:], sharp[:, 32:]
+    >>> fused = gff_fuse([a, b])
+    >>> fused.shape, fused.dtype
+    ((64, 64), dtype('uint8'))
+    >>> bool(np.abs(fused.astype(int) - sharp).mean() < np.abs(blurred.astype(int) - sharp).mean())
+    True
     """
     sources = check_sources(sources)
     if base_size < 1 or base_size % 2 == 0:
         raise ValueError(f"base_size must be a positive odd integer, got {base_size}")
     grays = np.stack([rgb2gray(s) for s in sources])
-    w_base, w_detail = gff_weights(
-        grays, gauss_size=gauss_size, gauss_sigma=gauss_sigma, r1=r1, eps1=eps1, r2=r2, eps2=eps2
-    )
+    w_base, w_detail = gff_weights(grays, **weight_params)
     colour = sources[0].ndim == 3
     fused = np.zeros(sources[0].shape, dtype=np.float64)
     for src, wb, wd in zip(sources, w_base, w_detail):
