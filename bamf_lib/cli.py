@@ -70,7 +70,7 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from bamf_lib.training import train_profile
+    from bamf_lib.recipe import train_profile
 
     train_profile(
         args.profile,

@@ -123,9 +123,20 @@ class TrainConfig:
     # ... to these multiples of the initial rate (the Keras CIFAR-10 ResNet example)
     factors: tuple[float, ...] = (0.1, 0.01, 0.001, 0.0005)
     max_samples: int | None = None  # cap on training samples (None: all synthesised)
-    seed: int = 0
+    seed: int = 0  # rank r of a DDP run seeds its generators with seed + r
     device: str = "auto"
     num_workers: int = 0
+    # dense training (padding-free stride-1 nets): train on region x region crops, each
+    # labelled at every patch position, regions_per_pair of them per source pair; None:
+    # one label per patch
+    region: int | None = None
+    regions_per_pair: int = 10
+
+    def __post_init__(self) -> None:
+        if self.region is not None and self.region < 1:
+            raise ValueError(f"TrainConfig.region must be a positive side or None, got {self.region}")
+        if self.regions_per_pair < 1:
+            raise ValueError(f"TrainConfig.regions_per_pair must be >= 1, got {self.regions_per_pair}")
 
 
 @dataclass(frozen=True)
@@ -209,8 +220,8 @@ PROFILES: dict[str, Profile] = {
         model=ModelConfig(version="v1", depth=8, width=16, patch_size=64, padding="valid", stage_strides=(1, 1, 1),
                           stage_widths=(1, 1, 1), stage_dilations=(1, 2, 4), head="centre"),
         synthesis=SynthesisConfig(source="alphamatting", patch_size=64, pairs_per_image=10),
-        train=TrainConfig(epochs=6, batch_size=256, optimizer="sgd", lr=0.05),
-        extra={"val_samples": 4_000, "region": 72, "regions_per_pair": 64},
+        train=TrainConfig(epochs=6, batch_size=256, optimizer="sgd", lr=0.05, region=72, regions_per_pair=64),
+        extra={"val_samples": 4_000},
     ),
     "paper": Profile(
         name="paper",

@@ -2,7 +2,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from bamf_lib import datasets, groundtruth, synthesis
 from bamf_lib.config import SynthesisConfig

@@ -64,6 +64,7 @@ SCRIPT = TINY + textwrap.dedent(
     train(model, tiny_data(int(sys.argv[3]), 1), tiny_data(200, 2), cfg, out_dir=out, progress=False)
     rank = int(os.environ.get("RANK", 0))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, f"{out}/final-rank{rank}.safetensors")
+    save_file({"draw": torch.rand(8)}, f"{out}/draw-rank{rank}.safetensors")  # where this rank's RNG stands
     """
 )
 
@@ -152,6 +153,12 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path):
         assert torch.equal(a[key], b[key]), key
     log = read_log(out / "log.jsonl")  # written by rank 0 only, counting both ranks' samples
     assert [r["samples_seen"] for r in log] == [800, 1600]
+    # each rank seeds with seed + rank, so their dropout and augmentation draws differ ...
+    draws = [load_file(out / f"draw-rank{r}.safetensors")["draw"] for r in (0, 1)]
+    assert not torch.equal(*draws)
+    # ... and the checkpoint keeps both ranks' generator states to resume them
+    ranks = torch.load(out / "checkpoint.pt", weights_only=True)["rng_ranks"]
+    assert len(ranks) == 2 and not torch.equal(ranks[0]["torch"], ranks[1]["torch"])
 
 
 def test_time_budget_stops_after_a_whole_epoch(tmp_path):
@@ -161,6 +168,13 @@ def test_time_budget_stops_after_a_whole_epoch(tmp_path):
     assert read_log(tmp_path / "log.jsonl") == json.loads(json.dumps(log))
 
 
+def test_region_data_need_the_region_config(tmp_path):
+    regions = TensorDataset(torch.zeros(8, 2, 20, 20, dtype=torch.uint8), torch.zeros(8, 5, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match="TrainConfig.region is None but the data are regions"):
+        train(tiny_model(), regions, None, TrainConfig(epochs=1, batch_size=4, device="cpu"), out_dir=tmp_path,
+              progress=False)
+
+
 def test_bad_config_is_refused(tmp_path):
     with pytest.raises(ValueError, match="optimizer"):
         train(tiny_model(), tiny_data(10, 1), None, TrainConfig(optimizer="adam", device="cpu"), out_dir=tmp_path)
@@ -168,7 +182,7 @@ def test_bad_config_is_refused(tmp_path):
 
 def test_train_profile_saves_weights_with_their_story(tmp_path):
     from bamf_lib.weights import load_weights
-    from bamf_lib.training import train_profile
+    from bamf_lib.recipe import train_profile
 
     tiny = {"train.epochs": 1, "train.max_samples": 256, "extra.val_samples": "128", "model.depth": 8}
     path = train_profile("quick", net="boundary", out_dir=tmp_path, device="cpu", progress=False, overrides=tiny)
@@ -226,9 +240,9 @@ def test_dense_training_on_regions(tmp_path):
     """The exact profile trains a padding-free stride-1 net on regions: every patch of a
     region is a labelled sample, and validation is per patch as for every other net."""
     from bamf_lib.weights import load_weights
-    from bamf_lib.training import train_profile
+    from bamf_lib.recipe import train_profile
 
-    tiny = {"train.epochs": 1, "extra.val_samples": 64, "extra.region": 40, "extra.regions_per_pair": 1,
+    tiny = {"train.epochs": 1, "extra.val_samples": 64, "train.region": 40, "train.regions_per_pair": 1,
             "model.width": 4, "model.patch_size": 32, "synthesis.patch_size": 32, "synthesis.source": "embedded",
             "synthesis.n_foregrounds": 2, "synthesis.n_backgrounds": 2}
     path = train_profile("exact", net="initial", out_dir=tmp_path, device="cpu", progress=False, overrides=tiny)

@@ -1,0 +1,160 @@
+"""A profile's recipe end to end: synthesise its data, train one network, save its weights.
+
+:func:`train_profile` (``bamf train``) builds the training and validation sets of a named
+profile (:data:`bamf_lib.config.PROFILES`; patches, or regions for dense training with
+``TrainConfig.region``), trains with :func:`bamf_lib.training.train` and writes the
+network as safetensors with the metadata the model card and the book quote.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shlex
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+from bamf_lib.config import get_profile
+from bamf_lib.io import atomic_write
+from bamf_lib.models import build_model, resolve_device
+from bamf_lib.synthesis import generate_patches, generate_regions
+from bamf_lib.training import train
+from bamf_lib.weights import save_weights
+
+__all__ = ["train_profile"]
+
+
+def _apply_overrides(profile, overrides: dict[str, Any] | None):
+    """``{"train.epochs": 1, "synthesis.n_foregrounds": 2, "extra.val_samples": 500}``."""
+    for key, value in (overrides or {}).items():
+        section, _, name = key.partition(".")
+        if isinstance(value, str):  # from the command line: numbers, null and lists as JSON
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass
+            value = tuple(value) if isinstance(value, list) else value
+        if section == "extra":
+            profile = replace(profile, extra={**profile.extra, name: value})
+            continue
+        if section not in ("model", "synthesis", "train") or not hasattr(getattr(profile, section), name):
+            raise ValueError(f"override {key!r} names no profile field (use model./synthesis./train./extra.)")
+        part = getattr(profile, section)
+        profile = replace(profile, **{section: replace(part, **{name: value})})
+    return profile
+
+
+def train_profile(
+    profile_name: str,
+    *,
+    net: str = "initial",
+    out_dir: str | os.PathLike = "runs",
+    resume: bool = True,
+    device: str = "auto",
+    progress: bool = True,
+    time_budget: float | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Path:
+    """Synthesise a profile's data, train one network on it and save its weights.
+
+    Parameters
+    ----------
+    profile_name : str
+        A key of ``bamf_lib.config.PROFILES`` (``quick``, ``cpu``, ``gpu``, ``paper``).
+    net : {"initial", "boundary"}
+        The boundary network trains on boundary patches only (``boundary_only=True``).
+    out_dir : path
+        Gets ``<profile>-<net>.safetensors``, ``<profile>-<net>.log.jsonl`` and a
+        ``<profile>-<net>/`` folder with the checkpoint.
+    resume, device, progress
+        As in :func:`train`.
+    time_budget : float, optional
+        Seconds for synthesis and training together; training stops cleanly after the
+        last epoch that fits and the weights are still saved.
+    overrides : dict, optional
+        Dotted profile fields to replace, e.g. ``{"train.epochs": 1}`` (dry runs).
+
+    Returns
+    -------
+    Path
+        The saved ``.safetensors`` file.
+    """
+    if net not in ("initial", "boundary"):
+        raise ValueError(f"net must be 'initial' or 'boundary', got {net!r}")
+    started = time.monotonic()
+    profile = _apply_overrides(get_profile(profile_name), overrides)
+    moved = {"region", "regions_per_pair"} & set(profile.extra)
+    if moved:
+        raise ValueError(f"profile {profile.name!r} sets extra {sorted(moved)}: dense training is now "
+                         f"TrainConfig.{sorted(moved)[0]} (train.{sorted(moved)[0]}=...)")
+    cfg = replace(profile.train, device=device)
+    syn = profile.synthesis
+    boundary = net == "boundary"
+    n_train = cfg.max_samples
+    n_val = profile.extra.get("val_samples")
+    if n_val is None and n_train is not None:
+        n_val = max(1000, round(n_train * syn.val_fraction / (1 - syn.val_fraction)))
+
+    def dataset(split: str, only_boundary: bool, n: int | None) -> TensorDataset:
+        x, y = generate_patches(syn, split=split, boundary_only=only_boundary, n_samples=n, progress=progress)
+        return TensorDataset(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64)))
+
+    region = cfg.region
+    if region is not None:  # dense training: regions with a label per patch; validation stays per patch
+        xr, yr = generate_regions(syn, region=region, split="train", boundary_only=boundary,
+                                  per_pair=cfg.regions_per_pair, progress=progress)
+        train_ds = TensorDataset(torch.from_numpy(xr), torch.from_numpy(yr))
+    else:
+        train_ds = dataset("train", boundary, n_train)
+    val_ds = dataset("val", boundary, n_val)
+    boundary_val = val_ds if boundary else dataset("val", True, n_val)
+    dev = resolve_device(device)
+    if dev.type == "cuda":  # the whole uint8 set lives on the GPU: batches are one gather
+        train_ds, val_ds, boundary_val = (TensorDataset(*(t.to(dev) for t in d.tensors))
+                                          for d in (train_ds, val_ds, boundary_val))
+
+    model = build_model(profile.model)
+    name = f"{profile.name}-{net}"
+    budget_left = None if time_budget is None else time_budget - (time.monotonic() - started)
+    log = train(model, train_ds, val_ds, cfg, out_dir=Path(out_dir) / name, resume=resume, progress=progress,
+                boundary_val_ds=boundary_val, time_budget=budget_left)
+
+    out = Path(out_dir) / f"{name}.safetensors"
+    if int(os.environ.get("RANK", 0)) == 0:
+        command = "bamf train " + " ".join(
+            [f"--profile {profile_name}", f"--net {net}"]
+            + [f"--set {shlex.quote(f'{k}={v}')}" for k, v in (overrides or {}).items()]
+            + ([f"--time-budget {time_budget:g}"] if time_budget is not None else [])
+        )
+        last = log[-1]
+        metadata = {
+            "profile": profile.name,
+            "net": net,
+            "architecture": f"ResNet {profile.model.version} depth {profile.model.depth} width "
+            f"{profile.model.width}, {profile.model.patch_size}x{profile.model.patch_size} patches, 2 channels, "
+            f"{profile.model.padding} padding, strides {profile.model.stem_stride}/{profile.model.stage_strides}, "
+            f"{profile.model.head} head",
+            "data": f"synthetic patches from {syn.source} (seed {syn.seed}); boundary_only={boundary}"
+            + (f"; trained densely on {region}x{region} regions" if region else ""),
+            "samples_seen": last["samples_seen"],
+            "train_samples": len(train_ds),
+            "val_samples": len(val_ds),
+            "val_acc": last["val_acc"],
+            "val_boundary_acc": last["val_boundary_acc"],
+            "epochs": len(log),
+            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "seconds": round(sum(r["seconds"] for r in log), 1),
+            "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
+            "command": command,
+        }
+        save_weights(model.cpu().to(memory_format=torch.contiguous_format), out, metadata)
+        with atomic_write(Path(out_dir) / f"{name}.log.jsonl", overwrite=True) as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in log))
+    return out
