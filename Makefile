@@ -31,7 +31,7 @@ book: setup
 test: setup
 	$(BIN)/bamf reproduce --profile $(PROFILE)
 	$(BIN)/python -m bamf_lib.reproduce convert build/notebooks
-	$(BIN)/python -m pytest tests build/notebooks --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider
+	$(BIN)/python -m pytest tests bamf_lib build/notebooks --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider
 
 clean:
 	rm -rf _build build book/executed

@@ -82,8 +82,8 @@ def guided_filter(guide: np.ndarray, p: np.ndarray, r: int, eps: float) -> np.nd
     -------
     ndarray, float64, (H, W)
 
-    Example
-    -------
+    Examples
+    --------
     >>> q = guided_filter(np.ones((8, 8)), np.eye(8), r=1, eps=1e-2)
     """
     guide = np.asarray(guide, dtype=np.float64)
@@ -223,8 +223,8 @@ def gff_decision_map(sources: Sequence[np.ndarray], *, layer: str = "detail", **
     -------
     ndarray of bool, (H, W): True where source A's weight exceeds 0.5.
 
-    Example
-    -------
+    Examples
+    --------
     >>> a = np.zeros((16, 16), np.uint8); a[::2] = 255
     >>> bool(gff_decision_map([a, np.full_like(a, 128)]).all())
     True

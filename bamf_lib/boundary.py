@@ -57,8 +57,8 @@ def smooth_scores(score: np.ndarray, k: int = 15) -> np.ndarray:
     ndarray of float32, shape (H, W)
         The box mean; borders are mirrored (``dcba|abcd``), so a uniform map stays uniform.
 
-    Example
-    -------
+    Examples
+    --------
     >>> float(smooth_scores(np.ones((8, 8)), 3).min())
     1.0
     """
@@ -83,8 +83,8 @@ def near_boundary(score: np.ndarray, k: int = 15, tau: float = 0.05) -> np.ndarr
     -------
     ndarray of bool, shape (H, W)
 
-    Example
-    -------
+    Examples
+    --------
     >>> s = np.zeros((9, 9), np.float32); s[:, 5:] = 1
     >>> near_boundary(s, 3, 0.1)[0].nonzero()[0].tolist()
     [4, 5]

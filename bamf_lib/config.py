@@ -236,6 +236,8 @@ PROFILES: dict[str, Profile] = {
 def get_profile(name: str, **overrides: Any) -> Profile:
     """Return the named profile, optionally with top-level fields replaced.
 
+    Examples
+    --------
     >>> get_profile("quick").model.patch_size
     32
     """

@@ -102,8 +102,8 @@ def pair_set(name: str) -> list[Pair]:
     -------
     list of Pair
 
-    Example
-    -------
+    Examples
+    --------
     >>> [p.name for p in pair_set("paper24")][-4:]
     ['clock', 'book', 'lab', 'flower']
     """

@@ -30,8 +30,8 @@ def difference_map(fused: np.ndarray, source: np.ndarray, *, lam: float = 10.0) 
     -------
     ndarray, float32, (H, W), values in [0, 255]
 
-    Example
-    -------
+    Examples
+    --------
     >>> f = np.array([[10, 20]], np.uint8); s = np.array([[10, 0]], np.uint8)
     >>> difference_map(f, s).tolist()
     [[255.0, 55.0]]

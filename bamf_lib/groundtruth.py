@@ -79,8 +79,8 @@ def groundtruth_set(
     -------
     list of GroundTruthPair
 
-    Example
-    -------
+    Examples
+    --------
     >>> pair = groundtruth_set(1)[0]
     >>> pair.a.shape == pair.truth.shape, pair.truth.dtype
     (True, dtype('bool'))

@@ -114,8 +114,8 @@ def q_mi(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
 
     %(returns)s
 
-    Example
-    -------
+    Examples
+    --------
     >>> rng = np.random.default_rng(0)
     >>> a = rng.integers(0, 256, (32, 32), dtype=np.uint8)
     >>> round(q_mi(a, a, a), 6)
@@ -168,8 +168,8 @@ def q_g(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
 
     %(returns)s
 
-    Example
-    -------
+    Examples
+    --------
     >>> rng = np.random.default_rng(0)
     >>> a = rng.integers(0, 256, (32, 32), dtype=np.uint8)
     >>> round(q_g(a, a, a), 4)  # the sigmoids' ceiling, not 1
@@ -248,8 +248,8 @@ def q_y(a: np.ndarray, b: np.ndarray, f: np.ndarray, *, exact_flat: bool = True)
 
     %(returns)s
 
-    Example
-    -------
+    Examples
+    --------
     >>> rng = np.random.default_rng(0)
     >>> a = rng.integers(0, 256, (32, 32), dtype=np.uint8)
     >>> round(q_y(a, a, a), 6)
@@ -312,8 +312,8 @@ def q_cb(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
 
     %(returns)s
 
-    Example
-    -------
+    Examples
+    --------
     >>> rng = np.random.default_rng(0)
     >>> a = rng.integers(0, 256, (32, 32), dtype=np.uint8)
     >>> round(q_cb(a, a, a), 6)

@@ -21,8 +21,8 @@ def binarize(score: np.ndarray, threshold: float = 0.5) -> np.ndarray:
 
     Ties (``score == threshold``) go to source B.
 
-    Example
-    -------
+    Examples
+    --------
     >>> binarize(np.array([[0.2, 0.5, 0.8]])).tolist()
     [[False, False, True]]
     """
@@ -59,8 +59,8 @@ def remove_small_regions(decision: np.ndarray, area_fraction: float = 0.01) -> n
     -------
     ndarray of bool, shape (H, W)
 
-    Example
-    -------
+    Examples
+    --------
     >>> d = np.zeros((20, 20), bool); d[5, 5] = True
     >>> bool(remove_small_regions(d, 0.01).any())
     False

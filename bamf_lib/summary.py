@@ -109,8 +109,8 @@ def summarize(
     -------
     means, n_pairs, wins, win_pairs
 
-    Example
-    -------
+    Examples
+    --------
     >>> s = {"x": {"p": {"Q_MI": 1.0}}, "y": {"p": {"Q_MI": 0.5}}}
     >>> summarize(s)[2]["x"]["Q_MI"]
     1

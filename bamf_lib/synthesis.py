@@ -89,8 +89,8 @@ def make_source_pair(
     a, b : ndarray, float32, the shape of ``foreground``
         ``A = G Fg + (1-G) Bg_b`` (foreground focused), ``B = G Fg_b + (1-G) Bg``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> fg = np.zeros((32, 32)); bg = np.ones((32, 32)); g = np.ones((32, 32))
     >>> a, b = make_source_pair(fg, g, bg)
     >>> float(a.max()), float(b.max())
@@ -227,8 +227,8 @@ def _compose(cfg: SynthesisConfig, index: int, pools: tuple) -> tuple[SourcePair
 def source_pair(cfg: SynthesisConfig, index: int = 0) -> SourcePair:
     """The ``index``-th (foreground, background) source pair exactly as the patch stream makes it.
 
-    Example
-    -------
+    Examples
+    --------
     >>> pair = source_pair(SynthesisConfig(), 0)
     >>> pair.a.shape == pair.alpha.shape, pair.a.dtype
     (True, dtype('uint8'))
@@ -311,8 +311,8 @@ def generate_patches(
     y : uint8 (N,)
         1 where the centre pixel is focused in channel 0.
 
-    Example
-    -------
+    Examples
+    --------
     >>> X, y = generate_patches(SynthesisConfig(n_foregrounds=2, n_backgrounds=2), n_samples=64)
     >>> X.shape, X.dtype, y.shape
     ((64, 2, 32, 32), dtype('uint8'), (64,))

@@ -146,8 +146,8 @@ def compare_to_best(
         bool (ours' count is the largest, ties included)}``.
         ``wins``, ``top_wins`` and ``most_wins`` are None when ``method`` does not compete.
 
-    Example
-    -------
+    Examples
+    --------
     >>> from bamf_lib.evaluation import summarize
     >>> s = {"b": {"p": {"Q_MI": 1.0}}, "m": {"p": {"Q_MI": 1.5}}}
     >>> r = EvaluationResult(["p"], ["b", "m"], s, *summarize(s)[:3], ["b", "m"], ["p"])

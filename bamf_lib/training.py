@@ -46,6 +46,8 @@ def lr_factor(progress: float, cfg: TrainConfig) -> float:
     The paper drops the rate after epochs 80, 120, 160 and 180 of 200; ``cfg.milestones``
     holds those as fractions so any epoch count gets the same shape.
 
+    Examples
+    --------
     >>> lr_factor(0.5, TrainConfig())
     0.1
     """

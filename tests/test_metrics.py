@@ -152,7 +152,8 @@ def summary() -> dict[str, dict[str, float]]:
 @pytest.mark.parametrize("name", ["Q_MI", "Q_G", "Q_CB"])
 def test_reproduces_published_scores(summary, name):
     assert summary[name]["n"] == 180
-    assert summary[name]["max"] < 1e-4, f"{name}: max abs error {summary[name]['max']:.3g}"
+    # measured worst: Q_MI 4.2e-15, Q_G 2.0e-15, Q_CB 1.9e-14 (float64 summation order)
+    assert summary[name]["max"] < 1e-12, f"{name}: max abs error {summary[name]['max']:.3g}"
 
 
 @needs_toolbox_scores
