@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch.utils.data import TensorDataset
 
 from bamf_lib.config import get_profile
@@ -127,7 +128,7 @@ def train_profile(
                 boundary_val_ds=boundary_val, time_budget=budget_left)
 
     out = Path(out_dir) / f"{name}.safetensors"
-    if int(os.environ.get("RANK", 0)) == 0:
+    if not dist.is_initialized() or dist.get_rank() == 0:  # train() joined torchrun's group, if any
         command = "bamf train " + " ".join(
             [f"--profile {profile_name}", f"--net {net}"]
             + [f"--set {shlex.quote(f'{k}={v}')}" for k, v in (overrides or {}).items()]
