@@ -7,8 +7,10 @@ answer and the mean stays near 0 or 1; near it the mean falls between ``tau`` an
 ``1 - tau``.  The boundary network, trained only on boundary patches, re-scores just
 those pixels.
 
-The paper gives no values for ``k`` and ``tau``.  The defaults in
-:class:`bamf_lib.config.FDBConfig` were chosen with :func:`tune_fdb` (the best-deciding
+The paper gives no values for ``k`` and ``tau``, and the functions here take them as
+arguments, with no defaults of their own: the one source of truth is the initial network's
+weights (``metadata["fdb"]``, read by :func:`bamf_lib.fusion.fdb_for`), falling back to
+:class:`bamf_lib.config.FDBConfig`.  Those values were chosen with :func:`tune_fdb` (the best-deciding
 rule of :func:`select_fdb`, both shipped networks) on synthetic pairs with known decision maps from
 :func:`bamf_lib.groundtruth.groundtruth_set` (held-out images, never the Lytro or
 classic test pairs); chapter 5 repeats the computation live.
@@ -42,7 +44,7 @@ def _check_k(k: int) -> int:
     return int(k)
 
 
-def smooth_scores(score: np.ndarray, k: int = 15) -> np.ndarray:
+def smooth_scores(score: np.ndarray, k: int) -> np.ndarray:
     """Mean of the score map over a ``k x k`` box window (``S_bar`` in the paper).
 
     Parameters
@@ -67,7 +69,7 @@ def smooth_scores(score: np.ndarray, k: int = 15) -> np.ndarray:
     return cv2.blur(score, (k, k), borderType=cv2.BORDER_REFLECT)
 
 
-def near_boundary(score: np.ndarray, k: int = 15, tau: float = 0.05) -> np.ndarray:
+def near_boundary(score: np.ndarray, k: int, tau: float) -> np.ndarray:
     """Pixels near the focused/defocused boundary: ``tau < S_bar < 1 - tau``.
 
     Parameters
@@ -101,8 +103,8 @@ def refine(
     b: np.ndarray,
     boundary_model,
     *,
-    k: int = 15,
-    tau: float = 0.05,
+    k: int,
+    tau: float,
     path: str = "fast",
     device: str = "cpu",
     optimized: bool = True,

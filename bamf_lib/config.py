@@ -41,7 +41,8 @@ class ModelConfig:
     spread a padding-free stride-1 net's 3x3 kernels (a wider view at the same cost).  ``head="gap"`` is the
     paper's global average pool; ``head="centre"`` pools with a Gaussian centred on the
     patch centre whose width is learned (one parameter), so the score can favour the
-    centre pixel over the rest of the patch.
+    centre pixel over the rest of the patch; ``head="keras"`` is the authors' code: average pools
+    to a 2 x 2 grid (8x8 pools on Res56's 16x16 map), flattened (2 x 2 x 256), then dense.
     """
 
     version: str = "v1"
@@ -85,8 +86,11 @@ class ModelConfig:
         if tuple(self.stage_dilations) != (1, 1, 1) and (self.padding != "valid" or self.stem_stride != 1
                                                         or tuple(self.stage_strides) != (1, 1, 1)):
             raise ValueError("ModelConfig.stage_dilations need padding='valid' and stride 1 throughout")
-        if self.head not in ("gap", "centre"):
-            raise ValueError(f"ModelConfig.head must be 'gap' or 'centre', got {self.head!r}")
+        if self.head not in ("gap", "centre", "keras"):
+            raise ValueError(f"ModelConfig.head must be 'gap', 'centre' or 'keras', got {self.head!r}")
+
+
+BACKGROUND_SOURCES = ("default", "textures", "natural", "mixed")
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,15 @@ class SynthesisConfig:
     augment: bool = True  # channel swap + rotations/flips
     n_transforms: int = 8  # rotations/flips per sample: 8 (all) or 6 (the paper's 2,268,000 total)
     masks_per_image: int = 4  # embedded source: procedural alpha mattes per bundled image
+    # backgrounds: "default" (COCO when fetched, else the embedded textures), "textures" (the four
+    # embedded textures), "natural" (the sharp Urban100/BSD100 photographs of backgrounds/) or
+    # "mixed" (natural + textures); see bamf_lib.sources.load_backgrounds
+    backgrounds: str = "default"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.backgrounds not in BACKGROUND_SOURCES:
+            raise ValueError(f"SynthesisConfig.backgrounds must be one of {BACKGROUND_SOURCES}, got {self.backgrounds!r}")
 
 
 @dataclass(frozen=True)
@@ -123,6 +135,9 @@ class TrainConfig:
     # ... to these multiples of the initial rate (the Keras CIFAR-10 ResNet example)
     factors: tuple[float, ...] = (0.1, 0.01, 0.001, 0.0005)
     max_samples: int | None = None  # cap on training samples (None: all synthesised)
+    # after this fraction of the run BatchNorm uses (and stops updating) its running statistics,
+    # so the last part trains the network exactly as it will be evaluated (None: never)
+    bn_freeze: float | None = None
     seed: int = 0  # rank r of a DDP run seeds its generators with seed + r
     device: str = "auto"
     num_workers: int = 0
@@ -137,6 +152,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.region must be a positive side or None, got {self.region}")
         if self.regions_per_pair < 1:
             raise ValueError(f"TrainConfig.regions_per_pair must be >= 1, got {self.regions_per_pair}")
+        if self.bn_freeze is not None and not 0.0 <= self.bn_freeze <= 1.0:
+            raise ValueError(f"TrainConfig.bn_freeze must lie in [0, 1] or be None, got {self.bn_freeze}")
 
 
 @dataclass(frozen=True)
@@ -221,6 +238,21 @@ PROFILES: dict[str, Profile] = {
                           stage_widths=(1, 1, 1), stage_dilations=(1, 2, 4), head="centre"),
         synthesis=SynthesisConfig(source="alphamatting", patch_size=64, pairs_per_image=10),
         train=TrainConfig(epochs=6, batch_size=256, optimizer="sgd", lr=0.05, region=72, regions_per_pair=64),
+        extra={"val_samples": 4_000},
+    ),
+    "whole": Profile(
+        name="whole",
+        description="Under an hour on 2 CPU cores: a padding-free, stride-1 ResNet-20 v1 whose features see "
+        "63 px (dilations 1/2/2), i.e. the whole 64x64 patch, so the whole-image pass is still the per-patch "
+        "evaluation; trained densely on 96x96 regions (1,089 patches each) over natural + texture backgrounds, "
+        "batches of 64 regions, BatchNorm frozen for the last quarter so training ends as evaluation runs.  An "
+        "'epoch' is 12,800 regions (200 steps) drawn afresh from the set, so a time budget cuts the run (and "
+        "rescales its schedule) at a fine grain.",
+        model=ModelConfig(version="v1", depth=20, width=16, patch_size=64, padding="valid", stage_strides=(1, 1, 1),
+                          stage_widths=(1, 1, 1), stage_dilations=(1, 2, 2), head="centre"),
+        synthesis=SynthesisConfig(source="alphamatting", patch_size=64, pairs_per_image=10, backgrounds="mixed"),
+        train=TrainConfig(epochs=12, batch_size=64, optimizer="sgd", lr=0.05, bn_freeze=0.75, max_samples=12_800,
+                          region=96, regions_per_pair=12),
         extra={"val_samples": 4_000},
     ),
     "paper": Profile(

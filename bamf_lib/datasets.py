@@ -42,6 +42,9 @@ __all__ = [
     "grayscale_pair",
     "alphamatting",
     "published_fused",
+    "nyud_pair",
+    "natural_backgrounds",
+    "NYUD_INDICES",
     "coco_backgrounds",
     "fetch_coco_backgrounds",
     "embedded_images",
@@ -54,13 +57,14 @@ __all__ = [
 ]
 
 REGISTRY_FILE = Path(__file__).with_name("registry.txt")
-TEST_DATASETS = ("lytro", "grayscale", "classic")  # never read by training-data synthesis
+TEST_DATASETS = ("lytro", "grayscale", "classic", "nyud")  # never read by training-data synthesis
 LYTRO_INDICES = tuple(range(1, 21))
 LYTRO_TRIPLE_INDICES = (1, 2, 3, 4)
 GRAYSCALE_NAMES = ("clock", "pepsi", "lab", "desk", "calendar", "wine", "flowerpot-clock", "flower", "newspaper", "craft")
 CLASSIC_NAMES = ("balloon", "book", "calendar", "clock", "corner", "craft", "desk", "flower", "girl", "grass",
                  "lab", "leaf", "leopard", "newspaper", "pepsi", "seascape", "temple", "toy", "wine")
 ALPHAMATTING_INDICES = tuple(range(1, 28))
+NYUD_INDICES = tuple(range(51, 91))  # nyud/nyud-NN-{A,B,GT}.jpg: ground-truth test pairs
 PUBLISHED_METHODS = ("nsct", "sr", "nsct-sr", "gff", "dsift", "cnn")
 
 _GH = "https://raw.githubusercontent.com"
@@ -223,6 +227,26 @@ def alphamatting(n: int) -> tuple[np.ndarray, np.ndarray]:
     if alpha.ndim == 3:
         alpha = alpha[..., 0]
     return image, alpha
+
+
+def nyud_pair(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """NYU-Depth-V2 multi-focus pair ``n`` (51-90) as RGB uint8 ``(A, B, GT)``, 600x440.
+
+    ``A`` is focused near, ``B`` far, ``GT`` is the all-in-focus image (FusionDiff's
+    redistribution; see data/README.md).  Test data only: never trained or tuned on.
+    """
+    n = _index(n, NYUD_INDICES, "n")
+    return tuple(read_image(path(f"nyud/nyud-{n:02d}-{s}.jpg")) for s in ("A", "B", "GT"))  # type: ignore[return-value]
+
+
+def natural_backgrounds() -> list[tuple[str, np.ndarray]]:
+    """The 224 registered natural photographs (Urban100, BSD100, Kodak24) as ``(name, RGB uint8)``.
+
+    Training backgrounds only (the offline stand-in for the paper's COCO images);
+    :func:`bamf_lib.sources.load_backgrounds` selects from them by a sharpness rule.
+    """
+    names = sorted(k for k in registry() if k.startswith("backgrounds/"))
+    return [(k[len("backgrounds/"):].rsplit(".", 1)[0], read_image(path(k))) for k in names]
 
 
 def published_fused(method: str, kind: str, n: int) -> np.ndarray:

@@ -125,22 +125,23 @@ def load_sources(pair: Pair) -> list[np.ndarray]:
     return [read_image(datasets.path(rel)) for rel in pair.sources]
 
 
-def _bamf(refine: bool, weights: str | Path | None = None) -> Callable[[list[np.ndarray]], np.ndarray]:
+def _bamf(refine: bool, weights: str | Path | None = None, path: str = "fast") -> Callable[[list[np.ndarray]], np.ndarray]:
     def run(sources: list[np.ndarray]) -> np.ndarray:
         from bamf_lib.fusion import fuse
 
-        return fuse(sources, refine=refine, weights=weights).fused
+        return fuse(sources, refine=refine, weights=weights, path=path).fused
 
     return run
 
 
-def default_methods(weights: str | Path | None = None) -> dict[str, Method]:
+def default_methods(weights: str | Path | None = None, path: str = "fast") -> dict[str, Method]:
     """Table 1's columns: the six published baselines, this project's GFF, bamf w/o and with
-    refinement (with the networks in the folder ``weights``; default the shipped ones)."""
+    refinement (with the networks in the folder ``weights``, default the shipped ones, scored on
+    the ``path`` given: ``"fast"`` or the paper's per-patch ``"reference"``)."""
     methods: dict[str, Method] = {name: f"published:{name}" for name in TABLE1_BASELINES}
     methods["gff-here"] = gff_fuse
-    methods["bamf-initial"] = _bamf(refine=False, weights=weights)
-    methods["bamf"] = _bamf(refine=True, weights=weights)
+    methods["bamf-initial"] = _bamf(refine=False, weights=weights, path=path)
+    methods["bamf"] = _bamf(refine=True, weights=weights, path=path)
     return methods
 
 

@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from bamf_lib.config import SynthesisConfig
 from bamf_lib.patches import label_map
-from bamf_lib.sources import load_backgrounds, load_foregrounds
+from bamf_lib.sources import load_backgrounds, load_foregrounds, natural_backgrounds, soft_alpha_mask
 from bamf_lib.synthesis import blurred_pair
 
 __all__ = [
@@ -60,6 +60,7 @@ def groundtruth_set(
     seed: int = 0,
     sigma_range: tuple[float, float] = (2.0, 5.0),
     foreground_scale: float = 0.5,
+    images: str = "embedded",
 ) -> list[GroundTruthPair]:
     """Source pairs from held-out foreground/background combinations, with true decision maps.
 
@@ -74,6 +75,14 @@ def groundtruth_set(
         Blur sigma range, as in training.
     foreground_scale : float
         Resize factor of the foreground images; half, as in training (200x300 and 152x192).
+        Ignored for ``images="kodak"``.
+    images : {"embedded", "kodak"}
+        ``"embedded"``: the held-out scikit-image groups (small pairs).  ``"kodak"``: the sharp
+        Kodak24 photographs, which training never sees (:data:`bamf_lib.sources.HELD_OUT_BACKGROUNDS`),
+        at full size (500x500): pair ``k`` puts photograph ``k`` over photograph ``k + 1``
+        (cyclically, shifted by one more every round) through a procedural matte.  Needs
+        ``BAMF_DATA_DIR`` or the download.  This is the synthetic validation set on which
+        candidate networks and their (k, tau) are chosen.
 
     Returns
     -------
@@ -90,10 +99,21 @@ def groundtruth_set(
     lo, hi = sigma_range
     if not 0 < lo <= hi:
         raise ValueError(f"sigma_range must satisfy 0 < low <= high, got {sigma_range}")
-    cfg = SynthesisConfig(source="embedded", foreground_scale=foreground_scale, seed=seed,
-                          n_foregrounds=n_pairs, n_backgrounds=n_pairs, sigma_range=sigma_range)
-    fgs = load_foregrounds(cfg, role="test")
-    bgs = load_backgrounds(cfg, role="test")
+    if images not in ("embedded", "kodak"):
+        raise ValueError(f"images must be 'embedded' or 'kodak', got {images!r}")
+    if images == "kodak":
+        photos = natural_backgrounds(held_out=True)
+        m = len(photos)
+        fgs, bgs = [], []
+        for k in range(n_pairs):
+            name, fg = photos[k % m]
+            fgs.append((name, fg, soft_alpha_mask(fg.shape, rng=np.random.default_rng([seed, 12, k]))))
+            bgs.append(photos[(k + 1 + k // m) % m])
+    else:
+        cfg = SynthesisConfig(source="embedded", foreground_scale=foreground_scale, seed=seed,
+                              n_foregrounds=n_pairs, n_backgrounds=n_pairs, sigma_range=sigma_range)
+        fgs = load_foregrounds(cfg, role="test")
+        bgs = load_backgrounds(cfg, role="test")
     out = []
     for k in range(n_pairs):
         name, fg, alpha = fgs[k]

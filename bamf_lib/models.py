@@ -187,7 +187,12 @@ class FocusResNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         if config.head == "centre":  # width of the Gaussian pool, as a fraction of the map: softplus(-0.43) = 0.5
             self.pool_width = nn.Parameter(torch.tensor(-0.4328))
-        self.fc = nn.Linear(self.feature_channels, config.num_classes)
+        if config.head == "keras" and self.final_size % 2:
+            raise ValueError(f"head='keras' needs an even final feature map, got {self.final_size}x{self.final_size}")
+        # "keras": the authors' head, an average pool to a 2 x 2 grid (8x8 pools on Res56's 16x16
+        # map), flattened, then dense: 4 positions x channels inputs
+        fc_in = self.feature_channels * (4 if config.head == "keras" else 1)
+        self.fc = nn.Linear(fc_in, config.num_classes)
         self._init_weights()
 
     def _final_size(self, n: int) -> int:
@@ -241,6 +246,8 @@ class FocusResNet(nn.Module):
         feats = self.features(x)
         if self.config.head == "centre":
             return self.fc((feats * self.pool_kernel()[0]).sum((2, 3)))
+        if self.config.head == "keras":
+            return self.fc(torch.flatten(F.avg_pool2d(feats, self.final_size // 2), 1))
         return self.fc(torch.flatten(self.pool(feats), 1))
 
     @property
@@ -274,6 +281,13 @@ class FocusResNet(nn.Module):
         """
         weight = self.fc.weight if weight is None else weight
         bias = self.fc.bias if bias is None else bias
+        if self.config.head == "keras":
+            # the 2 x 2 grid of average pools and the dense layer are one linear map of the f x f
+            # features: an f x f convolution whose kernel repeats each grid cell's weights / (f/2)^2
+            f = self.final_size
+            grid = weight.reshape(weight.shape[0], self.feature_channels, 2, 2)
+            kernel = grid.repeat_interleave(f // 2, 2).repeat_interleave(f // 2, 3) / (f // 2) ** 2
+            return F.conv2d(feats, kernel.to(feats.dtype), bias.to(feats.dtype), dilation=dilation)
         logits = F.conv2d(feats, weight[:, :, None, None])
         n, c, h, w = logits.shape
         # the pool kernels (box, Gaussian) are outer products: two 1-D passes, 2f instead of f^2 per pixel
@@ -377,9 +391,11 @@ def architecture_table(cfg: ModelConfig) -> list[dict[str, Any]]:
             x = module(x)
             rows.append({"stage": name, "layers": desc, "channels": x.shape[1], "stride": stride,
                          "size": x.shape[-1], "params": param_count(module)})
-    pool = "global average pool" if cfg.head == "gap" else f"centre-weighted (Gaussian) pool over {model.final_size}x{model.final_size}"
+    pool = {"gap": "global average pool",
+            "keras": f"{model.final_size // 2}x{model.final_size // 2} average pools to 2x2, flattened",
+            "centre": f"centre-weighted (Gaussian) pool over {model.final_size}x{model.final_size}"}[cfg.head]
     rows.append({"stage": "head", "layers": ("BN-ReLU, " if cfg.version == "v2" else "")
-                 + f"{pool}, linear {model.feature_channels} -> {cfg.num_classes}",
+                 + f"{pool}, linear {model.fc.in_features} -> {cfg.num_classes}",
                  "channels": cfg.num_classes, "stride": 1, "size": 1,
                  "params": param_count(model.post) + param_count(model.fc) + (cfg.head == "centre")})
     return rows

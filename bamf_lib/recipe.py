@@ -24,7 +24,8 @@ from torch.utils.data import TensorDataset
 
 from bamf_lib.config import get_profile
 from bamf_lib.io import atomic_write
-from bamf_lib.models import build_model, resolve_device
+from bamf_lib.models import build_model, receptive_field, resolve_device
+from bamf_lib.sources import load_backgrounds, load_foregrounds
 from bamf_lib.synthesis import generate_patches, generate_regions
 from bamf_lib.training import train
 from bamf_lib.weights import save_weights
@@ -142,8 +143,15 @@ def train_profile(
             f"{profile.model.width}, {profile.model.patch_size}x{profile.model.patch_size} patches, 2 channels, "
             f"{profile.model.padding} padding, strides {profile.model.stem_stride}/{profile.model.stage_strides}, "
             f"{profile.model.head} head",
-            "data": f"synthetic patches from {syn.source} (seed {syn.seed}); boundary_only={boundary}"
+            "data": f"synthetic patches from {syn.source} foregrounds over {syn.backgrounds} backgrounds "
+            f"(seed {syn.seed}); boundary_only={boundary}"
             + (f"; trained densely on {region}x{region} regions" if region else ""),
+            "backgrounds": syn.backgrounds,
+            "n_foregrounds": len(load_foregrounds(syn)),
+            "n_backgrounds": len(load_backgrounds(syn)),
+            "labels_per_region": (int(region) - profile.model.patch_size + 1) ** 2 if region else 1,
+            "dilations": list(profile.model.stage_dilations),
+            "receptive_field": receptive_field(profile.model),
             "samples_seen": last["samples_seen"],
             "train_samples": len(train_ds),
             "val_samples": len(val_ds),

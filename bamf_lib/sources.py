@@ -112,12 +112,67 @@ def _foregrounds(cfg: SynthesisConfig, role: str, _env: tuple) -> list[tuple[str
     return out
 
 
-def load_backgrounds(cfg: SynthesisConfig, *, role: str = "train") -> list[tuple[str, np.ndarray]]:
-    """Backgrounds as ``(name, gray uint8)``: COCO 2017 when present, else the embedded set.
+# Natural backgrounds (``backgrounds/``): the paper takes COCO images "without obvious defocus".
+# A photograph passes when the least sharp tile of its 3 x 3 grid (mean |Laplacian| of the gray
+# image) is >= SHARP_MIN_TILE grey levels and >= SHARP_MIN_RATIO times its median tile: no part is
+# flat or much blurrier than the rest.  151 of the 224 pass (Urban100 68, BSD100 64, Kodak24 19).
+SHARP_MIN_TILE = 4.0
+SHARP_MIN_RATIO = 0.3
+# Kodak24 is held out of training: its sharp photographs are the backgrounds of the synthetic
+# validation set (bamf_lib.groundtruth.groundtruth_set(backgrounds="kodak")).
+HELD_OUT_BACKGROUNDS = ("kodak24/",)
 
-    Never an image of a test set: COCO or scikit-image textures and photographs, and
-    ``role="test"`` draws from a held-out group of the latter.  ``cfg.n_backgrounds`` beyond
-    the images at hand adds rotated views of them.  Results are cached (read-only arrays).
+
+def tile_sharpness(gray: np.ndarray, tiles: int = 3) -> np.ndarray:
+    """Mean |Laplacian| of each tile of a ``tiles x tiles`` grid, shape ``(tiles * tiles,)``.
+
+    Examples
+    --------
+    >>> flat = np.full((30, 30), 128, np.uint8)
+    >>> float(tile_sharpness(flat).max())
+    0.0
+    """
+    lap = np.abs(cv2.Laplacian(np.asarray(gray, np.float32), cv2.CV_32F))
+    h, w = lap.shape
+    return np.array([lap[i * h // tiles:(i + 1) * h // tiles, j * w // tiles:(j + 1) * w // tiles].mean()
+                     for i in range(tiles) for j in range(tiles)])
+
+
+def is_sharp_background(gray: np.ndarray) -> bool:
+    """The "no obvious defocus" rule for natural backgrounds (see ``SHARP_MIN_TILE``)."""
+    t = tile_sharpness(gray)
+    return bool(t.min() >= SHARP_MIN_TILE and t.min() >= SHARP_MIN_RATIO * np.median(t))
+
+
+def natural_backgrounds(*, held_out: bool = False) -> list[tuple[str, np.ndarray]]:
+    """The sharp natural photographs as ``(name, gray uint8)``: the training pool, or with
+    ``held_out=True`` the Kodak24 ones kept for validation.  Needs ``BAMF_DATA_DIR`` (or the download)."""
+    return _natural(held_out, _env_key())
+
+
+@lru_cache(maxsize=2)
+def _natural(held_out: bool, _env: tuple) -> list[tuple[str, np.ndarray]]:
+    from bamf_lib import datasets
+
+    out = []
+    for name, im in datasets.natural_backgrounds():
+        if name.startswith(HELD_OUT_BACKGROUNDS) != held_out:
+            continue
+        gray = rgb2gray(im)
+        if is_sharp_background(gray):
+            gray.setflags(write=False)
+            out.append((name.replace("/", "-"), gray))
+    return out
+
+
+def load_backgrounds(cfg: SynthesisConfig, *, role: str = "train") -> list[tuple[str, np.ndarray]]:
+    """Backgrounds as ``(name, gray uint8)``, chosen by ``cfg.backgrounds``.
+
+    ``"default"``: COCO 2017 when fetched, else the embedded textures; ``"textures"``: the
+    embedded textures; ``"natural"``: the sharp natural photographs of ``backgrounds/`` except
+    the held-out Kodak24; ``"mixed"``: natural + textures.  Never an image of a test set, and
+    ``role="test"`` draws from a held-out group of the embedded images.  ``cfg.n_backgrounds``
+    beyond the images at hand adds rotated views of them.  Results are cached (read-only arrays).
     """
     return _backgrounds(cfg, role, _env_key())
 
@@ -126,13 +181,20 @@ def load_backgrounds(cfg: SynthesisConfig, *, role: str = "train") -> list[tuple
 def _backgrounds(cfg: SynthesisConfig, role: str, _env: tuple) -> list[tuple[str, np.ndarray]]:
     from bamf_lib import datasets
 
-    images = datasets.coco_backgrounds() if role == "train" else []
-    if not images:
-        images = datasets.embedded_images("background" if role == "train" else "test_background")
-        # the embedded backgrounds are few: each also serves in its four rotations
-        count = cfg.n_backgrounds or 4 * len(images)
-    else:
+    if role == "train" and cfg.backgrounds in ("natural", "mixed"):
+        textures = datasets.embedded_images("background") if cfg.backgrounds == "mixed" else []
+        # the textures serve in their four rotations, as in the embedded-only pool
+        images = natural_backgrounds() + [(f"{n}-r{k}", np.rot90(im, k)) for k in range(4) for n, im in textures]
         count = cfg.n_backgrounds or len(images)
+        images = [(n, np.ascontiguousarray(im)) for n, im in images]
+    else:
+        images = datasets.coco_backgrounds() if role == "train" and cfg.backgrounds == "default" else []
+        if not images:
+            images = datasets.embedded_images("background" if role == "train" else "test_background")
+            # the embedded backgrounds are few: each also serves in its four rotations
+            count = cfg.n_backgrounds or 4 * len(images)
+        else:
+            count = cfg.n_backgrounds or len(images)
     if count < 1:
         raise ValueError(f"cfg.n_backgrounds must be >= 1 or None, got {cfg.n_backgrounds}")
     out = []

@@ -34,7 +34,7 @@ from bamf_lib.config import TrainConfig
 from bamf_lib.models import resolve_device
 from bamf_lib.patches import IGNORE
 
-__all__ = ["lr_factor", "train", "train_step", "train_epoch", "evaluate", "read_log"]
+__all__ = ["lr_factor", "train", "train_step", "train_epoch", "freeze_batchnorm", "evaluate", "read_log"]
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -198,6 +198,14 @@ def train_step(run: _Run, x: torch.Tensor, y: torch.Tensor, lr: float) -> tuple[
     return loss.detach(), logits.detach(), y
 
 
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Put every BatchNorm layer in eval mode: it normalises with (and no longer updates) its
+    running statistics, while its scale and shift still learn (``TrainConfig.bn_freeze``)."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
 def train_epoch(run: _Run, train_ds: Dataset, indices: list[int], steps: int, progress: bool) -> dict[str, float]:
     """One pass over this rank's ``indices``: ``loss``, ``acc`` and ``seen`` (labelled
     samples) over all ranks, and the last ``lr``."""
@@ -212,7 +220,10 @@ def train_epoch(run: _Run, train_ds: Dataset, indices: list[int], steps: int, pr
 
         bar = tqdm(total=steps, desc=f"epoch {run.epoch + 1}/{run.epochs}", leave=False)
     for step, (x, y) in enumerate(_batches(train_ds, indices, cfg.batch_size, cfg.num_workers)):
-        lr = cfg.lr * lr_factor((run.epoch * steps + step) / (run.epochs * steps), cfg)
+        progress_now = (run.epoch * steps + step) / (run.epochs * steps)
+        lr = cfg.lr * lr_factor(progress_now, cfg)
+        if cfg.bn_freeze is not None and progress_now >= cfg.bn_freeze:
+            freeze_batchnorm(run.model)
         loss, logits, y = train_step(run, x, y, lr)
         labelled = y != IGNORE
         n_labelled = int(labelled.sum())

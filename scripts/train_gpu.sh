@@ -1,25 +1,30 @@
 #!/usr/bin/env bash
-# Train the initial net, then the boundary net, on the "gpu" profile within one time budget.
+# Train the initial and the boundary net of the best profile on one GPU within one time budget.
 #
 # Needs: one CUDA GPU, python3 with torch, numpy, scipy, opencv-python-headless, scikit-image,
 # safetensors and tqdm (no pip install, no internet); the repository as the working directory;
-# the alpha-matting data under $BAMF_DATA_DIR (alphamatting/input, alphamatting/gt).
+# the training data under $BAMF_DATA_DIR (alphamatting/input, alphamatting/gt, backgrounds/).
 #
 #   BAMF_DATA_DIR=/data OUT=/results BAMF_TIME_BUDGET=540 scripts/train_gpu.sh
 #
-# Writes to $OUT: gpu-initial.safetensors, gpu-boundary.safetensors, their .log.jsonl
-# training logs, train_gpu.log (everything printed) and the checkpoints in gpu-<net>/.
-# BAMF_TIME_BUDGET (seconds, default 540) is shared: the initial net gets BAMF_INITIAL_SHARE
-# (default 0.5) of it, the boundary net what is left. Each run shortens its schedule to the
-# epochs that fit and stops after the last whole epoch, so the weights are always saved.
-# Extra arguments go to both `bamf train` calls (e.g. --set train.epochs=1 for a dry run).
+# The default profile is "whole" (the shipped default's shape: padding-free ResNet-20 v1 whose
+# features see the whole 64x64 patch, mixed natural + texture backgrounds); BAMF_PROFILE picks
+# another ("paper" for Res56 v2, "gpu" for the earlier padded ResNet-20).  With BAMF_PARALLEL=1
+# (default) both nets train at once on the GPU, each with the whole budget; with 0 the initial
+# net gets BAMF_INITIAL_SHARE (default 0.5) of it and the boundary net what is left.
+# Writes to $OUT: <profile>-initial.safetensors, <profile>-boundary.safetensors, their .log.jsonl
+# training logs, train_gpu.log (everything printed) and the checkpoints in <profile>-<net>/.
+# Each run shortens its schedule to the epochs that fit and stops after the last whole epoch,
+# so the weights are always saved.  Extra arguments go to both `bamf train` calls (e.g.
+# --set train.epochs=1 for a dry run; --set train.max_samples=64000 for longer epochs).
 set -euo pipefail
 
 : "${BAMF_DATA_DIR:?set BAMF_DATA_DIR to the folder holding alphamatting/}"
 OUT=${OUT:-runs/gpu}
 BUDGET=${BAMF_TIME_BUDGET:-540}
 SHARE=${BAMF_INITIAL_SHARE:-0.5}
-PROFILE=${BAMF_PROFILE:-gpu}
+PROFILE=${BAMF_PROFILE:-whole}
+PARALLEL=${BAMF_PARALLEL:-1}
 PYTHON=${PYTHON:-python3}
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
 mkdir -p "$OUT"
@@ -31,17 +36,25 @@ print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")
 EOF
 
-first=$("$PYTHON" -c "print(int($BUDGET * $SHARE))")
-"$PYTHON" -m bamf_lib.cli train --profile "$PROFILE" --net initial --out "$OUT" \
-    --time-budget "$first" "$@" 2>&1 | tee -a "$OUT/train_gpu.log"
-
-left=$(( BUDGET - ($(date +%s) - start) ))
-if [ "$left" -lt 30 ]; then
-    echo "only ${left}s of the budget left; the boundary net gets 30 s" | tee -a "$OUT/train_gpu.log"
-    left=30
+if [ "$PARALLEL" = 1 ]; then
+    for net in initial boundary; do
+        "$PYTHON" -m bamf_lib.cli train --profile "$PROFILE" --net "$net" --out "$OUT" \
+            --time-budget "$BUDGET" "$@" > "$OUT/train_gpu-$net.log" 2>&1 &
+    done
+    wait
+    cat "$OUT/train_gpu-initial.log" "$OUT/train_gpu-boundary.log" >> "$OUT/train_gpu.log"
+else
+    first=$("$PYTHON" -c "print(int($BUDGET * $SHARE))")
+    "$PYTHON" -m bamf_lib.cli train --profile "$PROFILE" --net initial --out "$OUT" \
+        --time-budget "$first" "$@" 2>&1 | tee -a "$OUT/train_gpu.log"
+    left=$(( BUDGET - ($(date +%s) - start) ))
+    if [ "$left" -lt 30 ]; then
+        echo "only ${left}s of the budget left; the boundary net gets 30 s" | tee -a "$OUT/train_gpu.log"
+        left=30
+    fi
+    "$PYTHON" -m bamf_lib.cli train --profile "$PROFILE" --net boundary --out "$OUT" \
+        --time-budget "$left" "$@" 2>&1 | tee -a "$OUT/train_gpu.log"
 fi
-"$PYTHON" -m bamf_lib.cli train --profile "$PROFILE" --net boundary --out "$OUT" \
-    --time-budget "$left" "$@" 2>&1 | tee -a "$OUT/train_gpu.log"
 
 echo "done in $(( $(date +%s) - start ))s; weights and logs in $OUT" | tee -a "$OUT/train_gpu.log"
 ls -l "$OUT" | tee -a "$OUT/train_gpu.log"

@@ -120,3 +120,16 @@ def test_with_boundary_scores_the_best_deciding_band_wins():
     worse = select_fdb([score], [truth], [1.0 - bscore], ks=(3, 9, 21), taus=(0.05, 0.35))
     assert worse["band_fraction"] < choice["band_fraction"]  # a wrong boundary net earns a small band
     assert worse["accuracy"] < choice["accuracy"]
+
+
+def test_fdb_parameters_have_one_source_of_truth():
+    """k and tau come from the weights' metadata or FDBConfig, never from defaults in boundary.py."""
+    import inspect
+
+    from bamf_lib import boundary
+
+    for fn in (boundary.smooth_scores, boundary.near_boundary, boundary.refine):
+        params = inspect.signature(fn).parameters
+        for name in ("k", "tau"):
+            if name in params:
+                assert params[name].default is inspect.Parameter.empty, (fn.__name__, name)

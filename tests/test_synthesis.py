@@ -241,3 +241,34 @@ def test_regions_carry_the_label_of_every_patch_inside():
         window = inside[ys : ys + r - p + 1, xs : xs + r - p + 1]
         assert window.any()  # centred on a boundary patch
         np.testing.assert_array_equal(yb[k] == IGNORE, ~window)
+
+
+def test_sharpness_rule_keeps_textured_and_drops_partly_flat_or_blurred():
+    import cv2
+
+    from bamf_lib.sources import is_sharp_background, tile_sharpness
+
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 256, (90, 90)).astype(np.uint8)
+    assert tile_sharpness(texture).shape == (9,)
+    assert is_sharp_background(texture)
+    half_blurred = texture.copy()
+    half_blurred[:, :45] = cv2.GaussianBlur(texture, (0, 0), 4)[:, :45]
+    assert not is_sharp_background(half_blurred)
+    assert not is_sharp_background(np.full((90, 90), 100, np.uint8))
+
+
+@pytest.mark.requires_data("backgrounds")
+def test_natural_and_mixed_backgrounds_hold_out_kodak():
+    from bamf_lib.config import SynthesisConfig
+    from bamf_lib.sources import load_backgrounds, natural_backgrounds
+
+    natural = load_backgrounds(SynthesisConfig(backgrounds="natural"))
+    mixed = load_backgrounds(SynthesisConfig(backgrounds="mixed"))
+    names = [n for n, _ in natural]
+    assert not any("kodak" in n for n in names)
+    assert len(natural) == len(natural_backgrounds()) and len(mixed) == len(natural) + 16
+    held = natural_backgrounds(held_out=True)
+    assert held and all("kodak24" in n for n, _ in held)
+    with pytest.raises(ValueError, match="backgrounds"):
+        SynthesisConfig(backgrounds="coco")
