@@ -1,4 +1,4 @@
-"""The ``bamf`` command line: ``fuse``, ``metrics``, ``train``, ``evaluate``, ``reproduce``.
+"""The ``bamf`` command line: ``fuse``, ``metrics``, ``train``, ``evaluate``, ``reproduce``, ``data``.
 
 Each subcommand parses its arguments here and calls one library function; errors from
 bad input are printed as one line on stderr with exit status 2 and nothing is written.
@@ -136,6 +136,35 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data(args: argparse.Namespace) -> int:
+    from bamf_lib import download, registry
+
+    only = [g for item in args.only or [] for g in item.split(",") if g]
+    chosen = registry.select(only or None)
+    if args.action == "fetch":
+        root = download.fetch_many(chosen, args.dir, progress=not args.quiet)
+        print(f"{len(chosen)} files hash-checked in {root.resolve()}; use them with BAMF_DATA_DIR={root.resolve()} "
+              "(or leave BAMF_DATA_DIR unset: bamf reads this cache)")
+        return 0
+    root = Path(args.dir) if args.dir else _data_folder()
+    missing, wrong = download.check(root, chosen)
+    for name in missing:
+        print(f"missing {name}")
+    for name in wrong:
+        print(f"WRONG   {name} (hash differs from the registry: delete it and fetch again)")
+    print(f"{root}: {len(chosen) - len(missing) - len(wrong)} of {len(chosen)} files verified, "
+          f"{len(missing)} missing, {len(wrong)} wrong")
+    return 1 if missing or wrong else 0
+
+
+def _data_folder() -> Path:
+    """The folder bamf reads data from: BAMF_DATA_DIR when set, else the download cache."""
+    from bamf_lib.datasets import data_dir
+    from bamf_lib.download import cache_dir
+
+    return data_dir() or cache_dir()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bamf", description="Boundary-aware multi-focus image fusion.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -187,6 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-book", action="store_true", help="execute the notebooks only")
     p.add_argument("--only", nargs="*", help="run only notebooks whose names contain these strings")
     p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser("data", help="download the book's data (hash-checked) or check a data folder")
+    p.add_argument("action", choices=["fetch", "check"],
+                   help="fetch: download what is missing into the cache (or --dir); check: verify a folder")
+    p.add_argument("dir", nargs="?", help="folder to fill or check (default: the cache for fetch; "
+                   "BAMF_DATA_DIR, else the cache, for check)")
+    p.add_argument("--only", action="append", metavar="GROUP[,GROUP]",
+                   help="only these top-level folders, e.g. lytro,published (default: all but coco)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_data)
     return parser
 
 

@@ -5,9 +5,10 @@ Files are looked up, in order, in
 1. ``BAMF_DATA_DIR`` (laid out like ``../shared/data``: ``lytro/``, ``grayscale/``, ``classic/``,
    ``alphamatting/``, ``published/``, optionally ``coco/``).  When it is set it is the only
    source: nothing is downloaded;
-2. otherwise pooch's cache (``BAMF_CACHE_DIR`` or the OS cache), downloading on first use.
+2. otherwise the cache (``BAMF_CACHE_DIR`` or the OS cache, laid out alike), downloading on
+   first use through :mod:`bamf_lib.download` (``bamf data fetch`` fills it at once).
 
-Every file is checked against ``registry.txt`` before it is returned; a file whose hash
+Every file is checked against ``registry.txt`` (:mod:`bamf_lib.registry`) before it is returned; a file whose hash
 differs is refused with :class:`DataIntegrityError`.  A missing dataset raises
 :class:`DatasetNotFoundError` saying how to get it.
 
@@ -67,19 +68,6 @@ ALPHAMATTING_INDICES = tuple(range(1, 28))
 NYUD_INDICES = tuple(range(51, 91))  # nyud/nyud-NN-{A,B,GT}.jpg: ground-truth test pairs
 PUBLISHED_METHODS = ("nsct", "sr", "nsct-sr", "gff", "dsift", "cnn")
 
-_GH = "https://raw.githubusercontent.com"
-_UPSTREAM = {  # registry prefix -> URL prefix of the public copy (see data/README.md)
-    "lytro/triple/": f"{_GH}/uzeful/IFCNN/master/Code/datasets/CMFDataset/Triple%20Series/",
-    "lytro/": f"{_GH}/uzeful/IFCNN/master/Code/datasets/CMFDataset/",
-    "grayscale/": f"{_GH}/yuliu316316/MFIF/master/sourceimages/grayscale/",
-    "classic/": f"{_GH}/uzeful/Boundary-Finding-based-Multi-focus-Image-Fusion/master/Datasets/",
-    "alphamatting/input/": f"{_GH}/ADG4050/Bayesian-Matting-Implementation/main/Image%20Dataset/input_training_lowres/",
-    "alphamatting/gt/": f"{_GH}/ADG4050/Bayesian-Matting-Implementation/main/Image%20Dataset/gt_training_lowres/",
-    "published/": f"{_GH}/yuliu316316/MFIF/master/Results/",
-    "coco/": "http://images.cocodataset.org/",  # coco/zips/val2017.zip
-}
-
-
 class DataIntegrityError(ValueError):
     """A data file's hash differs from the registry's: it is refused."""
 
@@ -88,25 +76,19 @@ class DatasetNotFoundError(FileNotFoundError):
     """A registered file is not available; the message says how to get it."""
 
 
-@lru_cache(maxsize=1)
 def registry() -> dict[str, str]:
-    """``{relative path: hash}`` from ``registry.txt`` (bare hex = SHA-256, else ``"md5:<hex>"``)."""
-    out = {}
-    for line in REGISTRY_FILE.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            name, digest = line.split()
-            out[name] = digest
-    return out
+    """``{relative path: hash}`` of the registry (bare hex = SHA-256, else ``"md5:<hex>"``); see :mod:`bamf_lib.registry`."""
+    from bamf_lib.registry import entries
+
+    return {name: e.hash for name, e in entries().items()}
 
 
 def url(name: str) -> str:
-    """Public URL of a registered file (the longest matching upstream prefix)."""
+    """Public, commit-pinned URL of a registered file (what :mod:`bamf_lib.download` fetches)."""
+    from bamf_lib.registry import entries
+
     _check_registered(name)
-    prefix = max((p for p in _UPSTREAM if name.startswith(p)), key=len, default=None)
-    if prefix is None:
-        raise ValueError(f"no upstream URL for {name!r}")
-    return _UPSTREAM[prefix] + name[len(prefix):]
+    return entries()[name].url
 
 
 def data_dir() -> Path | None:
@@ -147,13 +129,13 @@ def verify(file: str | os.PathLike, expected: str) -> Path:
 
 def _check_registered(name: str) -> None:
     if name not in registry():
-        raise ValueError(f"{name!r} is not in the bamf data registry ({REGISTRY_FILE.name})")
+        raise ValueError(f"{name!r} is not in the bamf data registry (bamf_lib/registry.txt)")
 
 
 def _how_to_get(name: str) -> str:
     return (
         f"point BAMF_DATA_DIR at a folder laid out like ../shared/data (holding {name}), or unset "
-        f"BAMF_DATA_DIR and run with internet access so bamf can download it from {url(name)}"
+        f"BAMF_DATA_DIR and run `bamf data fetch` with internet access (it downloads {url(name)})"
     )
 
 
@@ -175,17 +157,12 @@ def path(name: str) -> Path:
         if not file.is_file():
             raise DatasetNotFoundError(f"{name} is not in BAMF_DATA_DIR={root}: {_how_to_get(name)}")
         return verify(file, expected)
-    import pooch
+    from bamf_lib.download import fetch
 
-    cache = os.environ.get("BAMF_CACHE_DIR") or pooch.os_cache("bamf")
     try:
-        fetched = pooch.retrieve(url(name), known_hash=expected if ":" in expected else f"sha256:{expected}",
-                                 fname=name.replace("/", "__"), path=cache, progressbar=False)
-    except ValueError as err:  # pooch's hash mismatch
-        raise DataIntegrityError(f"download of {name} failed its hash check: {err}") from err
-    except Exception as err:  # noqa: BLE001 - any network failure means "not available"
-        raise DatasetNotFoundError(f"{name} could not be downloaded ({type(err).__name__}): {_how_to_get(name)}") from err
-    return Path(fetched)
+        return fetch(name)
+    except DatasetNotFoundError as err:
+        raise DatasetNotFoundError(f"{err}: {_how_to_get(name)}") from err
 
 
 # --------------------------------------------------------------------------- named datasets

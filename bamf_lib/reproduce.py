@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["ROOT", "notebook_sources", "convert", "execute", "build_book", "reproduce"]
+__all__ = ["ROOT", "notebook_sources", "require_data", "convert", "execute", "build_book", "reproduce"]
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -31,6 +31,42 @@ def notebook_sources(only: list[str] | None = None) -> list[Path]:
     if not paths:
         raise ValueError(f"no notebooks found in {NOTEBOOKS} (filter: {only})")
     return paths
+
+
+def require_data() -> Path:
+    """The data folder the chapters will read, complete; stop here with one message otherwise.
+
+    With ``BAMF_DATA_DIR`` set, every file of :func:`bamf_lib.registry.select` must be in it;
+    without, what the cache lacks is downloaded first (``bamf data fetch``).  Hashes are
+    checked when the chapters read the files.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        Files are missing and cannot be downloaded: the message names them by folder and
+        says both ways to get them.
+    """
+    from bamf_lib import download, registry
+    from bamf_lib.datasets import DatasetNotFoundError, data_dir
+
+    needed = registry.select()
+    root = data_dir()
+    if root is not None:
+        missing = [e.path for e in needed if not (root / e.path).is_file()]
+        if missing:
+            raise DatasetNotFoundError(download.missing_message(missing, f"BAMF_DATA_DIR={root}"))
+        return root
+    root = download.cache_dir()
+    absent = [e for e in needed if not (root / e.path).is_file()]
+    if absent:
+        print(f"[reproduce] downloading {len(absent)} data files into {root}", flush=True)
+        try:
+            download.fetch_many(absent, root, progress=True)
+        except DatasetNotFoundError as err:
+            missing = [e.path for e in needed if not (root / e.path).is_file()]
+            reason = f"the cache {root} (BAMF_DATA_DIR is not set, and {err})"
+            raise DatasetNotFoundError(download.missing_message(missing, reason)) from None
+    return root
 
 
 def convert(out_dir: Path, only: list[str] | None = None) -> list[Path]:
@@ -104,6 +140,7 @@ def reproduce(profile: str = "quick", book: bool = True, only: list[str] | None 
     from bamf_lib.config import get_profile
 
     get_profile(profile)  # fail early on an unknown name
+    require_data()  # ... and on missing data, before the first notebook
     staging = ROOT / "build" / "notebooks"
     paths = convert(staging, only)
     seconds = execute(paths, EXECUTED, {"profile": profile, "seed": seed})
