@@ -98,13 +98,14 @@ def convert(raw: bytes, conversion: str) -> bytes:
     return _CONVERTERS[conversion](raw)
 
 
-def _session(retries: int, backoff: float):
+def _session(retries: int | None = None, backoff: float | None = None):
     import requests
     from requests.adapters import HTTPAdapter
     from urllib3.util.retry import Retry
 
-    retry = Retry(total=retries, backoff_factor=backoff, status_forcelist=(429, 500, 502, 503, 504),
-                  allowed_methods=frozenset({"GET"}))
+    retry = Retry(total=RETRIES if retries is None else retries,
+                  backoff_factor=BACKOFF if backoff is None else backoff,
+                  status_forcelist=(429, 500, 502, 503, 504), allowed_methods=frozenset({"GET"}))
     session = requests.Session()
     session.mount("http://", HTTPAdapter(max_retries=retry))
     session.mount("https://", HTTPAdapter(max_retries=retry))
@@ -144,7 +145,7 @@ def _reason(err: Exception) -> str:
 
 
 def fetch(name: str, root: str | os.PathLike | None = None, *, session=None,
-          retries: int = RETRIES, backoff: float = BACKOFF) -> Path:
+          retries: int | None = None, backoff: float | None = None) -> Path:
     """The verified local copy of registered file ``name`` under ``root`` (default :func:`cache_dir`).
 
     A copy already there is hash-checked and returned without a download; otherwise the
@@ -194,14 +195,14 @@ def fetch(name: str, root: str | os.PathLike | None = None, *, session=None,
 
 
 def fetch_many(entries: list[registry.Entry], root: str | os.PathLike | None = None, *,
-               progress: bool = False, **kwargs) -> Path:
+               progress: bool = False, session=None) -> Path:
     """:func:`fetch` each entry into ``root`` (default :func:`cache_dir`) with one connection pool; return ``root``."""
     from tqdm.auto import tqdm
 
     root = Path(root if root is not None else cache_dir())
-    session = kwargs.pop("session", None) or _session(kwargs.pop("retries", RETRIES), kwargs.pop("backoff", BACKOFF))
+    session = session or _session()
     for entry in tqdm(entries, desc="bamf data", unit="file", disable=not progress):
-        fetch(entry.path, root, session=session, **kwargs)
+        fetch(entry.path, root, session=session)
     return root
 
 
