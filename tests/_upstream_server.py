@@ -41,8 +41,11 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def serve(tmp_path: Path):
-    """Start the server; return ``(server, registry_file, {local path: (bytes or pixels)})``."""
+def serve(tmp_path: Path, tampered: bool = True):
+    """Start the server; return ``(server, registry_file, {local path: pixels or bytes})``.
+
+    ``tampered=False`` leaves out the file whose served bytes are not the registered ones.
+    """
     import cv2
     from scipy.io import savemat
 
@@ -66,7 +69,8 @@ def serve(tmp_path: Path):
     buffer = io.BytesIO()
     savemat(buffer, {"Q": rng.random((len(TOOLBOX_METHODS), len(TOOLBOX_METRICS), 2))})
     files["published/scores_color.csv"] = ("evaluation/Q_color.mat", buffer.getvalue(), "mat-to-scores-csv", None)
-    files["classic/book1.bmp"] = ("Datasets/book1.bmp", b"BM served bytes", "none", None)
+    if tampered:
+        files["classic/book1.bmp"] = ("Datasets/book1.bmp", b"BM served bytes", "none", None)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(root)))
     server.requests, server.fail = Counter(), {}
