@@ -142,9 +142,10 @@ def _cmd_data(args: argparse.Namespace) -> int:
     only = [g for item in args.only or [] for g in item.split(",") if g]
     chosen = registry.select(only or None)
     if args.action == "fetch":
-        root = download.fetch_many(chosen, args.dir, progress=not args.quiet)
-        print(f"{len(chosen)} files hash-checked in {root.resolve()}; use them with BAMF_DATA_DIR={root.resolve()} "
-              "(or leave BAMF_DATA_DIR unset: bamf reads this cache)")
+        root = download.fetch_many(chosen, args.dir, progress=not args.quiet).resolve()
+        how = f"use them with BAMF_DATA_DIR={root}" if args.dir else \
+            "the download cache, which bamf reads when BAMF_DATA_DIR is unset"
+        print(f"{len(chosen)} files hash-checked in {root}: {how}")
         return 0
     root = Path(args.dir) if args.dir else _data_folder()
     missing, wrong = download.check(root, chosen)

@@ -240,9 +240,9 @@ COCO_ZIP = "coco/zips/val2017.zip"  # COCO publishes MD5 only for its archives
 
 
 def _cache_dir() -> Path:
-    import pooch
+    from bamf_lib.download import cache_dir
 
-    return Path(os.environ.get("BAMF_CACHE_DIR") or pooch.os_cache("bamf"))
+    return cache_dir()
 
 
 def _min_tile_sharpness(gray: np.ndarray, tiles: int = 3) -> float:
