@@ -56,7 +56,7 @@ def mat_to_scores_csv(raw: bytes) -> bytes:
     """
     from scipy.io import loadmat
 
-    from bamf_lib.metrics import TOOLBOX_METHODS, TOOLBOX_METRICS
+    from bamf_lib.published import TOOLBOX_METHODS, TOOLBOX_METRICS
 
     q = loadmat(io.BytesIO(raw))["Q"]
     if q.shape[:2] != (len(TOOLBOX_METHODS), len(TOOLBOX_METRICS)):
