@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from bamf_lib.io import read_image
+from bamf_lib.registry import DataIntegrityError, DatasetNotFoundError  # defined beside the registry, public here
 
 __all__ = [
     "DataIntegrityError",
@@ -67,14 +68,6 @@ CLASSIC_NAMES = ("balloon", "book", "calendar", "clock", "corner", "craft", "des
 ALPHAMATTING_INDICES = tuple(range(1, 28))
 NYUD_INDICES = tuple(range(51, 91))  # nyud/nyud-NN-{A,B,GT}.jpg: ground-truth test pairs
 PUBLISHED_METHODS = ("nsct", "sr", "nsct-sr", "gff", "dsift", "cnn")
-
-class DataIntegrityError(ValueError):
-    """A data file's hash differs from the registry's: it is refused."""
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """A registered file is not available; the message says how to get it."""
-
 
 def registry() -> dict[str, str]:
     """``{relative path: hash}`` of the registry (bare hex = SHA-256, else ``"md5:<hex>"``); see :mod:`bamf_lib.registry`."""

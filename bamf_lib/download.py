@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 from bamf_lib import registry
-from bamf_lib.datasets import DataIntegrityError, DatasetNotFoundError, file_hash
+from bamf_lib.registry import DataIntegrityError, DatasetNotFoundError
 
 __all__ = ["cache_dir", "fetch", "fetch_many", "check", "missing_message", "convert", "mat_to_scores_csv"]
 
@@ -42,8 +42,10 @@ def cache_dir() -> Path:
 
 def _digest(data: bytes | Path, expected: str) -> str:
     """The hash of ``data`` in the algorithm of ``expected`` (``md5:<hex>`` or bare SHA-256), tagged alike."""
+    import pooch
+
     algorithm, _, _ = expected.rpartition(":")
-    hexdigest = file_hash(data, algorithm or "sha256") if isinstance(data, Path) else \
+    hexdigest = pooch.file_hash(str(data), algorithm or "sha256") if isinstance(data, Path) else \
         hashlib.new(algorithm or "sha256", data).hexdigest()
     return f"{algorithm}:{hexdigest}" if algorithm else hexdigest
 
@@ -56,7 +58,7 @@ def mat_to_scores_csv(raw: bytes) -> bytes:
     """
     from scipy.io import loadmat
 
-    from bamf_lib.published import TOOLBOX_METHODS, TOOLBOX_METRICS
+    from bamf_lib.registry import TOOLBOX_METHODS, TOOLBOX_METRICS
 
     q = loadmat(io.BytesIO(raw))["Q"]
     if q.shape[:2] != (len(TOOLBOX_METHODS), len(TOOLBOX_METRICS)):

@@ -15,16 +15,11 @@ import numpy as np
 
 from bamf_lib import datasets
 from bamf_lib.metrics import all_metrics
+from bamf_lib.registry import TOOLBOX_METHODS, TOOLBOX_METRICS  # Q's layout, which the registry's CSV export shares
 
 __all__ = ["TOOLBOX_METHODS", "TOOLBOX_METRICS", "METRIC_COLUMNS", "PUBLISHED_PAIRS", "toolbox_scores",
            "compare_published", "error_summary"]
 
-# published/Q_<kind>.mat holds Q[method, metric, image] in these orders (see the data README)
-TOOLBOX_METHODS = (
-    "dwt", "dtcwt", "nsct", "gff", "sr", "asr", "mwgf", "ica", "nsct-sr",
-    "sssdi", "quadtree", "dsift", "srcf", "gfdf", "brw", "misf", "cnn", "madcnn",
-)  # fmt: skip
-TOOLBOX_METRICS = ("QMI", "QNCIE", "QG", "QP", "QE", "QY", "QCB", "QCV")
 METRIC_COLUMNS = {"Q_MI": "QMI", "Q_G": "QG", "Q_Y": "QY", "Q_CB": "QCB"}  # ours -> toolbox/csv
 PUBLISHED_PAIRS = {"color": 20, "grayscale": 10}
 

@@ -29,7 +29,8 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote
 
-__all__ = ["Entry", "CONVERSIONS", "registry_file", "entries", "groups", "select", "github_url", "build"]
+__all__ = ["Entry", "CONVERSIONS", "DataIntegrityError", "DatasetNotFoundError", "registry_file", "entries", "groups",
+           "select", "github_url", "build", "TOOLBOX_METHODS", "TOOLBOX_METRICS"]
 
 DEFAULT_FILE = Path(__file__).with_name("registry.txt")
 CONVERSIONS = ("none", "tiff-to-png", "mat-to-scores-csv")
@@ -51,6 +52,23 @@ EXTRA = {
     "published/scores_color.csv": ("published/Q_color.mat", "mat-to-scores-csv"),
     "published/scores_grayscale.csv": ("published/Q_grayscale.mat", "mat-to-scores-csv"),
 }
+
+
+# published/Q_<kind>.mat holds the survey's Q[method, metric, image] in these orders (see the data README);
+# its scores_<kind>.csv export has one row per method and image (bamf_lib.download.mat_to_scores_csv)
+TOOLBOX_METHODS = (
+    "dwt", "dtcwt", "nsct", "gff", "sr", "asr", "mwgf", "ica", "nsct-sr",
+    "sssdi", "quadtree", "dsift", "srcf", "gfdf", "brw", "misf", "cnn", "madcnn",
+)  # fmt: skip
+TOOLBOX_METRICS = ("QMI", "QNCIE", "QG", "QP", "QE", "QY", "QCB", "QCV")
+
+
+class DataIntegrityError(ValueError):
+    """A data file's hash differs from the registry's: it is refused."""
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A registered file is not available; the message says how to get it."""
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ def serve(tmp_path: Path, tampered: bool = True):
     from scipy.io import savemat
 
     from bamf_lib.download import convert
-    from bamf_lib.published import TOOLBOX_METHODS, TOOLBOX_METRICS
+    from bamf_lib.registry import TOOLBOX_METHODS, TOOLBOX_METRICS
     from bamf_lib.registry import Entry
 
     rng = np.random.default_rng(5)
