@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,10 @@ __all__ = ["config_key", "rng_state", "set_rng_state", "seed_everything", "save_
 # happens, and the shape of the data (which lives outside the checkpoint, like the data
 # itself; keeping them out also resumes checkpoints written before these fields existed)
 _NOT_KEYED = ("device", "num_workers", "region", "regions_per_pair")
+
+
+# what save_checkpoint writes and load_checkpoint needs
+_KEYS = ("model", "optimizer", "epoch", "epochs", "samples_seen", "log", "config", "rng")
 
 
 def config_key(cfg: TrainConfig) -> str:
@@ -91,9 +96,24 @@ def load_checkpoint(path: str | os.PathLike, cfg: TrainConfig, device: torch.dev
                     world: int = 1) -> dict[str, Any]:
     """Read a checkpoint written under ``cfg``; ``"rng"`` becomes this rank's state.
 
-    Raises ``ValueError`` when it was written with another :class:`TrainConfig`.
+    Raises ``ValueError`` when it was written with another :class:`TrainConfig`, or is not
+    a checkpoint this module wrote (empty, truncated, pickled objects, keys missing); the
+    message names the file and says how to start afresh.
     """
-    state = torch.load(path, map_location=device, weights_only=True)
+    afresh = "delete it, or start afresh with resume=False (CLI: bamf train --no-resume)"
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # EOFError, zip errors, the weights-only unpickler's refusal ...
+        # PyTorch's own hint (weights_only=False) would unpickle an untrusted file: not repeated
+        if isinstance(exc, pickle.UnpicklingError):
+            reason = "it holds pickled objects other than tensors and numbers, which are never loaded"
+        else:
+            reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else "empty or cut short"
+        raise ValueError(f"{path} is not a readable training checkpoint ({type(exc).__name__}: {reason}); "
+                         f"{afresh}") from None
+    missing = [k for k in _KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"{path} is not a bamf training checkpoint (no {', '.join(missing)}); {afresh}")
     if state["config"] != config_key(cfg):
         raise ValueError(f"{path} was written with another TrainConfig ({state['config']}); "
                          "start afresh (resume=False, CLI --no-resume) or use another out_dir")

@@ -2,13 +2,20 @@
 
 Each subcommand parses its arguments here and calls one library function; errors from
 bad input are printed as one line on stderr with exit status 2 and nothing is written.
+An unexpected error prints one line too (exit status 1), with a hint to rerun with
+``--debug``, which shows the traceback.  SIGTERM ends a command the way Ctrl-C does, so
+no temporary file is left behind.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 __all__ = ["main", "build_parser", "evaluate_cli"]
@@ -18,29 +25,62 @@ __all__ = ["main", "build_parser", "evaluate_cli"]
 _PROGRESS_PIXELS = 1_000_000
 
 
-def _check_output(path: str | None, force: bool) -> None:
-    """Refuse an output before any work: existing (without --force) or of unknown format."""
+def _same_file(a: Path, b: Path) -> bool:
+    with contextlib.suppress(OSError):
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    return False
+
+
+def _check_writable(folder: Path, option: str) -> None:
+    """Refuse an output folder that cannot take a new file, before any work."""
+    while not folder.exists() and folder != folder.parent:  # atomic_write creates the missing part
+        folder = folder.parent
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{option}: {folder} is not a folder; choose another {option} path")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise PermissionError(f"{option}: cannot write in {folder} ({exc.strerror}); "
+                              f"choose a writable folder for {option}") from None
+
+
+def _check_output(path: str | None, force: bool, inputs: list[str] = (), option: str = "-o") -> None:
+    """Refuse an output before any work: a folder, one of the inputs (even with --force), existing
+    (without --force), of unknown format, or in a folder that cannot be written."""
     from PIL import Image
 
     if path is None:
         return
-    if Path(path).exists() and not force:
+    out = Path(path)
+    if out.is_dir():
+        raise IsADirectoryError(f"{option} {path} is a folder; name the image file to write, e.g. {out / 'fused.png'}")
+    for source in inputs:
+        if _same_file(out, Path(source)):
+            raise ValueError(f"{option} {path} is the input {source}; write the result to another file "
+                             f"(--force never replaces an input)")
+    if out.exists() and not force:
         raise FileExistsError(f"{path} exists; pass --force to replace it")
-    if Path(path).suffix.lower() not in Image.registered_extensions():
+    if out.suffix.lower() not in Image.registered_extensions():
         raise ValueError(f"cannot tell the image format from the suffix of {path} (use e.g. .png, .jpg, .tif)")
+    _check_writable(out.parent, option)
 
 
 def _cmd_fuse(args: argparse.Namespace) -> int:
     from bamf_lib.io import check_sources, read_image, write_image
 
-    out = Path(args.output)
-    _check_output(args.output, args.force)
-    _check_output(args.decision_map, args.force)
-    if args.decision_map and Path(args.decision_map).resolve() == out.resolve():
-        raise ValueError(f"--decision-map and -o name the same file {out}")
-    sources = check_sources([read_image(p) for p in args.sources], names=[str(p) for p in args.sources])
+    from bamf_lib.fusion import MAX_SOURCES, fuse
 
-    from bamf_lib.fusion import fuse
+    out = Path(args.output)
+    if len(args.sources) > MAX_SOURCES:
+        raise ValueError(f"{len(args.sources)} sources, more than the {MAX_SOURCES} one decision map can index; "
+                         f"fuse them in groups, then fuse the groups' results")
+    _check_output(args.output, args.force, args.sources)
+    _check_output(args.decision_map, args.force, args.sources, "--decision-map")
+    if args.decision_map and _same_file(Path(args.decision_map), out):
+        raise ValueError(f"--decision-map and -o name the same file {out}")
+    sources = check_sources([read_image(p, max_pixels=args.max_pixels) for p in args.sources],
+                            names=[str(p) for p in args.sources])
 
     large = sources[0].shape[0] * sources[0].shape[1] >= _PROGRESS_PIXELS
     result = fuse(sources, path=args.path, device=args.device, align=args.align, progress=large and not args.quiet,
@@ -60,7 +100,11 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
     from bamf_lib.io import read_image
     from bamf_lib.metrics import all_metrics
 
-    values = all_metrics(read_image(args.a), read_image(args.b), read_image(args.fused))
+    images = [read_image(p, max_pixels=args.max_pixels) for p in (args.a, args.b, args.fused)]
+    try:
+        values = all_metrics(*images)
+    except ValueError as exc:  # the library names them a, b and f
+        raise ValueError(f"a={args.a} b={args.b} f={args.fused}: {exc}") from None
     if args.json:
         print(json.dumps(values))
     else:
@@ -92,12 +136,13 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     from bamf_lib.io import atomic_write
     from bamf_lib.tables import format_table, paper_result
 
-    overwrite = bool(getattr(args, "force", False))
+    existing = getattr(args, "existing", None) or ("overwrite" if getattr(args, "force", False) else "refuse")
+    overwrite = existing == "overwrite"
     path = getattr(args, "path", "fast")
     weights = getattr(args, "weights", None)
     json_out = Path(args.json_out) if args.json_out else None
     if json_out is not None and json_out.exists() and not overwrite:
-        raise FileExistsError(f"{json_out} exists; remove it or choose another --json path")
+        raise FileExistsError(f"{json_out} exists; remove it, choose another --json path or pass --existing overwrite")
     if args.pairs == "nyud40":
         from bamf_lib import nyud
 
@@ -113,7 +158,7 @@ def evaluate_cli(args: argparse.Namespace) -> int:
         pair_set(args.pairs),
         default_methods(weights, path),
         save_fused=args.save_fused,
-        overwrite=overwrite,
+        existing=existing,
         label=args.pairs,
     )
     print(format_table(result))
@@ -179,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--align", action="store_true", help="register the sources to the first (OpenCV ECC) before fusing")
     _weights_option(p)
-    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files (never an input)")
+    _max_pixels_option(p)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_fuse)
 
@@ -188,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b")
     p.add_argument("fused")
     p.add_argument("--json", action="store_true")
+    _max_pixels_option(p)
     p.set_defaults(func=_cmd_metrics)
 
     p = sub.add_parser("train", help="train the initial or the boundary network on synthetic data")
@@ -209,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scoring path of bamf: the whole image at once, or the paper's patch per pixel (slow)")
     p.add_argument("--json", dest="json_out", help="write per-pair and mean scores here")
     p.add_argument("--save-fused", help="folder for bamf's fused images")
+    p.add_argument("--existing", choices=["refuse", "skip", "overwrite"], default="refuse",
+                   help="what to do with --save-fused images (and a --json file) already there, e.g. from a run "
+                   "that failed: stop before any work (default), keep them, or replace them")
     _weights_option(p)
     p.set_defaults(func=evaluate_cli)
 
@@ -227,7 +277,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only these top-level folders, e.g. lytro,published (default: all but coco)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_data)
+
+    for p in sub.choices.values():  # after the subcommand too, where users type it
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback of an unexpected error")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected error")
     return parser
+
+
+def _max_pixels_option(p: argparse.ArgumentParser) -> None:
+    from bamf_lib.io import MAX_PIXELS
+
+    def pixels(text: str) -> int:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of pixels: {text!r}") from None
+        if not 1 <= value < 2**62:
+            raise argparse.ArgumentTypeError(f"must be a positive number of pixels, got {text}")
+        return int(value)
+
+    p.add_argument("--max-pixels", type=pixels, default=MAX_PIXELS, metavar="N",
+                   help=f"refuse an input image of more than N pixels, checked before it is decoded "
+                   f"(default {MAX_PIXELS:.0e}; e.g. 4e8)")
 
 
 def _weights_option(p: argparse.ArgumentParser) -> None:
@@ -236,6 +308,28 @@ def _weights_option(p: argparse.ArgumentParser) -> None:
                    "or what `bamf train --out DIR` wrote) instead of the shipped ones; 'padded' names the shipped "
                    "zero-padded ResNet-20 nets (GPU-trained; their fast path approximates the per-patch "
                    "scores)")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> None:
+    """Make SIGTERM raise SystemExit(143) in the main thread, so ``finally`` blocks (atomic
+    writes' temporary files) run as on Ctrl-C; the previous handler is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,10 +342,22 @@ def main(argv: list[str] | None = None) -> int:
                   f"in bamf_lib/weights)", file=sys.stderr)
             return 2
     try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"bamf {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        with _sigterm_unwinds():
+            return args.func(args)
+    except KeyboardInterrupt:
+        print(f"bamf {args.command}: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        # bad input (ValueError) and files (OSError: missing, existing, folders, permissions)
+        # are the user's to fix; anything else is a bug
+        if isinstance(exc, (ValueError, OSError)):
+            print(f"bamf {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        print(f"bamf {args.command}: unexpected error: {type(exc).__name__}: {_one_line(exc)} "
+              f"(rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -198,7 +198,7 @@ def evaluate(
     metric_fn: Callable[[np.ndarray, np.ndarray, np.ndarray], Mapping[str, float]] | None = None,
     save_fused: str | Path | None = None,
     save_method: str = "bamf",
-    overwrite: bool = False,
+    existing: str = "refuse",
     progress: bool = True,
     label: str = "",
     reuse: EvaluationResult | None = None,
@@ -223,9 +223,12 @@ def evaluate(
         ``(a, b, fused) -> {"Q_MI": ..., ...}``; default :func:`bamf_lib.metrics.all_metrics`.
     save_fused : path, optional
         Folder for ``save_method``'s fused images, ``<pair name>.png`` (``c_NN``,
-        ``g_NN``, or the classic name), each written atomically.
-    overwrite : bool
-        Replace existing saved images.
+        ``g_NN``, or the classic name), each written atomically (a run stopped midway
+        leaves whole images only).
+    existing : {"refuse", "skip", "overwrite"}
+        What to do with saved images already in ``save_fused`` (from an earlier or a
+        failed run): raise ``FileExistsError`` before any work, keep them (the pair is
+        still fused and scored), or replace them.
     progress : bool
         Show a progress bar over the pairs.
     reuse : EvaluationResult, optional
@@ -252,10 +255,12 @@ def evaluate(
         if save_method not in methods:
             raise ValueError(f"save_method {save_method!r} is not among the methods {list(methods)}")
         save_fused = Path(save_fused)
-        if not overwrite:
-            clash = [save_fused / f"{p.name}.png" for p in pairs if (save_fused / f"{p.name}.png").exists()]
-            if clash:
-                raise FileExistsError(f"{clash[0]} exists (and {len(clash) - 1} more); pass overwrite=True to replace")
+        if existing not in ("refuse", "skip", "overwrite"):
+            raise ValueError(f"existing must be 'refuse', 'skip' or 'overwrite', got {existing!r}")
+        clash = [save_fused / f"{p.name}.png" for p in pairs if (save_fused / f"{p.name}.png").exists()]
+        if clash and existing == "refuse":
+            raise FileExistsError(f"{clash[0]} exists (and {len(clash) - 1} more); keep them with existing='skip' "
+                                  f"or replace them with existing='overwrite' (CLI: --existing skip|overwrite)")
 
     from tqdm.auto import tqdm
 
@@ -294,8 +299,9 @@ def evaluate(
             if fused.shape != sources[0].shape:
                 raise ValueError(f"{name} on {pair.name}: fused shape {fused.shape} != source shape {sources[0].shape}")
             scores[name][pair.name] = {k: float(v) for k, v in metric_fn(sources[0], sources[1], fused).items()}
-            if save_fused is not None and name == save_method:
-                write_image(save_fused / f"{pair.name}.png", fused, overwrite=overwrite)
+            saved = None if save_fused is None or name != save_method else save_fused / f"{pair.name}.png"
+            if saved is not None and not (existing == "skip" and saved.exists()):
+                write_image(saved, fused, overwrite=existing == "overwrite")
     names = [p.name for p in pairs]
     means, n_pairs, wins, win_pairs = summarize(scores, pairs=names, compete=compete, wins_on=wins_on)
     return EvaluationResult(names, list(methods), scores, means, n_pairs, wins, compete, win_pairs, seconds, label, wins_on)

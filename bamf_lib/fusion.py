@@ -38,7 +38,10 @@ from bamf_lib.models import resolve_device
 from bamf_lib.postprocess import decision_map as _decision_map
 from bamf_lib.weights import load_pretrained
 
-__all__ = ["FusionResult", "fuse", "fdb_for", "align_sources"]
+__all__ = ["FusionResult", "fuse", "fdb_for", "align_sources", "MAX_SOURCES"]
+
+#: most sources :func:`fuse` takes: the decision map holds a source's index in a uint8
+MAX_SOURCES = 256
 
 
 @dataclass
@@ -155,8 +158,8 @@ def fuse(
     Parameters
     ----------
     sources : sequence of uint8 ndarray
-        Two or more images of one scene, all gray (H, W) or all RGB (H, W, 3), one size,
-        at least the network's patch size on each side.
+        Two or more (at most :data:`MAX_SOURCES`) images of one scene, all gray (H, W) or
+        all RGB (H, W, 3), one size, at least the network's patch size on each side.
     path : str
         Scoring path: ``"fast"`` (default) or ``"reference"`` (the paper's patch per pixel;
         slow), or another of :data:`bamf_lib.scoring.PATHS`.
@@ -201,6 +204,9 @@ def fuse(
     """
     if path not in scoring.PATHS:
         raise ValueError(f"path must be one of {scoring.PATHS}, got {path!r}")
+    if len(sources) > MAX_SOURCES:
+        raise ValueError(f"got {len(sources)} sources, more than the {MAX_SOURCES} a uint8 decision map can index; "
+                         f"fuse them in groups, then fuse the groups' results")
     device = resolve_device(device)
     timings = dict.fromkeys(("align", "score", "refine", "postprocess", "fuse"), 0.0)
     initial = initial if initial is not None else load_pretrained("initial", weights, device=device)

@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import TensorDataset
 
+from bamf_lib.checkpoint import seed_everything
 from bamf_lib.config import get_profile
 from bamf_lib.io import atomic_write
 from bamf_lib.models import build_model, receptive_field, resolve_device
@@ -122,6 +123,9 @@ def train_profile(
         train_ds, val_ds, boundary_val = (TensorDataset(*(t.to(dev) for t in d.tensors))
                                           for d in (train_ds, val_ds, boundary_val))
 
+    # the initial weights are the run's first draw: seeded here, two runs of one command
+    # start alike in any process (train() reseeds for its own draws, per rank)
+    seed_everything(cfg.seed)
     model = build_model(profile.model)
     name = f"{profile.name}-{net}"
     budget_left = None if time_budget is None else time_budget - (time.monotonic() - started)

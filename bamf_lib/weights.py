@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
@@ -26,7 +26,7 @@ from bamf_lib.config import ModelConfig
 from bamf_lib.io import atomic_write
 from bamf_lib.models import FocusResNet, build_model
 
-__all__ = ["WEIGHTS_DIR", "save_weights", "load_weights", "weights_folder", "weights_path", "load_pretrained"]
+__all__ = ["WEIGHTS_DIR", "save_weights", "load_weights", "read_header", "weights_folder", "weights_path", "load_pretrained"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 NETS = ("initial", "boundary")
@@ -68,30 +68,121 @@ def save_weights(model: FocusResNet, path: str | os.PathLike, metadata: dict | N
     return path
 
 
+# bounds a header must keep before anything is built from it: the paper's Res56 has
+# 0.86 M parameters, the largest profile a few M; a hostile header asks for billions
+_MAX_HEADER_BYTES = 16 * 2**20
+_MAX_PARAMETERS = 100_000_000
+_SANE = {"depth": 1000, "width": 4096, "patch_size": 4096, "in_channels": 16, "num_classes": 16}
+_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
+           torch.int64: "I64"}
+
+
+def read_header(path: str | os.PathLike) -> dict:
+    """The JSON header of a safetensors file (tensor names, dtypes, shapes, offsets and
+    ``"__metadata__"``), read without touching the tensors.
+
+    Raises
+    ------
+    ValueError
+        If the file is too short, or its header length or JSON is malformed.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 2 <= n <= min(_MAX_HEADER_BYTES, size - 8):
+            raise ValueError(f"{path} is not a safetensors file (header length {n} in a file of {size} bytes)")
+        try:
+            header = json.loads(fh.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path} is not a safetensors file (its header is not JSON: {exc})") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path} is not a safetensors file (its header is not a JSON object)")
+    return header
+
+
+def _header_config(path: Path, header: dict) -> ModelConfig:
+    """The ModelConfig a header names, refused when unknown keys, odd values or insane sizes."""
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict) or "config" not in meta:
+        raise ValueError(f"{path} has no 'config' entry in its safetensors header; was it written by save_weights?")
+    try:
+        raw = json.loads(meta["config"])
+        unknown = sorted(set(raw) - {f.name for f in fields(ModelConfig)})
+        if unknown:
+            raise ValueError(f"unknown config key(s) {unknown}")
+        for key, bound in _SANE.items():
+            if key in raw and not (isinstance(raw[key], int) and 1 <= raw[key] <= bound):
+                raise ValueError(f"config {key}={raw[key]!r} is outside 1..{bound}")
+        return ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path}: its header's network config is refused ({exc}); "
+                         f"use weights written by save_weights / bamf train") from None
+
+
+def _check_tensors(path: Path, header: dict, model: torch.nn.Module) -> None:
+    """The header's tensors must be the model's: same names, dtypes and shapes, inside the file."""
+    want = model.state_dict()
+    have = {k: v for k, v in header.items() if k != "__metadata__"}
+    problems = [f"missing {k}" for k in want if k not in have] + [f"unexpected {k}" for k in have if k not in want]
+    size = path.stat().st_size
+    for name in set(want) & set(have):
+        info = have[name]
+        shape = tuple(want[name].shape)
+        if not isinstance(info, dict) or tuple(info.get("shape", ())) != shape:
+            problems.append(f"{name} has shape {info.get('shape') if isinstance(info, dict) else info}, "
+                            f"the config needs {list(shape)}")
+        elif info.get("dtype") != _DTYPES.get(want[name].dtype):
+            problems.append(f"{name} is {info.get('dtype')}, the network's is {_DTYPES.get(want[name].dtype)}")
+        elif not (isinstance(offsets := info.get("data_offsets"), list) and len(offsets) == 2
+                  and all(isinstance(o, int) for o in offsets) and 0 <= offsets[0] <= offsets[1] <= size):
+            problems.append(f"{name} has data offsets {info.get('data_offsets')} beyond the file's {size} bytes")
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise ValueError(f"{path}: its tensors do not match its config: {'; '.join(sorted(problems)[:3])}{more}; "
+                         f"the file is damaged or was not written by save_weights")
+
+
 def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> FocusResNet:
     """Load a network written by :func:`save_weights`; returns it in eval mode.
 
     The result carries ``.config`` (ModelConfig) and ``.metadata`` (dict).  Only
-    safetensors files are accepted: a pickled checkpoint raises ``ValueError``.
+    safetensors files are accepted: a pickled checkpoint raises ``ValueError``.  The
+    header is checked before any tensor is allocated: known config keys with sane sizes
+    (under 100 M parameters), and tensors whose names, dtypes and shapes are the ones
+    that config builds (on PyTorch's ``meta`` device, which allocates nothing).
     """
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; name a .safetensors file")
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
+    header = read_header(path)
+    cfg = _header_config(path, header)
     try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
+        with torch.device("meta"):
+            shell = build_model(cfg)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise ValueError(f"{path}: its header's network config is refused ({exc})") from None
+    n_parameters = sum(p.numel() for p in shell.parameters())
+    if n_parameters > _MAX_PARAMETERS:
+        raise ValueError(f"{path}: its config builds {n_parameters:,} parameters, over the {_MAX_PARAMETERS:,} "
+                         f"any bamf network has; the header is damaged or hostile")
+    _check_tensors(path, header, shell)
+    try:
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"{path} is not a safetensors file ({exc}); pickled checkpoints are not loaded") from None
-    if "config" not in header:
-        raise ValueError(f"{path} has no 'config' entry in its safetensors header; was it written by save_weights?")
-    cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(header["config"]).items()})
     model = build_model(cfg)
     model.load_state_dict(state, strict=True)
-    model.metadata = json.loads(header.get("metadata", "{}"))
+    try:
+        model.metadata = json.loads(header["__metadata__"].get("metadata", "{}"))
+    except (json.JSONDecodeError, TypeError):
+        raise ValueError(f"{path}: the 'metadata' entry of its header is not JSON") from None
     return model.to(device).eval()
 
 
