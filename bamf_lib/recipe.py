@@ -22,13 +22,13 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import TensorDataset
 
-from bamf_lib.checkpoint import seed_everything
+from bamf_lib.checkpoint import load_checkpoint, seed_everything
 from bamf_lib.config import get_profile
 from bamf_lib.io import atomic_write
 from bamf_lib.models import build_model, receptive_field, resolve_device
 from bamf_lib.sources import load_backgrounds, load_foregrounds
 from bamf_lib.synthesis import generate_patches, generate_regions
-from bamf_lib.training import train
+from bamf_lib.training import CHECKPOINT, train
 from bamf_lib.weights import save_weights
 
 __all__ = ["train_profile"]
@@ -98,6 +98,10 @@ def train_profile(
         raise ValueError(f"profile {profile.name!r} sets extra {sorted(moved)}: dense training is now "
                          f"TrainConfig.{sorted(moved)[0]} (train.{sorted(moved)[0]}=...)")
     cfg = replace(profile.train, device=device)
+    name = f"{profile.name}-{net}"
+    checkpoint = Path(out_dir) / name / CHECKPOINT
+    if resume and checkpoint.exists():  # a damaged or foreign checkpoint stops the run before synthesis
+        load_checkpoint(checkpoint, cfg, torch.device("cpu"))
     syn = profile.synthesis
     boundary = net == "boundary"
     n_train = cfg.max_samples
@@ -127,7 +131,6 @@ def train_profile(
     # start alike in any process (train() reseeds for its own draws, per rank)
     seed_everything(cfg.seed)
     model = build_model(profile.model)
-    name = f"{profile.name}-{net}"
     budget_left = None if time_budget is None else time_budget - (time.monotonic() - started)
     log = train(model, train_ds, val_ds, cfg, out_dir=Path(out_dir) / name, resume=resume, progress=progress,
                 boundary_val_ds=boundary_val, time_budget=budget_left)
