@@ -16,6 +16,7 @@ import signal
 import sys
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 
 __all__ = ["main", "build_parser", "evaluate_cli"]
@@ -341,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bamf {args.command}: error: --weights {args.weights} is not a folder (nor a set shipped "
                   f"in bamf_lib/weights)", file=sys.stderr)
             return 2
+    if not args.debug:  # Pillow's notes on damaged tags (it reads what it can) are not for users
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
     try:
         with _sigterm_unwinds():
             return args.func(args)

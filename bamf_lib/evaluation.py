@@ -260,7 +260,7 @@ def evaluate(
         clash = [save_fused / f"{p.name}.png" for p in pairs if (save_fused / f"{p.name}.png").exists()]
         if clash and existing == "refuse":
             raise FileExistsError(f"{clash[0]} exists (and {len(clash) - 1} more); keep them with existing='skip' "
-                                  f"or replace them with existing='overwrite' (CLI: --existing skip|overwrite)")
+                                  f"or replace them with existing='overwrite' (CLI: --existing skip or --existing overwrite)")
 
     from tqdm.auto import tqdm
 

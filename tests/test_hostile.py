@@ -41,7 +41,7 @@ def folder(tmp_path, monkeypatch):
 def refused(capsys, argv, *words, status=2):
     """Run the CLI; it must fail with one line holding ``words``."""
     rc = main([str(a) for a in argv])
-    err = capsys.readouterr().err.strip().splitlines()
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if "%|" not in line]  # not progress bars
     assert rc == status, err
     assert len(err) == 1, err
     for word in words:
@@ -344,3 +344,65 @@ def test_hostile_width_is_refused_before_any_allocation(tmp_path):
                          env={**os.environ, "PYTHONPATH": str(REPO)}, check=True).stdout.splitlines()
     assert "parameters, over the 100,000,000" in out[0]
     assert int(out[-1]) < 1500  # MB at peak: torch itself, nothing of the network
+
+
+# ------------------------------------------------------------------ bamf evaluate
+@pytest.fixture
+def two_pairs(monkeypatch):
+    import bamf_lib.evaluation as ev
+
+    pairs = [p for p in ev.pair_set("grayscale10") if p.name in ("g_05", "g_10")]
+    monkeypatch.setattr(ev, "pair_set", lambda name: pairs)
+    monkeypatch.setattr(ev, "default_methods", lambda *a, **k: {"GF": "published:GF", "bamf": lambda s: s[1]})
+    return ev
+
+
+@pytest.mark.requires_data("grayscale")
+def test_evaluate_recovers_from_a_failed_run_by_flag(two_pairs, tmp_path, capsys):
+    ev = two_pairs
+    fused = tmp_path / "fused"
+    fused.mkdir()
+    left = np.full((8, 8), 7, np.uint8)  # what a failed run left behind
+    write_image(fused / "g_05.png", left)
+    argv = ["evaluate", "--pairs", "grayscale10", "--save-fused", fused]
+    refused(capsys, argv, fused / "g_05.png", "--existing skip", "--existing overwrite")
+    assert main([str(a) for a in argv] + ["--existing", "skip"]) == 0
+    np.testing.assert_array_equal(read_image(fused / "g_05.png"), left)
+    assert sorted(os.listdir(fused)) == ["g_05.png", "g_10.png"]
+    assert main([str(a) for a in argv] + ["--existing", "overwrite"]) == 0
+    np.testing.assert_array_equal(read_image(fused / "g_05.png"), ev.load_sources(ev.pair_set("")[0])[1])
+
+
+@pytest.mark.requires_data("grayscale")
+def test_evaluate_save_fused_is_atomic_when_a_method_fails(two_pairs, tmp_path, monkeypatch, capsys):
+    ev = two_pairs
+    calls = []
+
+    def second_pair_breaks(sources):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("method gave up")
+        return sources[1]
+
+    monkeypatch.setattr(ev, "default_methods", lambda *a, **k: {"bamf": second_pair_breaks})
+    refused(capsys, ["evaluate", "--pairs", "grayscale10", "--save-fused", tmp_path / "fused"], "method gave up")
+    assert os.listdir(tmp_path / "fused") == ["g_05.png"]  # whole, and no temporary file
+    read_image(tmp_path / "fused" / "g_05.png")
+
+
+@pytest.mark.requires_data("grayscale")
+def test_evaluate_stops_at_a_tampered_data_file_naming_both_hashes(two_pairs, tmp_path, monkeypatch, capsys):
+    from bamf_lib import datasets
+
+    data = tmp_path / "data" / "grayscale"
+    data.mkdir(parents=True)
+    for name in ("g_05_1.png", "g_05_2.png", "g_10_1.png", "g_10_2.png"):
+        (data / name).write_bytes((datasets.data_dir() / "grayscale" / name).read_bytes())
+    tampered = data / "g_10_2.png"
+    raw = bytearray(tampered.read_bytes())
+    raw[-20] ^= 0xFF
+    tampered.write_bytes(bytes(raw))
+    monkeypatch.setenv("BAMF_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(two_pairs, "default_methods", lambda *a, **k: {"bamf": lambda s: s[1]})
+    expected = datasets.registry()["grayscale/g_10_2.png"]
+    refused(capsys, ["evaluate", "--pairs", "grayscale10"], tampered, expected, datasets.file_hash(tampered))

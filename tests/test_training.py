@@ -252,3 +252,42 @@ def test_dense_training_on_regions(tmp_path):
     # each 40x40 region holds (40 - 32 + 1)^2 = 81 labelled patches
     assert meta["samples_seen"] == meta["train_samples"] * 81
     assert "regions" in meta["data"] and 0.0 <= meta["val_acc"] <= 1.0
+
+
+# `bamf train` on a tiny quick profile: a few seconds of synthesis and three short epochs
+TINY_TRAIN = ["--profile", "quick", "-q", "--device", "cpu", "--set", "train.epochs=3", "--set", "train.max_samples=256",
+              "--set", "extra.val_samples=64", "--set", "model.depth=8", "--set", "model.width=4",
+              "--set", "synthesis.n_foregrounds=2", "--set", "synthesis.n_backgrounds=2",
+              "--set", "synthesis.pairs_per_image=2"]
+
+
+def _bamf_train(out, **popen):
+    cmd = [sys.executable, "-m", "bamf_lib.cli", "train", "--out", str(out), *TINY_TRAIN]
+    if popen:
+        return subprocess.Popen(cmd, env=_env(), **popen)
+    subprocess.run(cmd, env=_env(), check=True, timeout=300)
+    return load_file(out / "quick-initial.safetensors")
+
+
+@pytest.mark.slow
+def test_bamf_train_is_reproducible_across_processes_and_a_sigkill(tmp_path):
+    first, second = _bamf_train(tmp_path / "first"), _bamf_train(tmp_path / "second")
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+    losses = [[r["loss"] for r in read_log(tmp_path / run / "quick-initial.log.jsonl")] for run in ("first", "second")]
+    assert losses[0] == losses[1]
+
+    broken = tmp_path / "broken"
+    proc = _bamf_train(broken, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = broken / "quick-initial" / "log.jsonl"
+    deadline = time.monotonic() + 240
+    while not (log.exists() and log.read_text().count("\n") >= 1) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    assert 1 <= len(read_log(log)) < 3, "the kill must land mid-run"
+    assert not (broken / "quick-initial.safetensors").exists()
+    resumed = _bamf_train(broken)
+    for key in first:
+        assert torch.equal(first[key], resumed[key]), key
