@@ -20,7 +20,7 @@ import numpy as np
 
 from bamf_lib.evaluation import METRICS, TABLE1_BASELINES, EvaluationResult, pair_set
 
-__all__ = ["PAPER_TABLE1", "format_table", "paper_result", "compare_to_best"]
+__all__ = ["PAPER_TABLE1", "format_table", "paper_result", "compare_to_best", "survey_ranking"]
 
 # The paper's Table 1 as printed: method -> metric -> (mean, wins or None). Its Q_Y win
 # counts add up to 25 over 24 pairs (1 + 2 + 6 + 16), which "beats all others" cannot
@@ -188,3 +188,28 @@ def compare_to_best(
             "most_wins": None if wins is None else bool(wins[k] >= top),
         }
     return out
+
+
+def survey_ranking(result: EvaluationResult, method: str = "bamf") -> list[dict]:
+    """``method`` beside all 18 methods of the Liu et al. 2020 survey on its 30 pairs.
+
+    The survey's methods are scored by its MATLAB toolbox (``published/Q_<kind>.mat``, read by
+    :func:`bamf_lib.published.toolbox_scores`); ``method``'s scores come from ``result`` (a
+    ``survey30`` evaluation), computed by :mod:`bamf_lib.metrics`, which reproduces the toolbox
+    (chapter 8).  Returns one row per method, best Q_MI first: ``{"method", "Q_MI", ..., "rank"}``
+    where ``rank[metric]`` is the method's place (1 = best) among the 19.
+    """
+    from bamf_lib.published import METRIC_COLUMNS, toolbox_scores
+
+    names = [p.name for p in pair_set("survey30")]
+    missing = [n for n in names if result.scores.get(method, {}).get(n) is None]
+    if missing:
+        raise ValueError(f"{method!r} has no scores for {missing[:3]}...: evaluate it on survey30")
+    colour, gray = toolbox_scores("color"), toolbox_scores("grayscale")
+    rows = [{"method": m, **{k: float(np.mean(np.concatenate([colour[m][k], gray[m][k]]))) for k in METRIC_COLUMNS}}
+            for m in colour]
+    rows.append({"method": method, **{k: float(np.mean([result.scores[method][n][k] for n in names]))
+                                      for k in METRIC_COLUMNS}})
+    for row in rows:
+        row["rank"] = {k: 1 + sum(other[k] > row[k] for other in rows) for k in METRIC_COLUMNS}
+    return sorted(rows, key=lambda r: -r["Q_MI"])

@@ -321,3 +321,21 @@ def test_valid_coarse_to_fine_is_exact_near_decisions(valid_net):
     np.testing.assert_allclose(part[mask & unsure], ref[mask & unsure], atol=OPT_ATOL)
     kept = mask & (np.abs(part - strided) > 0)
     np.testing.assert_allclose(part[kept], ref[kept], atol=OPT_ATOL)
+
+
+@pytest.mark.parametrize("net", ["initial", "boundary"])
+def test_shipped_fast_path_is_the_per_patch_reference(net):
+    """The shipped nets are padding-free and stride 1: the whole-image pass computes exactly the
+    paper's one-patch-per-pixel scores (here on 300 random pixels, edges included)."""
+    model = load_pretrained(net)
+    assert model.dense_capable
+    a, b, _ = _half_focused_pair(np.random.default_rng(14), shape=(96, 120), sigma=3.0)
+    rng = np.random.default_rng(15)
+    mask = np.zeros(a.shape, bool)
+    mask[rng.integers(0, a.shape[0], 300), rng.integers(0, a.shape[1], 300)] = True
+    mask[0, 0] = mask[-1, -1] = True
+    reference = score_masked(model, a, b, mask, path="reference", optimized=False)[mask]
+    fast = score_map(model, a, b, path="fast")[mask]
+    assert np.ptp(reference) > 0.1
+    np.testing.assert_allclose(fast, reference, atol=OPT_ATOL)
+    assert np.array_equal(fast > 0.5, reference > 0.5)

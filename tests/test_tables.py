@@ -57,3 +57,24 @@ def test_compare_to_best_uses_common_pairs_and_per_pair_margins():
         compare_to_best(_result(), "nobody")
     with pytest.raises(ValueError, match="baselines"):
         compare_to_best(_result(), "ours", ["nobody"])
+
+
+@pytest.mark.requires_data("published")
+def test_survey_ranking_places_a_method_among_the_18():
+    from bamf_lib.evaluation import pair_set
+    from bamf_lib.published import toolbox_scores
+    from bamf_lib.summary import EvaluationResult
+    from bamf_lib.tables import survey_ranking
+
+    names = [p.name for p in pair_set("survey30")]
+    best = {"Q_MI": 9.0, "Q_G": 9.0, "Q_Y": 9.0, "Q_CB": 9.0}
+    result = EvaluationResult(names, ["bamf"], {"bamf": {n: best for n in names}}, {}, {}, {}, [], [])
+    rows = survey_ranking(result)
+    assert len(rows) == 19 and rows[0]["method"] == "bamf" and rows[0]["rank"] == {k: 1 for k in best}
+    # a published method's mean is its 30 toolbox scores' mean (20 colour, then 10 grayscale)
+    cnn = next(r for r in rows if r["method"] == "cnn")
+    expected = (toolbox_scores("color")["cnn"]["Q_G"].sum() + toolbox_scores("grayscale")["cnn"]["Q_G"].sum()) / 30
+    assert cnn["Q_G"] == pytest.approx(expected)
+    assert cnn["rank"]["Q_G"] >= 2
+    with pytest.raises(ValueError, match="survey30"):
+        survey_ranking(EvaluationResult(names[:3], ["bamf"], {"bamf": {n: best for n in names[:3]}}, {}, {}, {}, [], []))
