@@ -127,7 +127,7 @@ def test_evaluate_saves_fused_images_and_refuses_to_overwrite(tmp_path):
 def test_evaluate_cli_prints_table_and_writes_json(tmp_path, monkeypatch, capsys):
     two = [p for p in pair_set("grayscale10") if p.name in ("g_05", "g_10")]
     monkeypatch.setattr(ev, "pair_set", lambda name: two)
-    monkeypatch.setattr(ev, "default_methods", lambda weights=None: {"GF": "published:GF", "bamf": lambda s: s[1]})
+    monkeypatch.setattr(ev, "default_methods", lambda weights=None, path="fast": {"GF": "published:GF", "bamf": lambda s: s[1]})
     out = tmp_path / "scores.json"
     args = argparse.Namespace(pairs="grayscale10", json_out=str(out), save_fused=str(tmp_path / "fused"))
     assert evaluate_cli(args) == 0
@@ -154,17 +154,17 @@ def test_default_methods_run_bamf_with_and_without_refinement(monkeypatch):
 
     calls = []
 
-    def fake_fuse(sources, *, refine=True, **kwargs):
-        calls.append(refine)
+    def fake_fuse(sources, *, refine=True, path="fast", **kwargs):
+        calls.append((refine, path))
         return types.SimpleNamespace(fused=sources[0])
 
     monkeypatch.setattr(bamf_lib.fusion, "fuse", fake_fuse)
-    methods = ev.default_methods()
+    methods = ev.default_methods(path="reference")
     assert list(methods)[:6] == ["NSCT", "SR", "NSCT-SR", "GF", "DSIFT", "CNN"]
     img = np.zeros((4, 4), np.uint8)
     methods["bamf-initial"]([img, img])
     methods["bamf"]([img, img])
-    assert calls == [False, True]
+    assert calls == [(False, "reference"), (True, "reference")]
 
 
 def _fake_pairs(monkeypatch, names):

@@ -20,7 +20,7 @@ def test_train_gpu_script_writes_both_nets(tmp_path, parallel):
     env = {**os.environ, "OUT": str(tmp_path), "BAMF_TIME_BUDGET": "120", "PYTHON": sys.executable,
            "BAMF_PARALLEL": parallel, "OMP_NUM_THREADS": "1"}
     tiny = ["--device", "cpu", "--set", "train.epochs=1", "--set", "train.max_samples=4",
-            "--set", "extra.regions_per_pair=1", "--set", "synthesis.n_backgrounds=2", "--set", "extra.val_samples=50"]
+            "--set", "train.regions_per_pair=1", "--set", "synthesis.n_backgrounds=2", "--set", "extra.val_samples=50"]
     subprocess.run(["bash", str(ROOT / "scripts" / "train_gpu.sh"), *tiny], cwd=ROOT, env=env, check=True,
                    capture_output=True, timeout=600)
     for net in ("initial", "boundary"):
