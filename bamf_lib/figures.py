@@ -1,6 +1,9 @@
 """Helpers for the figures the chapters share.
 
 * :func:`difference_map` computes the paper's Fig. 5 maps (fused image against one source).
+* :func:`compare_maps` measures how far two score maps are apart (fast against reference,
+  or S(A, B) against 1 - S(B, A)).
+* :func:`top_windows` places non-overlapping square crops where a weight map is largest.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ import numpy as np
 
 from bamf_lib.io import rgb2gray
 
-__all__ = ["difference_map"]
+__all__ = ["difference_map", "compare_maps", "top_windows"]
 
 
 def difference_map(fused: np.ndarray, source: np.ndarray, *, lam: float = 10.0) -> np.ndarray:
@@ -43,3 +46,86 @@ def difference_map(fused: np.ndarray, source: np.ndarray, *, lam: float = 10.0) 
         raise ValueError(f"lam must be > 0, got {lam}")
     diff = np.abs(rgb2gray(fused).astype(np.float32) - rgb2gray(source).astype(np.float32))
     return np.clip(255.0 - lam * diff, 0.0, 255.0).astype(np.float32)
+
+
+def compare_maps(x: np.ndarray, y: np.ndarray, mask: np.ndarray | None = None, *, threshold: float = 0.5) -> dict:
+    """How far two score maps are apart, on the pixels of ``mask`` (default: all).
+
+    Parameters
+    ----------
+    x, y : ndarray, float, one shape
+        Score maps in [0, 1] (e.g. a fast map and the per-patch reference).
+    mask : ndarray of bool, optional
+        The pixels to compare; must select at least one pixel.
+    threshold : float
+        The decisions compared are ``x > threshold`` and ``y > threshold``.
+
+    Returns
+    -------
+    dict
+        ``{"pixels": n, "mean_abs": float, "max_abs": float, "agreement": share of the
+        pixels whose decisions agree}``.
+
+    Example
+    -------
+    >>> compare_maps(np.array([0.2, 0.6]), np.array([0.3, 0.4]))
+    {'pixels': 2, 'mean_abs': 0.15, 'max_abs': 0.2, 'agreement': 0.5}
+    """
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"score maps of shapes {x.shape} and {y.shape} cannot be compared")
+    mask = np.ones(x.shape, bool) if mask is None else np.asarray(mask, bool)
+    if mask.shape != x.shape or not mask.any():
+        raise ValueError(f"mask must have the maps' shape {x.shape} and select a pixel")
+    xs, ys = x[mask], y[mask]
+    if not (np.isfinite(xs).all() and np.isfinite(ys).all()):
+        raise ValueError("the maps hold NaN or inf on the compared pixels")
+    diff = np.abs(xs - ys)
+    return {
+        "pixels": int(mask.sum()),
+        "mean_abs": round(float(diff.mean()), 12),
+        "max_abs": round(float(diff.max()), 12),
+        "agreement": float(((xs > threshold) == (ys > threshold)).mean()),
+    }
+
+
+def top_windows(weight: np.ndarray, side: int, n: int) -> list[tuple[int, int]]:
+    """Top-left corners of ``n`` non-overlapping ``side`` x ``side`` windows of largest total weight.
+
+    Greedy: the window with the largest sum of ``weight``, then the best one that does not
+    overlap any chosen so far, and so on; windows lie inside the image. Fewer than ``n``
+    corners come back when no further window fits or has positive weight.
+
+    Parameters
+    ----------
+    weight : ndarray, (H, W), float or bool, non-negative
+    side : int, 1 <= side <= min(H, W)
+    n : int, >= 1
+
+    Returns
+    -------
+    list of (row, col)
+
+    Example
+    -------
+    >>> w = np.zeros((8, 8)); w[5:7, 5:7] = 1; w[0, 0] = 0.5
+    >>> top_windows(w, 2, 2)
+    [(5, 5), (0, 0)]
+    """
+    weight = np.asarray(weight, np.float64)
+    if weight.ndim != 2 or (weight < 0).any():
+        raise ValueError(f"weight must be a non-negative 2-D map, got shape {weight.shape}")
+    if not 1 <= side <= min(weight.shape) or n < 1:
+        raise ValueError(f"need 1 <= side <= {min(weight.shape)} and n >= 1, got side={side}, n={n}")
+    # window sums at every top-left corner, from the summed-area table
+    sat = np.pad(weight.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    sums = sat[side:, side:] - sat[:-side, side:] - sat[side:, :-side] + sat[:-side, :-side]
+    corners: list[tuple[int, int]] = []
+    for _ in range(n):
+        if not (sums > 0).any():
+            break
+        y, x = np.unravel_index(int(np.argmax(sums)), sums.shape)
+        corners.append((int(y), int(x)))
+        # every corner whose window would overlap this one is out
+        sums[max(0, y - side + 1): y + side, max(0, x - side + 1): x + side] = -1.0
+    return corners

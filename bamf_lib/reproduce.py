@@ -113,13 +113,17 @@ def execute(paths: list[Path], out_dir: Path, parameters: dict) -> dict[str, flo
 
 
 def _hide_default_parameters(path: Path) -> None:
-    """Keep only papermill's injected parameters visible: the defaults cell would repeat them."""
+    """Take both parameter cells (the defaults and papermill's injected ones) off the page.
+
+    They are plumbing: each chapter says in prose which weights and profile its results
+    come from. The cells stay in the executed notebook (Colab, Binder, nbval run them).
+    """
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         tags = cell.get("metadata", {}).get("tags", [])
-        if "parameters" in tags and "remove-cell" not in tags:
+        if {"parameters", "injected-parameters"} & set(tags) and "remove-cell" not in tags:
             cell.metadata["tags"] = [*tags, "remove-cell"]
     nbformat.write(nb, path)
 

@@ -37,7 +37,10 @@ PAPER_TABLE1: dict[str, dict[str, tuple[float, int | None]]] = {
 }
 
 
-def format_table(result: EvaluationResult, *, means: str = "available", digits: int = 4, markdown: bool = True) -> str:
+def format_table(
+    result: EvaluationResult, *, means: str = "available", digits: int = 4, markdown: bool = True,
+    methods_as_rows: bool = False,
+) -> str:
     """Table 1's layout: rows = metrics, columns = methods, cells ``mean (wins)``.
 
     Parameters
@@ -72,6 +75,9 @@ def format_table(result: EvaluationResult, *, means: str = "available", digits: 
             cells.append(text)
         rows.append([k] + cells)
     header = ["Metric"] + methods
+    if methods_as_rows:
+        header = ["Method"] + [r[0] for r in rows]
+        rows = [[m] + [r[1 + i] for r in rows] for i, m in enumerate(methods)]
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]

@@ -3,14 +3,20 @@
 Needs the built HTML (``make book`` or ``bamf reproduce``; ``make test`` builds it first)
 and Debian's ``chromium`` + ``chromium-driver``.  Each chapter is opened, every image
 must have loaded, the console must be free of errors, and on the FDB chapter moving the
-slider must change the displayed image.  A screenshot of every chapter is saved under
-``_build/screenshots/``.
+slider must change the displayed image.  At a wide (1300 px) and a narrow (800 px)
+window, every figure and results table must carry a numbered caption that the prose
+refers to, every image a describing alt text, and no output, table, figure or equation
+may be wider than the column; no page may show a parameters cell, a machine path, a raw
+dict or a progress bar.  Screenshots and each page's length in screen heights
+(``page-lengths.json``) are saved under ``_build/screenshots/``.
 """
 
 from __future__ import annotations
 
 import functools
 import http.server
+import json
+import re
 import shutil
 import threading
 import time
@@ -23,6 +29,9 @@ HTML = ROOT / "_build" / "html"
 CHAPTERS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]-*.md"))
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+WIDTHS = (1300, 800)  # a laptop window and a narrow one (the sidebar folds away)
+SCREEN_HEIGHT = 900
+SHOTS = ROOT / "_build" / "screenshots"
 
 pytestmark = pytest.mark.skipif(
     not (HTML / "index.html").exists(),
@@ -144,3 +153,110 @@ def test_fdb_slider_changes_the_displayed_image(browser, server):
     after = _wait(lambda: (v := visible_image()) != before and v, timeout=10)
     browser.save_screenshot(str(ROOT / "_build" / "screenshots" / f"{chapter}-slider-moved.png"))
     assert after and after != before, "moving the slider did not change the displayed image"
+
+
+# Everything below reads the page as a reader would, at each of WIDTHS.
+_LAYOUT_JS = """
+const article = document.querySelector('article.bd-article');
+const col = article.getBoundingClientRect();
+const shown = el => el.offsetParent !== null && el.getClientRects().length > 0;
+const outputs = Array.from(article.querySelectorAll(
+  '.cell_output, .cell_output *, figure, figure img, table, .math, mjx-container, .pst-scrollable-table-container'))
+  .filter(el => shown(el) && !el.closest('.cell_input'));
+const wide = [];
+for (const el of outputs) {
+  const r = el.getBoundingClientRect();
+  const scrolls = ['auto', 'scroll'].includes(getComputedStyle(el).overflowX) && el.scrollWidth > el.clientWidth + 1;
+  if (r.right > col.right + 1 || r.left < col.left - 1 || scrolls) {
+    wide.push(`${el.tagName.toLowerCase()}.${String(el.className).slice(0, 40)} (${Math.round(r.width)} px` +
+              `${scrolls ? ', scrolls ' + el.scrollWidth : ''}; column ${Math.round(col.width)} px)`);
+  }
+}
+const captions = Array.from(article.querySelectorAll('figure, table'))
+  .filter(el => shown(el) && !el.closest('.jupyter-widgets'))
+  .map(el => {
+    const cap = el.tagName === 'TABLE' ? el.querySelector('caption') : el.querySelector('figcaption');
+    const number = cap ? (cap.querySelector('.caption-number') || {}).textContent || '' : '';
+    const refs = el.id ? article.querySelectorAll(`a[href="#${el.id}"]`).length : 0;
+    return {tag: el.tagName.toLowerCase(), id: el.id, number: number.trim(), refs: refs};
+  });
+const images = Array.from(article.querySelectorAll('img'))
+  .filter(i => shown(i) && !i.closest('.jupyter-widgets'))
+  .map(i => ({alt: i.alt || '', src: i.currentSrc.slice(-40), inFigure: !!i.closest('figure')}));
+return {wide: wide, captions: captions, images: images, text: article.innerText,
+        height: document.documentElement.scrollHeight, screen: window.innerHeight,
+        parameterCells: article.querySelectorAll('.tag_parameters, .tag_injected-parameters').length};
+"""
+
+_RESIDUE = {
+    "a machine path": r"(/work/|/home/|/tmp/|/usr/|site-packages|[A-Z]:\\)",
+    "an environment dump": r"BAMF_DATA_DIR=",
+    "a progress bar": r"(\d+(\.\d+)?\s?(it|cell|pair)s?/s|[\u2588\u258f\u258e\u258d\u258c\u258b\u258a\u2589]{2}|\d+%\|)",
+    "a raw dict or repr": r"(\{'[\w.]+': |<bamf_lib\.|object at 0x)",
+    "a parameters cell": r"(# Parameters|^profile = ['\"])",
+}
+
+
+@pytest.fixture(scope="module")
+def layouts(browser, server):
+    """Each chapter's layout facts at each width (one page load per chapter and width)."""
+    out = {}
+    for width in WIDTHS:
+        browser.set_window_size(width, SCREEN_HEIGHT)
+        for chapter in ["intro"] + CHAPTERS:
+            path = "book/intro.html" if chapter == "intro" else f"book/executed/{chapter}.html"
+            _open(browser, f"{server}/{path}")
+            time.sleep(1.0)  # MathJax typesets, the widget manager renders after load
+            out[chapter, width] = browser.execute_script(_LAYOUT_JS)
+            if chapter != "intro":
+                SHOTS.mkdir(parents=True, exist_ok=True)
+                browser.save_screenshot(str(SHOTS / f"{chapter}-{width}px.png"))
+    lengths = {c: round(out[c, WIDTHS[0]]["height"] / out[c, WIDTHS[0]]["screen"], 1) for c in ["intro"] + CHAPTERS}
+    (SHOTS / "page-lengths.json").write_text(json.dumps(
+        {"width": WIDTHS[0], "screen_height": SCREEN_HEIGHT, "screens": lengths}, indent=1))
+    return out
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_nothing_is_wider_than_its_column(layouts, chapter, width):
+    wide = layouts[chapter, width]["wide"]
+    assert not wide, f"{chapter} at {width} px: wider than the column: {wide[:5]}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_every_figure_and_table_has_a_numbered_caption_the_prose_cites(layouts, chapter):
+    for width in WIDTHS:
+        caps = layouts[chapter, width]["captions"]
+        assert caps, f"{chapter}: no captioned figure or table"
+        missing = [c for c in caps if not c["number"]]
+        assert not missing, f"{chapter} at {width} px: figures/tables without a numbered caption: {missing}"
+        uncited = [c["number"] for c in caps if c["refs"] == 0]
+        assert not uncited, f"{chapter}: captions the prose never refers to: {uncited}"
+        loose = [i["src"] for i in layouts[chapter, width]["images"] if not i["inFigure"]]
+        assert not loose, f"{chapter}: images outside a captioned figure: {loose}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_alt_texts_describe_the_pictures(layouts, chapter):
+    for image in layouts[chapter, WIDTHS[0]]["images"]:
+        alt = image["alt"]
+        assert len(alt.split()) >= 4 and not re.search(r"(\.png|\.jpg|/|_images)", alt), (
+            f"{chapter}: alt text {alt!r} does not describe the picture ({image['src']})")
+
+
+@pytest.mark.parametrize("chapter", ["intro"] + CHAPTERS)
+def test_no_plumbing_on_the_page(layouts, chapter):
+    page = layouts[chapter, WIDTHS[0]]
+    assert page["parameterCells"] == 0, f"{chapter}: a parameters cell is on the page"
+    for what, pattern in _RESIDUE.items():
+        hit = re.search(pattern, page["text"], flags=re.M)
+        assert not hit, f"{chapter}: the page shows {what}: ...{page['text'][max(0, hit.start() - 60):hit.end() + 40]!r}"
+
+
+def test_captions_counted_and_page_lengths_recorded(layouts):
+    counts = {c: len(layouts[c, WIDTHS[0]]["captions"]) for c in CHAPTERS}
+    assert sum(counts.values()) >= 3 * len(CHAPTERS), f"captions per chapter: {counts}"
+    assert json.loads((SHOTS / "page-lengths.json").read_text())["screens"]["intro"] > 0
+    intro = layouts["intro", WIDTHS[0]]
+    assert intro["captions"], "the introduction shows no captioned result"

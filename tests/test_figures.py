@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bamf_lib.figures import difference_map
+from bamf_lib.figures import compare_maps, difference_map, top_windows
+from bamf_lib.io import rgb2gray
 
 
 def test_difference_map_is_bright_where_fused_copies_the_source():
@@ -24,3 +25,39 @@ def test_difference_map_is_bright_where_fused_copies_the_source():
         difference_map(fused, src[:, :8])
     with pytest.raises(ValueError, match="lam"):
         difference_map(fused, src, lam=0)
+
+
+def test_compare_maps_measures_differences_and_decision_agreement():
+    x = np.array([[0.1, 0.4], [0.7, 0.9]])
+    y = np.array([[0.2, 0.6], [0.7, 0.8]])
+    r = compare_maps(x, y)
+    assert r["pixels"] == 4 and r["agreement"] == 0.75
+    assert abs(r["mean_abs"] - 0.1) < 1e-12 and abs(r["max_abs"] - 0.2) < 1e-12
+    only = compare_maps(x, y, np.array([[True, False], [True, False]]))
+    assert only == {"pixels": 2, "mean_abs": 0.05, "max_abs": 0.1, "agreement": 1.0}
+    # the swap symmetry S(B, A) = 1 - S(A, B) holds exactly for a map and its complement
+    assert compare_maps(x, 1 - (1 - x))["max_abs"] == 0
+    with pytest.raises(ValueError, match="shapes"):
+        compare_maps(x, y[:1])
+    with pytest.raises(ValueError, match="select"):
+        compare_maps(x, y, np.zeros((2, 2), bool))
+    with pytest.raises(ValueError, match="NaN"):
+        compare_maps(np.full((2, 2), np.nan), y)
+
+
+def test_top_windows_are_greedy_inside_and_disjoint():
+    w = np.zeros((40, 50))
+    w[30:36, 40:46] = 1.0  # the heaviest blob
+    w[2:6, 3:7] = 0.5
+    corners = top_windows(w, 8, 3)
+    assert corners[0] == (28, 38) or w[corners[0][0]:corners[0][0] + 8, corners[0][1]:corners[0][1] + 8].sum() == 36
+    assert len(corners) == 2  # nothing else has weight
+    (y0, x0), (y1, x1) = corners
+    assert abs(y0 - y1) >= 8 or abs(x0 - x1) >= 8
+    for y, x in corners:
+        assert 0 <= y <= 32 and 0 <= x <= 42
+    assert w[y1:y1 + 8, x1:x1 + 8].sum() == 8.0
+    with pytest.raises(ValueError, match="side"):
+        top_windows(w, 41, 1)
+    with pytest.raises(ValueError, match="non-negative"):
+        top_windows(-w, 4, 1)

@@ -29,7 +29,7 @@ def test_unknown_filter_is_an_error():
         reproduce.notebook_sources(only=["no-such-chapter"])
 
 
-def test_default_parameters_are_hidden_after_execution(tmp_path):
+def test_parameter_cells_are_removed_from_the_page_after_execution(tmp_path):
     import nbformat
 
     nb = nbformat.v4.new_notebook()
@@ -42,4 +42,16 @@ def test_default_parameters_are_hidden_after_execution(tmp_path):
     nbformat.write(nb, path)
     reproduce._hide_default_parameters(path)
     tags = [c.metadata.get("tags", []) for c in nbformat.read(path, as_version=4).cells]
-    assert tags == [["parameters", "remove-cell"], ["injected-parameters"], []]
+    assert tags == [["parameters", "remove-cell"], ["injected-parameters", "remove-cell"], []]
+
+
+def test_every_chapter_installs_bamf_lib_where_it_is_missing_and_hides_that_cell():
+    """Colab and Binder open a chapter without the repository: its first code cell installs it."""
+    import jupytext
+
+    for src in reproduce.notebook_sources():
+        cells = [c for c in jupytext.read(src).cells if c.cell_type == "code"]
+        first = cells[0]
+        assert "remove-cell" in first.metadata.get("tags", []), f"{src.name}: the install cell must be hidden"
+        assert 'find_spec("bamf_lib") is None' in first.source and "pip" in first.source, src.name
+        assert "parameters" in cells[1].metadata.get("tags", []), f"{src.name}: parameters follow the install cell"

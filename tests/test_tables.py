@@ -78,3 +78,13 @@ def test_survey_ranking_places_a_method_among_the_18():
     assert cnn["rank"]["Q_G"] >= 2
     with pytest.raises(ValueError, match="survey30"):
         survey_ranking(EvaluationResult(names[:3], ["bamf"], {"bamf": {n: best for n in names[:3]}}, {}, {}, {}, [], []))
+
+
+def test_format_table_methods_as_rows_is_the_transpose():
+    text = format_table(_result(), methods_as_rows=True)
+    lines = text.splitlines()
+    assert lines[0] == "| Method | Q_MI | Q_G | Q_Y | Q_CB |"
+    ours = next(line for line in lines if line.startswith("| ours |"))
+    assert ours.split(" | ")[1] == "**1.3667** (1)"
+    assert next(line for line in lines if line.startswith("| ours-w/o |")).count("9.0000") == 4
+    assert text.split("\n\n")[1] == format_table(_result()).split("\n\n")[1]  # the same notes
