@@ -4,6 +4,7 @@
 * :func:`compare_maps` measures how far two score maps are apart (fast against reference,
   or S(A, B) against 1 - S(B, A)).
 * :func:`top_windows` places non-overlapping square crops where a weight map is largest.
+* :func:`captioned_table` wraps a Markdown table in a numbered, referable MyST table.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 
 from bamf_lib.io import rgb2gray
 
-__all__ = ["difference_map", "compare_maps", "top_windows"]
+__all__ = ["difference_map", "compare_maps", "top_windows", "captioned_table"]
 
 
 def difference_map(fused: np.ndarray, source: np.ndarray, *, lam: float = 10.0) -> np.ndarray:
@@ -129,3 +130,45 @@ def top_windows(weight: np.ndarray, side: int, n: int) -> list[tuple[int, int]]:
         # every corner whose window would overlap this one is out
         sums[max(0, y - side + 1): y + side, max(0, x - side + 1): x + side] = -1.0
     return corners
+
+
+def captioned_table(table: str, caption: str, name: str) -> str:
+    """A Markdown table as a MyST ``{table}`` directive: numbered, captioned, citable as ``name``.
+
+    The book renders the Markdown that notebooks display as MyST, so a cell that displays
+    this text yields "Table N.M: caption", which the prose cites with ``{numref}`name```.
+    A colon fence is used because a caption may hold backticks.
+
+    Parameters
+    ----------
+    table : str
+        A Markdown pipe table (header, rule, rows); text after it (notes) stays below.
+    caption : str
+        One line of Markdown.
+    name : str
+        The label, letters, digits and ``-`` only.
+
+    Example
+    -------
+    >>> print(captioned_table("| a |\\n|---|\\n| 1 |", "One value.", "tab-one"))
+    :::{table} One value.
+    :name: tab-one
+    <BLANKLINE>
+    | a |
+    |---|
+    | 1 |
+    :::
+    """
+    import re
+
+    lines = table.strip().splitlines()
+    if len(lines) < 2 or not lines[0].lstrip().startswith("|") or not re.fullmatch(r"\|?[\s:|-]+\|?", lines[1].strip()):
+        raise ValueError("table must be a Markdown pipe table: a header line, then a |---| rule")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", name):
+        raise ValueError(f"name must be letters, digits and '-', got {name!r}")
+    caption = " ".join(caption.split())
+    if not caption:
+        raise ValueError("a table needs a caption")
+    n = next((i for i, line in enumerate(lines) if not line.lstrip().startswith("|")), len(lines))
+    body, notes = "\n".join(lines[:n]), "\n".join(lines[n:]).strip()
+    return f":::{{table}} {caption}\n:name: {name}\n\n{body}\n:::" + (f"\n\n{notes}" if notes else "")

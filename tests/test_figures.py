@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bamf_lib.figures import compare_maps, difference_map, top_windows
+from bamf_lib.figures import captioned_table, compare_maps, difference_map, top_windows
 from bamf_lib.io import rgb2gray
 
 
@@ -61,3 +61,15 @@ def test_top_windows_are_greedy_inside_and_disjoint():
         top_windows(w, 41, 1)
     with pytest.raises(ValueError, match="non-negative"):
         top_windows(-w, 4, 1)
+
+
+def test_captioned_table_is_a_myst_table_directive_with_notes_below():
+    text = captioned_table("| m | `Q_G` |\n|---|---|\n| x | 1 |\n\nMeans over 3 pairs.", "Scores of `bamf`.", "tab-x")
+    assert text.startswith(":::{table} Scores of `bamf`.\n:name: tab-x\n\n| m |")
+    assert text.endswith(":::\n\nMeans over 3 pairs.")
+    with pytest.raises(ValueError, match="pipe table"):
+        captioned_table("no table", "c", "tab-x")
+    with pytest.raises(ValueError, match="name"):
+        captioned_table("| a |\n|---|", "c", "tab x")
+    with pytest.raises(ValueError, match="caption"):
+        captioned_table("| a |\n|---|", " ", "tab-x")
