@@ -5,6 +5,7 @@
   or S(A, B) against 1 - S(B, A)).
 * :func:`top_windows` places non-overlapping square crops where a weight map is largest.
 * :func:`captioned_table` wraps a Markdown table in a numbered, referable MyST table.
+* :func:`provenance` says in one short phrase which weights made a result.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 
 from bamf_lib.io import rgb2gray
 
-__all__ = ["difference_map", "compare_maps", "top_windows", "captioned_table"]
+__all__ = ["difference_map", "compare_maps", "top_windows", "captioned_table", "provenance"]
 
 
 def difference_map(fused: np.ndarray, source: np.ndarray, *, lam: float = 10.0) -> np.ndarray:
@@ -172,3 +173,36 @@ def captioned_table(table: str, caption: str, name: str) -> str:
     n = next((i for i, line in enumerate(lines) if not line.lstrip().startswith("|")), len(lines))
     body, notes = "\n".join(lines[:n]), "\n".join(lines[n:]).strip()
     return f":::{{table}} {caption}\n:name: {name}\n\n{body}\n:::" + (f"\n\n{notes}" if notes else "")
+
+
+def provenance(metadata: dict, *, where: str = "shipped") -> str:
+    """One phrase naming the weights behind a result, for a caption: profile, net, training time.
+
+    Parameters
+    ----------
+    metadata : dict
+        A weights file's metadata (``load_pretrained(...).metadata``): ``profile`` and
+        ``architecture`` are required; ``seconds`` and ``device`` are used when present.
+    where : str
+        Which weight set ("shipped", "padded", ...).
+
+    Example
+    -------
+    >>> provenance({"profile": "exact", "architecture": "ResNet v1 depth 8 width 16, 64x64 patches, 2 channels",
+    ...             "seconds": 1410.7, "device": "cpu"})
+    'shipped `exact` weights (ResNet v1-8, width 16, 64x64 patches; trained 24 min on the CPU)'
+    """
+    import re
+
+    missing = [k for k in ("profile", "architecture") if k not in metadata]
+    if missing:
+        raise ValueError(f"weights metadata lacks {missing}: cannot say where a result comes from")
+    arch = str(metadata["architecture"])
+    m = re.match(r"ResNet (v\d) depth (\d+) width (\d+), (\d+x\d+) patches", arch)
+    net = f"ResNet {m[1]}-{m[2]}, width {m[3]}, {m[4]} patches" if m else arch.split(",")[0]
+    trained = ""
+    if "seconds" in metadata:
+        device = str(metadata.get("device", "?"))
+        device = "the CPU" if device == "cpu" else device
+        trained = f"; trained {float(metadata['seconds']) / 60:.0f} min on {device}"
+    return f"{where} `{metadata['profile']}` weights ({net}{trained})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bamf_lib.figures import captioned_table, compare_maps, difference_map, top_windows
+from bamf_lib.figures import captioned_table, compare_maps, difference_map, provenance, top_windows
 from bamf_lib.io import rgb2gray
 
 
@@ -73,3 +73,13 @@ def test_captioned_table_is_a_myst_table_directive_with_notes_below():
         captioned_table("| a |\n|---|", "c", "tab x")
     with pytest.raises(ValueError, match="caption"):
         captioned_table("| a |\n|---|", " ", "tab-x")
+
+
+def test_provenance_names_profile_net_and_training_once():
+    meta = {"profile": "gpu", "architecture": "ResNet v1 depth 20 width 16, 32x32 patches, 2 channels",
+            "seconds": 120.0, "device": "cuda"}
+    text = provenance(meta, where="padded")
+    assert text == "padded `gpu` weights (ResNet v1-20, width 16, 32x32 patches; trained 2 min on cuda)"
+    assert provenance({"profile": "p", "architecture": "odd net, more"}) == "shipped `p` weights (odd net)"
+    with pytest.raises(ValueError, match="profile"):
+        provenance({"architecture": "x"})
