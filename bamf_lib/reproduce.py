@@ -15,11 +15,21 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["ROOT", "notebook_sources", "require_data", "convert", "execute", "build_book", "reproduce"]
+__all__ = [
+    "ROOT", "notebook_sources", "require_data", "convert", "execute", "glued", "export_intro", "build_book",
+    "reproduce",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 EXECUTED = ROOT / "book" / "executed"
+GENERATED = ROOT / "book" / "generated"  # what the introduction includes (built, not committed)
+# The introduction (a plain page) shows results that chapters compute: (chapter, glue key) -> file
+INTRO_EXPORTS = {
+    ("07-fusion", "fig-intro-fused"): "intro-fused.png",
+    ("09-evaluation", "verdict"): "intro-verdict.md",
+    ("09-evaluation", "weights"): "intro-weights.md",
+}
 CELL_TIMEOUT = 900  # seconds; the slowest cell on the quick profile takes about a minute
 
 
@@ -128,6 +138,53 @@ def _hide_default_parameters(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+def glued(path: Path, key: str) -> tuple[str, str | bytes]:
+    """The value a notebook glued (``myst_nb.glue``) under ``key``: ``(mime type, data)``.
+
+    An image comes back as bytes, Markdown or text as str. Raises ``KeyError`` when the
+    executed notebook holds no such key.
+    """
+    import base64
+
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            meta = out.get("metadata", {}).get("scrapbook", {})
+            if meta.get("name") != key:
+                continue
+            prefix = meta.get("mime_prefix", "")
+            for mime in ("image/png", "text/markdown", "text/plain"):
+                if prefix + mime in out.get("data", {}):
+                    data = out["data"][prefix + mime]
+                    data = "".join(data) if isinstance(data, list) else data
+                    return mime, base64.b64decode(data) if mime == "image/png" else data
+    raise KeyError(f"{path.name} glues no {key!r}")
+
+
+def export_intro(executed: Path = EXECUTED, out_dir: Path = GENERATED) -> list[Path]:
+    """Write the chapter results the introduction shows (:data:`INTRO_EXPORTS`) to ``out_dir``.
+
+    Chapters whose executed notebook is missing are skipped (a partial ``--only`` run).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for (chapter, key), name in INTRO_EXPORTS.items():
+        path = Path(executed) / f"{chapter}.ipynb"
+        if not path.exists():
+            continue
+        mime, data = glued(path, key)
+        dst = out_dir / name
+        if mime == "image/png":
+            dst.write_bytes(data)
+        else:
+            dst.write_text(data.strip() + "\n")
+        written.append(dst)
+    return written
+
+
 def build_book(warnings_as_errors: bool = True) -> Path:
     """``jupyter-book build`` the repository root; return the HTML folder."""
     # the console script lives beside this interpreter (the package has no __main__)
@@ -148,6 +205,7 @@ def reproduce(profile: str = "quick", book: bool = True, only: list[str] | None 
     staging = ROOT / "build" / "notebooks"
     paths = convert(staging, only)
     seconds = execute(paths, EXECUTED, {"profile": profile, "seed": seed})
+    export_intro()
     if book:
         t0 = time.perf_counter()
         html = build_book()

@@ -55,3 +55,32 @@ def test_every_chapter_installs_bamf_lib_where_it_is_missing_and_hides_that_cell
         assert "remove-cell" in first.metadata.get("tags", []), f"{src.name}: the install cell must be hidden"
         assert 'find_spec("bamf_lib") is None' in first.source and "pip" in first.source, src.name
         assert "parameters" in cells[1].metadata.get("tags", []), f"{src.name}: parameters follow the install cell"
+
+
+def test_export_intro_writes_what_chapters_glued(tmp_path):
+    import base64
+
+    import nbformat
+
+    executed = tmp_path / "executed"
+    executed.mkdir()
+    png = b"\x89PNG fake"
+    record = "application/papermill.record/"
+    outputs = {
+        "07-fusion": [("fig-intro-fused", {record + "image/png": base64.b64encode(png).decode()})],
+        "09-evaluation": [("verdict", {record + "text/markdown": "Two sentences."}),
+                          ("weights", {record + "text/markdown": "shipped `exact` weights"})],
+    }
+    for chapter, glues in outputs.items():
+        nb = nbformat.v4.new_notebook()
+        cell = nbformat.v4.new_code_cell("glue(...)")
+        cell.outputs = [nbformat.v4.new_output("display_data", data=data, metadata={
+            "scrapbook": {"name": key, "mime_prefix": record}}) for key, data in glues]
+        nb.cells = [cell]
+        nbformat.write(nb, executed / f"{chapter}.ipynb")
+    written = reproduce.export_intro(executed, tmp_path / "gen")
+    assert sorted(p.name for p in written) == ["intro-fused.png", "intro-verdict.md", "intro-weights.md"]
+    assert (tmp_path / "gen" / "intro-fused.png").read_bytes() == png
+    assert (tmp_path / "gen" / "intro-verdict.md").read_text() == "Two sentences.\n"
+    with pytest.raises(KeyError, match="nothing"):
+        reproduce.glued(executed / "07-fusion.ipynb", "nothing")
