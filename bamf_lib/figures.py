@@ -68,8 +68,8 @@ def compare_maps(x: np.ndarray, y: np.ndarray, mask: np.ndarray | None = None, *
         ``{"pixels": n, "mean_abs": float, "max_abs": float, "agreement": share of the
         pixels whose decisions agree}``.
 
-    Example
-    -------
+    Examples
+    --------
     >>> compare_maps(np.array([0.2, 0.6]), np.array([0.3, 0.4]))
     {'pixels': 2, 'mean_abs': 0.15, 'max_abs': 0.2, 'agreement': 0.5}
     """
@@ -108,8 +108,8 @@ def top_windows(weight: np.ndarray, side: int, n: int) -> list[tuple[int, int]]:
     -------
     list of (row, col)
 
-    Example
-    -------
+    Examples
+    --------
     >>> w = np.zeros((8, 8)); w[5:7, 5:7] = 1; w[0, 0] = 0.5
     >>> top_windows(w, 2, 2)
     [(5, 5), (0, 0)]
@@ -149,8 +149,8 @@ def captioned_table(table: str, caption: str, name: str) -> str:
     name : str
         The label, letters, digits and ``-`` only.
 
-    Example
-    -------
+    Examples
+    --------
     >>> print(captioned_table("| a |\\n|---|\\n| 1 |", "One value.", "tab-one"))
     :::{table} One value.
     :name: tab-one
@@ -186,8 +186,8 @@ def provenance(metadata: dict, *, where: str = "shipped") -> str:
     where : str
         Which weight set ("shipped", "padded", ...).
 
-    Example
-    -------
+    Examples
+    --------
     >>> provenance({"profile": "exact", "architecture": "ResNet v1 depth 8 width 16, 64x64 patches, 2 channels",
     ...             "seconds": 1410.7, "device": "cpu"})
     'shipped `exact` weights (ResNet v1-8, width 16, 64x64 patches; trained 24 min on the CPU)'
