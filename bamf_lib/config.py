@@ -160,18 +160,19 @@ class TrainConfig:
 class FDBConfig:
     """Focused/defocused-boundary classification: box window ``k`` and threshold ``tau``.
 
-    The paper gives no values.  These were chosen with ``bamf_lib.boundary.tune_fdb`` for
-    the shipped default weights (``exact`` profile) on 8 synthetic ground-truth pairs
-    (``groundtruth_set(8, seed=1)``: held-out images, never a test pair), grid k in
-    {5, 9, 15, 21, 31} x tau in {0.01, 0.05, 0.1, 0.2, 0.3, 0.4}: the best post-processed
-    accuracy, the smallest band within 0.1 point of it (``python scripts/weights_report.py``).
-    A weights file may carry its own tuned pair in its metadata (``"fdb"``), which
-    :func:`bamf_lib.fusion.fdb_for` prefers: the ``padded`` set's is k = 15, tau = 0.01.
+    The paper gives no values.  These are the fallback when a weights file carries none: the
+    pair chosen with ``bamf_lib.boundary.tune_fdb`` for the shipped default weights (``whole``
+    profile) on 8 synthetic validation pairs (``groundtruth_set(8, seed=1, images="kodak")``:
+    held-out Kodak photographs, never a test pair), grid k in {5, 9, 15, 21, 31} x tau in
+    {0.01, 0.05, 0.1, 0.2, 0.3, 0.4}: the best refined accuracy, the smallest band within 0.1
+    point of it (``python scripts/select_weights.py bamf_lib/weights --store``).  The one source
+    of truth is the initial net's metadata (``"fdb"``), which :func:`bamf_lib.fusion.fdb_for`
+    reads first: the ``padded`` set's is k = 15, tau = 0.01, the ``exact`` set's k = 21, tau = 0.4.
     Chapter 5 repeats the computation live.
     """
 
     k: int = 5
-    tau: float = 0.2
+    tau: float = 0.3
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.k % 2 == 0:
