@@ -183,21 +183,10 @@ class FDBConfig:
 
 @dataclass(frozen=True)
 class PostprocessConfig:
-    """Binarisation and small-region removal; regions under ``area_fraction * H * W`` flip.
-
-    ``fill_margin`` (an option beyond the paper, off by default): before binarising, pixels whose
-    score lies within ``fill_margin`` of 0.5 (the net cannot tell, e.g. on flat walls) take the
-    Gaussian-weighted vote of the confident pixels around them
-    (:func:`bamf_lib.postprocess.fill_uncertain`).
-    """
+    """Binarisation and small-region removal; regions under ``area_fraction * H * W`` flip."""
 
     threshold: float = 0.5
     area_fraction: float = 0.01
-    fill_margin: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.fill_margin is not None and not 0.0 < self.fill_margin <= 0.5:
-            raise ValueError(f"PostprocessConfig.fill_margin must lie in (0, 0.5] or be None, got {self.fill_margin}")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import numpy as np
 
 from bamf_lib.config import PostprocessConfig
 
-__all__ = ["binarize", "remove_small_regions", "fill_uncertain", "decision_map"]
+__all__ = ["binarize", "remove_small_regions", "decision_map"]
 
 
 def binarize(score: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -78,52 +78,12 @@ def remove_small_regions(decision: np.ndarray, area_fraction: float = 0.01) -> n
     return ~_drop_small(~decision, min_area)
 
 
-def fill_uncertain(score: np.ndarray, margin: float, scales: tuple[float, ...] = (0.05, 0.25)) -> np.ndarray:
-    """Replace uncertain scores by the vote of the confident pixels around them.
-
-    A pixel is confident when ``|S - 0.5| >= margin``.  Each uncertain pixel gets the
-    Gaussian-weighted share of confident neighbours that chose A,
-    ``G_s * (C [S > 0.5]) / G_s * C``, first with sigma ``scales[0] * min(H, W)``, then, where
-    no confident pixel lies near, with the next scale; a map without confident pixels is
-    returned unchanged.  Flat, textureless regions (a white wall) score near 0.5 in either
-    source, and this lets the regions around them decide.
-
-    Examples
-    --------
-    >>> s = np.full((40, 40), 0.5, np.float32); s[:, :10] = 1.0; s[:, 30:] = 0.0
-    >>> d = fill_uncertain(s, 0.25) > 0.5
-    >>> bool(d[:, :18].all()), bool(d[:, 22:].any())
-    (True, False)
-    """
-    s = np.asarray(score, np.float32)
-    if s.ndim != 2:
-        raise ValueError(f"score must be a 2-D (H, W) map, got shape {s.shape}")
-    if not 0.0 < margin <= 0.5:
-        raise ValueError(f"margin must lie in (0, 0.5], got {margin!r}")
-    confident = (np.abs(s - 0.5) >= margin).astype(np.float32)
-    vote = confident * (s > 0.5)
-    out, todo = s.copy(), confident == 0
-    for scale in scales:
-        if not todo.any():
-            break
-        sigma = max(1.0, scale * min(s.shape))
-        num = cv2.GaussianBlur(vote, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-        den = cv2.GaussianBlur(confident, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-        ok = todo & (den > 1e-3)
-        out[ok] = num[ok] / den[ok]
-        todo &= ~ok
-    return out
-
-
 def decision_map(score: np.ndarray, cfg: PostprocessConfig = PostprocessConfig()) -> np.ndarray:
-    """Binarise ``score`` and remove small regions, as ``cfg`` says (filling uncertain scores
-    first when ``cfg.fill_margin`` is set).
+    """Binarise ``score`` and remove small regions, as ``cfg`` says.
 
     Returns
     -------
     ndarray of bool, shape (H, W)
         True where source A is taken.
     """
-    if cfg.fill_margin is not None:
-        score = fill_uncertain(score, cfg.fill_margin)
     return remove_small_regions(binarize(score, cfg.threshold), cfg.area_fraction)
