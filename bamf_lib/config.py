@@ -171,8 +171,8 @@ class FDBConfig:
     Chapter 5 repeats the computation live.
     """
 
-    k: int = 5
-    tau: float = 0.3
+    k: int = 15
+    tau: float = 0.1
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.k % 2 == 0:
