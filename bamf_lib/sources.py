@@ -115,7 +115,7 @@ def _foregrounds(cfg: SynthesisConfig, role: str, _env: tuple) -> list[tuple[str
 # Natural backgrounds (``backgrounds/``): the paper takes COCO images "without obvious defocus".
 # A photograph passes when the least sharp tile of its 3 x 3 grid (mean |Laplacian| of the gray
 # image) is >= SHARP_MIN_TILE grey levels and >= SHARP_MIN_RATIO times its median tile: no part is
-# flat or much blurrier than the rest.  151 of the 224 pass (Urban100 68, BSD100 64, Kodak24 19).
+# flat or much blurrier than the rest.  150 of the 224 pass (Urban100 68, BSD100 63, Kodak24 19).
 SHARP_MIN_TILE = 4.0
 SHARP_MIN_RATIO = 0.3
 # Kodak24 is held out of training: its sharp photographs are the backgrounds of the synthetic
