@@ -21,9 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-__all__ = ["Stack", "BatchReport", "stacks_in_folder", "stacks_in_list", "run_batch"]
+__all__ = ["Stack", "BatchReport", "stacks_for", "stacks_in_folder", "stacks_in_list", "run_batch"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +44,12 @@ class BatchReport:
     def summary(self) -> str:
         return (f"{len(self.fused)} fused, {len(self.skipped)} skipped (output exists; --force replaces it), "
                 f"{len(self.failed)} failed")
+
+    def exit_status(self) -> int:
+        """0 when no stack failed; 2 when every failure was bad input or a file problem; 1 otherwise (a bug)."""
+        if not self.failed:
+            return 0
+        return 2 if all(isinstance(e, (ValueError, OSError)) for _, e in self.failed) else 1
 
 
 def _is_image(path: Path) -> bool:
@@ -87,6 +91,19 @@ def stacks_in_folder(folder: str | Path, out_dir: str | Path | None = None, suff
     if not stacks:
         raise ValueError(f"--batch {folder} has no subfolders; put each stack's images in a folder of its own")
     return stacks
+
+
+def stacks_for(*, batch: str | None, list_file: str | None, output: str | None, suffix: str) -> list[Stack]:
+    """The stacks ``bamf fuse --batch DIR [-o OUTDIR] [--suffix S]`` or ``--list FILE`` names."""
+    if batch and list_file:
+        raise ValueError("give --batch or --list, not both")
+    if list_file:
+        if output:
+            raise ValueError("a --list file names each stack's output; drop -o")
+        return stacks_in_list(list_file)
+    if output and Path(output).exists() and not Path(output).is_dir():
+        raise NotADirectoryError(f"-o {output}: with --batch, -o names the folder for the fused images")
+    return stacks_in_folder(batch, output, suffix)
 
 
 def stacks_in_list(list_file: str | Path) -> list[Stack]:
@@ -138,6 +155,8 @@ def run_batch(stacks: Sequence[Stack], fuse_one: Callable[[Stack], None], *, for
     -------
     BatchReport
     """
+    from tqdm import tqdm
+
     report = BatchReport()
     outputs = [s.output.resolve() for s in stacks]
     bar = tqdm(stacks, desc="stacks", unit="stack", disable=not progress)

@@ -115,28 +115,17 @@ def _cmd_fuse(args: argparse.Namespace) -> int:
 
 def _cmd_fuse_batch(args: argparse.Namespace) -> int:
     """``bamf fuse --batch DIR [-o OUTDIR]`` or ``--list FILE``: many stacks, one process."""
-    from bamf_lib.batch import run_batch, stacks_in_folder, stacks_in_list
+    from bamf_lib.batch import run_batch, stacks_for
 
-    if args.batch and args.list:
-        raise ValueError("give --batch or --list, not both")
     if args.sources or args.decision_map:
         raise ValueError("--batch and --list name the stacks themselves; give no source images or --decision-map")
-    if args.list:
-        if args.output:
-            raise ValueError("a --list file names each stack's output; drop -o")
-        stacks = stacks_in_list(args.list)
-    else:
-        if args.output and Path(args.output).exists() and not Path(args.output).is_dir():
-            raise NotADirectoryError(f"-o {args.output}: with --batch, -o names the folder for the fused images")
-        stacks = stacks_in_folder(args.batch, args.output, args.suffix)
+    stacks = stacks_for(batch=args.batch, list_file=args.list, output=args.output, suffix=args.suffix)
     report = run_batch(stacks, lambda st: _fuse_stack(args, list(st.sources), st.output, progress=False),
                        force=args.force, progress=not args.quiet, debug=args.debug)
     for stack, exc in report.failed:
         print(f"bamf fuse: failed {stack.name} (-> {stack.output}): {_one_line(exc)}", file=sys.stderr)
     print(f"bamf fuse: {len(stacks)} stacks: {report.summary()}", file=sys.stderr)
-    if not report.failed:
-        return 0
-    return 2 if all(isinstance(e, (ValueError, OSError)) for _, e in report.failed) else 1
+    return report.exit_status()
 
 
 def _cmd_metrics(args: argparse.Namespace) -> int:
