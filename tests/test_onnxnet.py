@@ -58,12 +58,21 @@ def test_random_nets_of_the_dense_families_match_torch(tmp_path, profile):
     np.testing.assert_allclose(got[mask], score_masked(net, a, b, mask, device="cpu")[mask], atol=TOLERANCE)
 
 
+def test_every_shipped_dense_net_has_its_graph_beside_it():
+    from bamf_lib.weights import header_info
+
+    dense = [f for f in sorted(WEIGHTS_DIR.rglob("*.safetensors")) if header_info(f)[0].dense_capable]
+    assert dense and WEIGHTS_DIR / "initial.safetensors" in dense
+    for file in dense:
+        graph = onnxnet._session(onnxnet.onnx_path(file))
+        # a graph from other weights would be refused at load time: re-export with python -m bamf_lib.export DIR
+        sha = hashlib.sha256(file.read_bytes()).hexdigest()
+        assert graph.get_modelmeta().custom_metadata_map[onnxnet.SOURCE_KEY] == sha, file
+
+
 @pytest.mark.parametrize("net", ["initial", "boundary"])
-def test_shipped_graphs_are_the_shipped_weights(net):
+def test_shipped_graphs_score_as_the_shipped_weights(net):
     file = WEIGHTS_DIR / f"{net}.safetensors"
-    graph = onnxnet._session(onnxnet.onnx_path(file))
-    # a graph exported from other weights would be refused at load time: re-export with python -m bamf_lib.export
-    assert graph.get_modelmeta().custom_metadata_map[onnxnet.SOURCE_KEY] == hashlib.sha256(file.read_bytes()).hexdigest()
     onnx, model = onnxnet.load_onnx(file), load_pretrained(net)
     a, b = _pair(150, 170, seed=2)
     np.testing.assert_allclose(onnx.score_map(a, b), score_map(model, a, b, device="cpu"), atol=TOLERANCE)
@@ -109,14 +118,21 @@ def test_onnx_and_torch_fuse_to_the_same_decision():
 
 
 @pytest.mark.requires_data("lytro")
-def test_decision_maps_equal_torch_on_all_20_lytro_pairs():
+def test_decisions_equal_torch_on_all_20_lytro_pairs_but_float32_ties():
+    """ONNX Runtime against torch's fast path, as fused in process.  With the 20-layer shipped nets,
+    float32 implementations (ONNX Runtime, torch's oneDNN copy, the plain torch net) round a score
+    differently by up to ~2e-5, so a pixel whose refined score is that close to 0.5 may fall either
+    way: e.g. lytro-18 (16, 87), 0.5 - 2.2e-6 in float64, is 0.4999969 here, 0.5000010 on oneDNN.
+    Any other difference fails."""
     from bamf_lib.datasets import LYTRO_INDICES, lytro_pair
 
     for n in LYTRO_INDICES:
         sources = list(lytro_pair(n))
-        onnx, plain = fuse(sources), fuse(sources, backend="torch", device="cpu")
-        assert np.abs(onnx.score_map - plain.score_map).max() <= TOLERANCE, n
-        np.testing.assert_array_equal(onnx.decision_map, plain.decision_map, err_msg=f"lytro-{n:02d}")
+        onnx, torch_ = fuse(sources), fuse(sources, backend="torch", device="cpu")
+        assert np.abs(onnx.score_map - torch_.score_map).max() <= 5 * TOLERANCE, n
+        differ = onnx.decision_map != torch_.decision_map
+        assert differ.sum() <= 2, (n, int(differ.sum()))
+        assert (np.abs(torch_.refined_score_map[differ] - 0.5) < 5 * TOLERANCE).all(), n
 
 
 _NO_TORCH = """
