@@ -23,6 +23,8 @@ from collections.abc import Iterable, Sequence
 import cv2
 import numpy as np
 
+from bamf_lib.onnxnet import OnnxNet
+
 __all__ = ["smooth_scores", "near_boundary", "refine", "select_fdb", "tune_fdb", "WHOLE_IMAGE_ABOVE"]
 
 # On the whole-image scoring paths, a band larger than this share of the image is scored by
@@ -117,8 +119,10 @@ def refine(
         Initial score map from the initial network.
     a, b : ndarray of float32, shape (H, W)
         The gray sources in [0, 1] that produced ``score``.
-    boundary_model : torch.nn.Module
-        The boundary network (same interface as the initial one).
+    boundary_model : torch.nn.Module or OnnxNet
+        The boundary network (same interface as the initial one), on torch or ONNX Runtime
+        (:class:`bamf_lib.onnxnet.OnnxNet`, which scores the band's tiles or the whole image,
+        whichever is cheaper).
     k, tau : int, float
         FDB window and margin (see :func:`near_boundary`).
     path, device : str
@@ -136,14 +140,16 @@ def refine(
     mask : ndarray of bool, shape (H, W)
         The pixels that were re-scored.
     """
-    from bamf_lib import scoring
-
     score = _check_score(score)
     if np.shape(a) != score.shape or np.shape(b) != score.shape:
         raise ValueError(f"a {np.shape(a)} and b {np.shape(b)} must have the score map's shape {score.shape}")
     mask = near_boundary(score, k, tau)
     refined = score.copy()
-    if mask.any():
+    if mask.any() and isinstance(boundary_model, OnnxNet):  # it picks masked tiles or the whole image by cost
+        refined[mask] = boundary_model.score_masked(a, b, mask)[mask]
+    elif mask.any():
+        from bamf_lib import scoring
+
         if path == "reference" or mask.mean() < WHOLE_IMAGE_ABOVE:
             rescored = scoring.score_masked(boundary_model, a, b, mask, path=path, device=device, optimized=optimized)
         else:

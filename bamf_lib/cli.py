@@ -1,5 +1,10 @@
 """The ``bamf`` command line: ``fuse``, ``metrics``, ``train``, ``evaluate``, ``reproduce``, ``data``.
 
+``bamf fuse`` fuses one stack, or many in one process (``--batch DIR``, ``--list FILE``;
+:mod:`bamf_lib.batch`): the networks load once, finished stacks are skipped unless
+``--force``, a failing stack is reported at the end (exit status 2, or 1 for a bug) and the
+others go on.  It never imports torch on the default ONNX Runtime path.
+
 Each subcommand parses its arguments here and calls one library function; errors from
 bad input are printed as one line on stderr with exit status 2 and nothing is written.
 An unexpected error prints one line too (exit status 1), with a hint to rerun with
@@ -67,34 +72,60 @@ def _check_output(path: str | None, force: bool, inputs: list[str] = (), option:
     _check_writable(out.parent, option)
 
 
-def _cmd_fuse(args: argparse.Namespace) -> int:
+def _fuse_stack(args: argparse.Namespace, source_paths: list, output: str | Path, decision_map: str | None = None,
+                progress: bool = True) -> str:
+    """Fuse one stack and write it (and its decision map); returns the line to report."""
     from bamf_lib.io import check_sources, read_image, write_image
 
     from bamf_lib.fusion import MAX_SOURCES, fuse
 
-    out = Path(args.output)
-    if len(args.sources) > MAX_SOURCES:
-        raise ValueError(f"{len(args.sources)} sources, more than the {MAX_SOURCES} one decision map can index; "
+    out = Path(output)
+    if len(source_paths) > MAX_SOURCES:
+        raise ValueError(f"{len(source_paths)} sources, more than the {MAX_SOURCES} one decision map can index; "
                          f"fuse them in groups, then fuse the groups' results")
-    _check_output(args.output, args.force, args.sources)
-    _check_output(args.decision_map, args.force, args.sources, "--decision-map")
-    if args.decision_map and _same_file(Path(args.decision_map), out):
+    _check_output(str(output), args.force, source_paths)
+    _check_output(decision_map, args.force, source_paths, "--decision-map")
+    if decision_map and _same_file(Path(decision_map), out):
         raise ValueError(f"--decision-map and -o name the same file {out}")
-    sources = check_sources([read_image(p, max_pixels=args.max_pixels) for p in args.sources],
-                            names=[str(p) for p in args.sources])
+    sources = check_sources([read_image(p, max_pixels=args.max_pixels) for p in source_paths],
+                            names=[str(p) for p in source_paths])
 
     large = sources[0].shape[0] * sources[0].shape[1] >= _PROGRESS_PIXELS
-    result = fuse(sources, path=args.path, device=args.device, align=args.align, progress=large and not args.quiet,
-                  weights=args.weights)
+    result = fuse(sources, path=args.path, device=args.device, align=args.align, progress=large and progress,
+                  weights=args.weights, backend=args.backend)
     # both images are ready before either is written, so a failure leaves no output
     write_image(out, result.fused, overwrite=args.force)
-    if args.decision_map:
+    if decision_map:
         dm = (result.decision_map.astype("uint16") * (255 // (len(sources) - 1))).astype("uint8")
-        write_image(args.decision_map, dm, overwrite=args.force)
+        write_image(decision_map, dm, overwrite=args.force)
+    total = sum(result.timings.values())
+    return f"wrote {out} ({result.fused.shape[1]}x{result.fused.shape[0]}) in {total:.2f} s"
+
+
+def _cmd_fuse(args: argparse.Namespace) -> int:
+    if args.batch or args.list:
+        return _cmd_fuse_batch(args)
+    if not args.sources or args.output is None:
+        raise ValueError("name the source images and -o OUTPUT (or many stacks: --batch DIR, --list FILE)")
+    line = _fuse_stack(args, args.sources, args.output, args.decision_map, progress=not args.quiet)
     if not args.quiet:
-        total = sum(result.timings.values())
-        print(f"wrote {out} ({result.fused.shape[1]}x{result.fused.shape[0]}) in {total:.2f} s", file=sys.stderr)
+        print(line, file=sys.stderr)
     return 0
+
+
+def _cmd_fuse_batch(args: argparse.Namespace) -> int:
+    """``bamf fuse --batch DIR [-o OUTDIR]`` or ``--list FILE``: many stacks, one process."""
+    from bamf_lib.batch import run_batch, stacks_for
+
+    if args.sources or args.decision_map:
+        raise ValueError("--batch and --list name the stacks themselves; give no source images or --decision-map")
+    stacks = stacks_for(batch=args.batch, list_file=args.list, output=args.output, suffix=args.suffix)
+    report = run_batch(stacks, lambda st: _fuse_stack(args, list(st.sources), st.output, progress=False),
+                       force=args.force, progress=not args.quiet, debug=args.debug)
+    for stack, exc in report.failed:
+        print(f"bamf fuse: failed {stack.name} (-> {stack.output}): {_one_line(exc)}", file=sys.stderr)
+    print(f"bamf fuse: {len(stacks)} stacks: {report.summary()}", file=sys.stderr)
+    return report.exit_status()
 
 
 def _cmd_metrics(args: argparse.Namespace) -> int:
@@ -216,16 +247,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bamf", description="Boundary-aware multi-focus image fusion.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("fuse", help="fuse two or more differently focused images into one all-in-focus image")
-    p.add_argument("sources", nargs="+", help="source images (two or more, same size)")
-    p.add_argument("-o", "--output", required=True, help="fused image to write")
+    p = sub.add_parser("fuse", help="fuse two or more differently focused images into one all-in-focus image",
+                       description="Fuse one stack (SOURCES -o OUTPUT) or many in one process (--batch, --list).")
+    p.add_argument("sources", nargs="*", help="source images (two or more, same size)")
+    p.add_argument("-o", "--output", help="fused image to write (with --batch: the folder for the fused images, "
+                   "default the --batch folder)")
+    p.add_argument("--batch", metavar="DIR", help="fuse every stack in DIR: each subfolder's images (in name "
+                   "order) are one stack, written to OUTDIR/<subfolder><suffix>")
+    p.add_argument("--list", metavar="FILE", help="fuse the stacks listed in FILE, one 'a.jpg b.jpg -> out.png' per "
+                   "line (paths relative to FILE's folder)")
+    p.add_argument("--suffix", default=".png", help="format of --batch outputs (default .png)")
     p.add_argument("--decision-map", help="also write the decision map here: the index of the chosen source, "
                    "scaled to 0..255 (for a pair: 0 where the first source is taken, 255 where the second)")
     p.add_argument("--path", choices=["fast", "reference"], default="fast")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto",
+                   help="what runs the networks: ONNX Runtime on the CPU (no PyTorch needed), PyTorch (CPU or "
+                   "GPU; pip install 'bamf[train]'), or auto: ONNX where it computes the same scores")
     p.add_argument("--align", action="store_true", help="register the sources to the first (OpenCV ECC) before fusing")
     _weights_option(p)
-    p.add_argument("--force", action="store_true", help="overwrite existing output files (never an input)")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files (never an input); "
+                   "without it, --batch and --list skip the stacks already fused")
     _max_pixels_option(p)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_fuse)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 __all__ = [
+    "SCORING_PATHS",
     "ModelConfig",
     "SynthesisConfig",
     "TrainConfig",
@@ -21,6 +22,10 @@ __all__ = [
     "PROFILES",
     "get_profile",
 ]
+
+
+#: scoring paths (:mod:`bamf_lib.scoring`): the paper's per-patch "reference" and the whole-image ones
+SCORING_PATHS = ("reference", "fast", "strided", "dilated", "coarse-to-fine")
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,12 @@ class ModelConfig:
     stage_widths: tuple[int, int, int] = (1, 2, 4)
     stage_dilations: tuple[int, int, int] = (1, 1, 1)
     head: str = "gap"
+
+    @property
+    def dense_capable(self) -> bool:
+        """Padding-free and stride 1 throughout: a whole-image pass computes every patch's score
+        exactly (:attr:`bamf_lib.models.FocusResNet.dense_capable`, without building the net)."""
+        return self.padding == "valid" and self.stem_stride == 1 and all(s == 1 for s in self.stage_strides)
 
     def __post_init__(self) -> None:
         if self.version not in ("v1", "v2"):

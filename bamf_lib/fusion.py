@@ -16,6 +16,15 @@ records, per pixel, which source the running result last took.  Each step is the
 paper's method on a pair, so a pair fuses exactly as the paper says.  The score maps of
 the ``N - 1`` steps are stacked along a first axis.
 
+**Backends.**  The shipped networks are padding-free and stride 1, so their whole-image score
+map is one ONNX graph: by default (``backend="auto"``) they run on ONNX Runtime
+(:mod:`bamf_lib.onnxnet`), and fusing never imports torch.  ``backend="torch"``, a CUDA device,
+the reference path or a zero-padded network run PyTorch (:mod:`bamf_lib.scoring`).  They are
+one function in different float32 orders: scores agree to 1e-5 on random inputs (a few 1e-5
+on whole photos for the 20-layer nets, as torch's own optimised and plain paths do), and
+decision maps are identical but for pixels whose score is that close to 0.5
+(``tests/test_onnxnet.py``; ``benchmarks/bench_cli.py --check-lytro``).
+
 **Alignment.**  Hand-held stacks move between shots; ``align=True`` registers every
 source to the first with OpenCV's ECC (affine motion, coarse-to-fine on a Gaussian
 pyramid) before fusing.
@@ -26,22 +35,103 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from bamf_lib import boundary as _boundary
-from bamf_lib import scoring
-from bamf_lib.config import FDBConfig, PostprocessConfig
+from bamf_lib import onnxnet
+from bamf_lib.config import SCORING_PATHS, FDBConfig, PostprocessConfig
 from bamf_lib.io import check_sources, to_float_gray
-from bamf_lib.models import resolve_device
 from bamf_lib.postprocess import decision_map as _decision_map
-from bamf_lib.weights import load_pretrained
 
-__all__ = ["FusionResult", "fuse", "fdb_for", "align_sources", "MAX_SOURCES"]
+__all__ = ["FusionResult", "fuse", "fdb_for", "align_sources", "load_net", "MAX_SOURCES", "BACKENDS"]
 
 #: most sources :func:`fuse` takes: the decision map holds a source's index in a uint8
 MAX_SOURCES = 256
+#: what runs the networks: ONNX Runtime (no torch), PyTorch, or the first that applies
+BACKENDS = ("auto", "onnx", "torch")
+
+
+def _gpu_present() -> bool:
+    """An NVIDIA driver is loaded (cheap; only then is torch imported to ask for CUDA)."""
+    return Path("/proc/driver/nvidia/version").exists()
+
+
+def _onnx_reason(config, path: str, device: str) -> str | None:
+    """Why ONNX Runtime cannot run these networks here (None: it can)."""
+    if not config.dense_capable:
+        return "these networks are not padding-free and stride 1, so their whole-image pass needs torch"
+    if path == "reference":
+        return "the reference path (a patch per pixel) runs on torch"
+    if str(device) not in ("cpu", "auto"):
+        return f"device {device!r} runs on torch (ONNX Runtime runs here on the CPU)"
+    if not onnxnet.available():
+        return "onnxruntime is not installed"
+    return None
+
+
+def load_net(net: str = "initial", weights=None, *, device: str = "auto", backend: str = "auto", path: str = "fast"):
+    """The ``initial`` or ``boundary`` network as :func:`fuse` runs it.
+
+    Parameters
+    ----------
+    net : {"initial", "boundary"}
+    weights : path-like, optional
+        Folder of the networks (:func:`bamf_lib.weights.weights_path`); default the shipped ones.
+    device : {"auto", "cpu", "cuda", "cuda:N"}
+    backend : {"auto", "onnx", "torch"}
+        ``"onnx"``: an :class:`~bamf_lib.onnxnet.OnnxNet` (ONNX Runtime on the CPU; never
+        imports torch when the weights' graph exists, else exports it once, with torch).
+        ``"torch"``: the :class:`~bamf_lib.models.FocusResNet`.  ``"auto"``: ONNX where it
+        computes the same scores (a dense-capable net, a whole-image ``path``, the CPU: ``"auto"``
+        device without an NVIDIA driver), torch otherwise.
+    path : str
+        The scoring path that will be used (the reference path is torch's).
+
+    Returns
+    -------
+    OnnxNet or FocusResNet
+    """
+    from bamf_lib.weights import header_info, weights_path
+
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    file = weights_path(net, weights)
+    reason = None
+    if backend != "torch" and file.is_file():
+        reason = _onnx_reason(header_info(file)[0], path, device)
+        if backend == "auto" and reason is None and device == "auto" and _gpu_present():
+            reason = "a GPU may be present"
+        if reason is None:
+            return _onnx_net(file)
+        if backend == "onnx":
+            raise ValueError(f"backend 'onnx' cannot run {file}: {reason}")
+    from bamf_lib.weights import load_pretrained
+
+    if not file.is_file():
+        return load_pretrained(net, weights)  # raises FileNotFoundError, saying how to train them
+    try:
+        from bamf_lib.models import resolve_device
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        why = "--backend torch" if backend == "torch" else reason
+        raise ValueError(f"{why}: that needs PyTorch, which is not installed here; pip install 'bamf[train]'") from None
+    return load_pretrained(net, weights, device=resolve_device(device))
+
+
+def _onnx_net(file: Path):
+    try:
+        return onnxnet.load_onnx(file)
+    except onnxnet.StaleGraphError as exc:
+        try:
+            from bamf_lib.export import export_weights
+        except ModuleNotFoundError:
+            raise exc from None
+        export_weights(file, exc.cache)  # a network trained here: its graph is made once, checked, and cached
+        return onnxnet.load_onnx(file)
 
 
 @dataclass
@@ -152,6 +242,7 @@ def fuse(
     boundary=None,
     weights=None,
     optimized: bool = True,
+    backend: str = "auto",
 ) -> FusionResult:
     """Fuse two or more registered, differently focused images into one.
 
@@ -162,7 +253,8 @@ def fuse(
         all RGB (H, W, 3), one size, at least the network's patch size on each side.
     path : str
         Scoring path: ``"fast"`` (default) or ``"reference"`` (the paper's patch per pixel;
-        slow), or another of :data:`bamf_lib.scoring.PATHS`.
+        slow), or another of :data:`bamf_lib.config.SCORING_PATHS`.  For the shipped
+        (dense-capable) nets every whole-image path is the reference's computation.
     device : {"auto", "cpu", "cuda"}
     align : bool
         Register the sources to the first before fusing (:func:`align_sources`).
@@ -176,14 +268,17 @@ def fuse(
         the paper's "w/o" column).
     progress : bool
         Show progress bars while scoring.
-    initial, boundary : torch.nn.Module, optional
-        Networks to use; by default :func:`bamf_lib.weights.load_pretrained`'s.
+    initial, boundary : OnnxNet or torch.nn.Module, optional
+        Networks to use; by default :func:`load_net`'s.
     weights : path-like, optional
         Folder of the default networks (see :func:`bamf_lib.weights.weights_path`); default
         the shipped ones.
     optimized : bool
-        Score with the networks' inference copies (:mod:`bamf_lib.inference`; default) or,
-        False, with the plain networks.
+        Score torch networks with their inference copies (:mod:`bamf_lib.inference`; default)
+        or, False, with the plain networks.
+    backend : {"auto", "onnx", "torch"}
+        What runs the default networks (:func:`load_net`): ``"auto"`` is ONNX Runtime on the
+        CPU where it computes the same scores (the shipped nets), which never imports torch.
 
     Returns
     -------
@@ -202,16 +297,20 @@ def fuse(
     >>> float((r.decision_map[:, :48] == 0).mean()), float((r.decision_map[:, 80:] == 1).mean())
     (1.0, 1.0)
     """
-    if path not in scoring.PATHS:
-        raise ValueError(f"path must be one of {scoring.PATHS}, got {path!r}")
+    if path not in SCORING_PATHS:
+        raise ValueError(f"path must be one of {SCORING_PATHS}, got {path!r}")
     if len(sources) > MAX_SOURCES:
         raise ValueError(f"got {len(sources)} sources, more than the {MAX_SOURCES} a uint8 decision map can index; "
                          f"fuse them in groups, then fuse the groups' results")
-    device = resolve_device(device)
     timings = dict.fromkeys(("align", "score", "refine", "postprocess", "fuse"), 0.0)
-    initial = initial if initial is not None else load_pretrained("initial", weights, device=device)
+    load = dict(device=device, backend=backend, path=path)
+    initial = initial if initial is not None else load_net("initial", weights, **load)
     if refine and boundary is None:
-        boundary = load_pretrained("boundary", weights, device=device)
+        boundary = load_net("boundary", weights, **load)
+    if not all(isinstance(n, onnxnet.OnnxNet) for n in (initial, boundary) if n is not None):
+        from bamf_lib.models import resolve_device
+
+        device = resolve_device(device)
     fdb = fdb if fdb is not None else fdb_for(initial)
     patch = int(getattr(getattr(initial, "config", None), "patch_size", 1))
     sources = check_sources(sources, min_size=patch)
@@ -227,7 +326,12 @@ def fuse(
     for i, nxt in enumerate(sources[1:], start=1):
         t0 = time.perf_counter()
         a, b = to_float_gray(fused), to_float_gray(nxt)
-        score = scoring.score_map(initial, a, b, path=path, device=device, progress=progress, optimized=optimized)
+        if isinstance(initial, onnxnet.OnnxNet):
+            score = initial.score_map(a, b, progress=progress)
+        else:
+            from bamf_lib import scoring
+
+            score = scoring.score_map(initial, a, b, path=path, device=device, progress=progress, optimized=optimized)
         t1 = time.perf_counter()
         if refine:
             refined, band = _boundary.refine(score, a, b, boundary, k=fdb.k, tau=fdb.tau, path=path, device=device,

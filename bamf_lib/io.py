@@ -44,6 +44,7 @@ __all__ = [
 
 # MATLAB rgb2gray weights (the fusion-metrics toolbox converts colour images with them)
 _RGB2GRAY = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
+_GRAY_BAND_PIXELS = 1 << 20  # rgb2gray converts this many pixels at a time
 
 #: default pixel budget of :func:`read_image`: 100 megapixels per image (a 10000 x 10000
 #: RGB image decodes to 300 MB, and fusion holds several float copies of its sources)
@@ -52,6 +53,9 @@ MAX_PIXELS = 100_000_000
 # JPEG output: Pillow's default is quality 75 with 4:2:0 chroma subsampling, visibly
 # softer than the sharp result fusion is for
 _JPEG_OPTIONS = {"quality": 95, "subsampling": 0}
+# PNG output: zlib level 3 instead of Pillow's 6 writes a fused image 3-4x faster (0.03 s instead
+# of 0.12 s at 520 x 520, 1.9 s instead of 5.5 s at 24 MP) for 3-20 % larger files
+_PNG_OPTIONS = {"compress_level": 3}
 
 _TMP_TAG = ".bamf-tmp-"
 _TMP_NAME = re.compile(r"^\..*\.bamf-tmp-(\d+)-[0-9a-f]{8}(\.[^.]*)?$")
@@ -263,7 +267,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, overwrite: bool =
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot tell the image format from the suffix of {path}")
-    options = _JPEG_OPTIONS if fmt == "JPEG" else {}
+    options = {"JPEG": _JPEG_OPTIONS, "PNG": _PNG_OPTIONS}.get(fmt, {})
     with atomic_write(path, overwrite=overwrite) as tmp:
         Image.fromarray(image).save(tmp, format=fmt, **options)
     return path
@@ -333,8 +337,12 @@ def rgb2gray(image: np.ndarray) -> np.ndarray:
         return image
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"rgb2gray needs H x W or H x W x 3, got shape {image.shape}")
-    y = image.astype(np.float64) @ _RGB2GRAY
-    return matlab_uint8(y)
+    # in bands of rows: the float64 copy of a whole 24 MP image would take 576 MB
+    out = np.empty(image.shape[:2], np.uint8)
+    rows = max(1, _GRAY_BAND_PIXELS // max(1, image.shape[1]))
+    for y in range(0, image.shape[0], rows):
+        out[y : y + rows] = matlab_uint8(image[y : y + rows].astype(np.float64) @ _RGB2GRAY)
+    return out
 
 
 def to_float_gray(image: np.ndarray) -> np.ndarray:

@@ -67,12 +67,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from bamf_lib.config import SCORING_PATHS
 from bamf_lib.inference import cached_copy, dilated_copy, fused_features
 from bamf_lib.models import FocusResNet, receptive_field, resolve_device
 
 __all__ = ["score_map", "score_masked", "PATHS", "FAST_METHOD"]
 
-PATHS = ("reference", "fast", "strided", "dilated", "coarse-to-fine")
+PATHS = SCORING_PATHS
 FAST_METHOD = "strided"
 UNCERTAIN = 0.45  # coarse-to-fine re-scores pixels with |S - 0.5| < UNCERTAIN (padded nets)
 UNSURE_VALID = 0.25  # ... and, for padding-free nets, these and the pixels next to a decision change

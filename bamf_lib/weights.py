@@ -20,13 +20,17 @@ import os
 from dataclasses import asdict, fields
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
 
 from bamf_lib.config import ModelConfig
 from bamf_lib.io import atomic_write
-from bamf_lib.models import FocusResNet, build_model
 
-__all__ = ["WEIGHTS_DIR", "save_weights", "load_weights", "read_header", "weights_folder", "weights_path", "load_pretrained"]
+if TYPE_CHECKING:  # torch is imported where a network is built: reading headers and paths needs none
+    import torch
+
+    from bamf_lib.models import FocusResNet
+
+__all__ = ["WEIGHTS_DIR", "save_weights", "load_weights", "read_header", "header_info", "weights_folder", "weights_path", "load_pretrained"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 NETS = ("initial", "boundary")
@@ -73,8 +77,7 @@ def save_weights(model: FocusResNet, path: str | os.PathLike, metadata: dict | N
 _MAX_HEADER_BYTES = 16 * 2**20
 _MAX_PARAMETERS = 100_000_000
 _SANE = {"depth": 1000, "width": 4096, "patch_size": 4096, "in_channels": 16, "num_classes": 16}
-_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
-           torch.int64: "I64"}
+_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64", "int64": "I64"}
 
 
 def read_header(path: str | os.PathLike) -> dict:
@@ -121,6 +124,25 @@ def _header_config(path: Path, header: dict) -> ModelConfig:
                          f"use weights written by save_weights / bamf train") from None
 
 
+def header_info(path: str | os.PathLike) -> tuple[ModelConfig, dict]:
+    """The network config and metadata a weights file's header names, read without torch
+    (what ONNX Runtime fusion needs: the patch size, whether the net is dense-capable, tuned FDB values).
+
+    Raises
+    ------
+    ValueError
+        If the file is not a safetensors file written by :func:`save_weights`.
+    """
+    path = Path(path)
+    header = read_header(path)
+    config = _header_config(path, header)
+    try:
+        metadata = json.loads(header["__metadata__"].get("metadata", "{}"))
+    except (json.JSONDecodeError, TypeError, AttributeError):
+        raise ValueError(f"{path}: the 'metadata' entry of its header is not JSON") from None
+    return config, metadata if isinstance(metadata, dict) else {}
+
+
 def _check_tensors(path: Path, header: dict, model: torch.nn.Module) -> None:
     """The header's tensors must be the model's: same names, dtypes and shapes, inside the file."""
     want = model.state_dict()
@@ -133,8 +155,8 @@ def _check_tensors(path: Path, header: dict, model: torch.nn.Module) -> None:
         if not isinstance(info, dict) or tuple(info.get("shape", ())) != shape:
             problems.append(f"{name} has shape {info.get('shape') if isinstance(info, dict) else info}, "
                             f"the config needs {list(shape)}")
-        elif info.get("dtype") != _DTYPES.get(want[name].dtype):
-            problems.append(f"{name} is {info.get('dtype')}, the network's is {_DTYPES.get(want[name].dtype)}")
+        elif info.get("dtype") != (dtype := _DTYPES.get(str(want[name].dtype).removeprefix("torch."))):
+            problems.append(f"{name} is {info.get('dtype')}, the network's is {dtype}")
         elif not (isinstance(offsets := info.get("data_offsets"), list) and len(offsets) == 2
                   and all(isinstance(o, int) for o in offsets) and 0 <= offsets[0] <= offsets[1] <= size):
             problems.append(f"{name} has data offsets {info.get('data_offsets')} beyond the file's {size} bytes")
@@ -153,8 +175,11 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     (under 100 M parameters), and tensors whose names, dtypes and shapes are the ones
     that config builds (on PyTorch's ``meta`` device, which allocates nothing).
     """
+    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
+
+    from bamf_lib.models import build_model
 
     path = Path(path)
     if path.is_dir():

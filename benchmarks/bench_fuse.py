@@ -1,7 +1,8 @@
 """Benchmarks of the whole fusion pipeline (``bamf_lib.fusion.fuse``), printed with their goals.
 
-1. End to end: ``fuse`` of lytro-05 (520 x 520 colour) on this machine, weights loaded
-   beforehand, median of several runs.  Goal: <= 1.0 s on CPU.  The optimised network
+1. End to end: ``fuse`` of lytro-05 (520 x 520 colour) on this machine on the torch backend
+   (``benchmarks/bench_cli.py`` measures the default ONNX Runtime one, whole process), weights
+   loaded beforehand, median of several runs.  Goal: <= 1.0 s on CPU.  The optimised network
    (:mod:`bamf_lib.inference`, the default) and the plain one run interleaved,
    at torch's thread count and at one thread (on a busy shared 2-core machine one thread
    is the faster), with the largest score difference between them and whether their
@@ -68,7 +69,7 @@ def bench_end_to_end(repeats: int = 7) -> dict:
     at torch's thread count and, if that is more, at one thread.  The variants run
     interleaved, so a shared machine's load falls on all of them alike."""
     sources = list(lytro_pair(5))
-    fuse(sources, device="cpu", **_nets())  # warm-up: weights loaded, caches filled
+    fuse(sources, device="cpu", backend="torch", **_nets())  # warm-up: weights loaded, caches filled
     threads = torch.get_num_threads()
     variants = [(opt, n) for n in dict.fromkeys((threads, 1)) for opt in (True, False)]
     runs = {v: [] for v in variants}
@@ -79,7 +80,7 @@ def bench_end_to_end(repeats: int = 7) -> dict:
             for opt, n in variants:
                 torch.set_num_threads(n)
                 t0 = time.perf_counter()
-                results[opt, n] = fuse(sources, device="cpu", optimized=opt, **_nets())
+                results[opt, n] = fuse(sources, device="cpu", optimized=opt, backend="torch", **_nets())
                 runs[opt, n].append(time.perf_counter() - t0)
                 stages[opt, n].append(results[opt, n].timings)
     finally:

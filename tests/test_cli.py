@@ -12,7 +12,7 @@ from bamf_lib.cli import main
 @pytest.fixture
 def folder(tmp_path, monkeypatch):
     install(monkeypatch)
-    monkeypatch.setattr(bamf_lib.fusion, "load_pretrained", lambda net, weights=None, device="cpu": StandInNet())
+    monkeypatch.setattr(bamf_lib.fusion, "load_net", lambda net, weights=None, **kw: StandInNet())
     a, b, _, _ = textured_pair(colour=True)
     Image.fromarray(a).save(tmp_path / "a.png")
     Image.fromarray(b).save(tmp_path / "b.png")

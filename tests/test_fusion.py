@@ -163,8 +163,8 @@ def test_optimised_networks_fuse_as_the_plain_ones():
     from bamf_lib.groundtruth import groundtruth_set
 
     pair = groundtruth_set(1, seed=4)[0]
-    fast = fuse([pair.a, pair.b], device="cpu")
-    plain = fuse([pair.a, pair.b], device="cpu", optimized=False)
+    fast = fuse([pair.a, pair.b], device="cpu", backend="torch")
+    plain = fuse([pair.a, pair.b], device="cpu", backend="torch", optimized=False)
     assert plain.near_boundary.any()  # the boundary net was used
     # same function, different float32 order: see tests/test_scoring.py's OPT_ATOL
     np.testing.assert_allclose(fast.refined_score_map, plain.refined_score_map, atol=1e-5)

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def folder(tmp_path, monkeypatch):
     install(monkeypatch)
-    monkeypatch.setattr(bamf_lib.fusion, "load_pretrained", lambda net, weights=None, device="cpu": StandInNet())
+    monkeypatch.setattr(bamf_lib.fusion, "load_net", lambda net, weights=None, **kw: StandInNet())
     a, b, _, _ = textured_pair(colour=True)
     Image.fromarray(a).save(tmp_path / "a.png")
     Image.fromarray(b).save(tmp_path / "b.png")
@@ -189,7 +189,7 @@ _STALLED_WRITE = textwrap.dedent(
     from bamf_lib.cli import main
     mp = pytest.MonkeyPatch()
     install(mp)
-    mp.setattr(bamf_lib.fusion, "load_pretrained", lambda net, weights=None, device="cpu": StandInNet())
+    mp.setattr(bamf_lib.fusion, "load_net", lambda net, weights=None, **kw: StandInNet())
     def stalled_save(self, fp, format=None, **kw):
         open(fp, "wb").write(b"half an image")
         print("writing", flush=True)

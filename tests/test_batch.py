@@ -1,0 +1,97 @@
+"""``bamf fuse --batch DIR`` and ``--list FILE``: many stacks in one process (stand-in networks)."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import bamf_lib.fusion
+from _standin import StandInNet, install, textured_pair
+from bamf_lib.batch import stacks_in_list
+from bamf_lib.cli import main
+
+
+@pytest.fixture
+def shoot(tmp_path, monkeypatch):
+    """shoot/ with stacks bee (2 images), fern (3), lone (1 image), torn (a file that is no image)."""
+    install(monkeypatch)
+    monkeypatch.setattr(bamf_lib.fusion, "load_net", lambda net, weights=None, **kw: StandInNet())
+    a, b, _, _ = textured_pair(colour=True)
+    root = tmp_path / "shoot"
+    for name, images in (("bee", [a, b]), ("fern", [a, b, a]), ("lone", [a]), ("torn", [a])):
+        (root / name).mkdir(parents=True)
+        for i, image in enumerate(images):
+            Image.fromarray(image).save(root / name / f"{i}.png")
+    (root / "torn" / "1.jpg").write_bytes(b"not a jpeg")
+    (root / "notes.txt").write_text("not a stack")
+    return root
+
+
+def run(capsys, *argv):
+    rc = main(["fuse", *map(str, argv)])
+    return rc, capsys.readouterr().err
+
+
+def test_a_folder_of_stacks_fuses_the_good_ones_and_reports_the_bad(shoot, tmp_path, capsys):
+    rc, err = run(capsys, "--batch", shoot, "-o", tmp_path / "out", "-q")
+    assert rc == 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["bee.png", "fern.png"]
+    assert np.asarray(Image.open(tmp_path / "out" / "fern.png")).shape == (96, 128, 3)
+    lines = err.strip().splitlines()
+    assert any(l.startswith("bamf fuse: failed lone") and "at least two" in l for l in lines)
+    assert any(l.startswith("bamf fuse: failed torn") and "1.jpg" in l for l in lines)
+    assert lines[-1] == ("bamf fuse: 4 stacks: 2 fused, 0 skipped (output exists; --force replaces it), 2 failed")
+
+
+def test_a_second_run_skips_what_is_done_unless_forced(shoot, tmp_path, capsys):
+    run(capsys, "--batch", shoot, "-o", tmp_path / "out", "-q")
+    done = tmp_path / "out" / "bee.png"
+    done.write_bytes(b"kept")
+    rc, err = run(capsys, "--batch", shoot, "-o", tmp_path / "out", "-q")
+    assert rc == 2 and "0 fused, 2 skipped" in err and done.read_bytes() == b"kept"
+    rc, err = run(capsys, "--batch", shoot, "-o", tmp_path / "out", "-q", "--force")
+    assert "2 fused, 0 skipped" in err and np.asarray(Image.open(done)).shape == (96, 128, 3)
+
+
+def test_all_good_stacks_exit_zero_and_default_to_beside_the_stacks(shoot, capsys):
+    for bad in ("lone", "torn"):
+        for f in (shoot / bad).iterdir():
+            f.unlink()
+        (shoot / bad).rmdir()
+    rc, err = run(capsys, "--batch", shoot, "-q")  # default: beside the stacks
+    assert rc == 0 and (shoot / "bee.png").exists() and (shoot / "fern.png").exists()
+
+
+def test_a_list_file_with_quotes_comments_and_relative_paths(shoot, tmp_path, capsys):
+    (shoot / "bee" / "a b.png").write_bytes((shoot / "bee" / "0.png").read_bytes())
+    listing = shoot / "stacks.txt"
+    listing.write_text("# bee twice\n'bee/a b.png' bee/1.png -> out/one.png\n\nbee/0.png bee/1.png -> out/two.jpg  # jpeg\n")
+    rc, err = run(capsys, "--list", listing, "-q")
+    assert rc == 0, err
+    assert (shoot / "out" / "one.png").exists() and (shoot / "out" / "two.jpg").exists()
+
+
+@pytest.mark.parametrize("line, words", [("a.png b.png out.png", "expected"), ("a.png -> ", "expected"),
+                                         ("'a.png b.png -> o.png", "l.txt:1: No closing"), ("a.png -> o.png -> p.png", "expected")])
+def test_a_malformed_list_line_is_named(tmp_path, line, words):
+    (tmp_path / "l.txt").write_text(line + "\n")
+    with pytest.raises(ValueError, match=words):
+        stacks_in_list(tmp_path / "l.txt")
+
+
+def test_two_stacks_writing_one_file_both_fail(shoot, capsys):
+    listing = shoot / "dup.txt"
+    listing.write_text("bee/0.png bee/1.png -> same.png\nfern/0.png fern/1.png -> same.png\n")
+    rc, err = run(capsys, "--list", listing, "-q")
+    assert rc == 2 and "more than one stack" in err and not (shoot / "same.png").exists()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--batch", "{shoot}", "--list", "{shoot}/x.txt"], "not both"),
+    (["--batch", "{shoot}", "{shoot}/bee/0.png"], "no source images"),
+    (["--list", "{shoot}/x.txt", "-o", "o.png"], "drop -o"),
+    (["--batch", "{shoot}/notes.txt"], "not a folder"),
+    (["{shoot}/bee/0.png", "{shoot}/bee/1.png"], "-o OUTPUT"),
+])
+def test_batch_usage_errors_are_one_line(shoot, capsys, argv, words):
+    rc, err = run(capsys, *(a.format(shoot=shoot) for a in argv))
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and words in err
