@@ -11,17 +11,9 @@ from torch.utils.data import TensorDataset
 from bamf_lib.config import ModelConfig, get_profile
 from bamf_lib.models import build_model, param_count
 from bamf_lib.training import train
+from test_models import _random_stats  # BatchNorm with non-trivial running statistics
 
 PAPER = get_profile("paper")
-
-
-def _random_stats(model):
-    g = torch.Generator().manual_seed(3)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-    return model.eval()
 
 
 def test_paper_profile_is_res56_v2_at_64():
