@@ -206,7 +206,10 @@ def _stall(folder: Path) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, str(script), "fuse", str(folder / "a.png"), str(folder / "b.png"),
                              "-o", str(folder / "out" / "f.png"), "-q"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+                            # as from a terminal: a test run started in the background (CI, nohup)
+                            # ignores SIGINT, and a child would inherit that
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout.readline().strip() == "writing", proc.stderr.read()
     temporaries = list((folder / "out").glob(".f.png.bamf-tmp-*"))
     assert len(temporaries) == 1
