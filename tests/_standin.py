@@ -58,3 +58,18 @@ def textured_pair(h: int = 96, w: int = 128, *, colour: bool = False, seed: int 
     a = np.where(truth[..., None] if colour else truth, sharp, blurred)
     b = np.where(truth[..., None] if colour else truth, blurred, sharp)
     return a, b, sharp, truth
+
+
+def stand_in_folder(folder, monkeypatch):
+    """``folder`` with a colour pair ``a.png``/``b.png``, and ``fuse`` running the stand-in net
+    (the CLI tests' set-up)."""
+    from PIL import Image
+
+    import bamf_lib.fusion
+
+    install(monkeypatch)
+    monkeypatch.setattr(bamf_lib.fusion, "load_net", lambda net, weights=None, **kw: StandInNet())
+    a, b, _, _ = textured_pair(colour=True)
+    Image.fromarray(a).save(folder / "a.png")
+    Image.fromarray(b).save(folder / "b.png")
+    return folder

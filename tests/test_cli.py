@@ -4,19 +4,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import bamf_lib.fusion
-from _standin import StandInNet, install, textured_pair
+from _standin import stand_in_folder, textured_pair
 from bamf_lib.cli import main
 
 
 @pytest.fixture
 def folder(tmp_path, monkeypatch):
-    install(monkeypatch)
-    monkeypatch.setattr(bamf_lib.fusion, "load_net", lambda net, weights=None, **kw: StandInNet())
-    a, b, _, _ = textured_pair(colour=True)
-    Image.fromarray(a).save(tmp_path / "a.png")
-    Image.fromarray(b).save(tmp_path / "b.png")
-    return tmp_path
+    return stand_in_folder(tmp_path, monkeypatch)
 
 
 def run(capsys, *argv):

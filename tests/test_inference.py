@@ -9,6 +9,7 @@ import torch
 from bamf_lib import inference
 from bamf_lib.config import ModelConfig
 from bamf_lib.models import build_model
+from test_scoring import _with_running_stats
 
 CONFIGS = [
     ModelConfig(version="v1", depth=8, width=4, patch_size=16),
@@ -21,16 +22,7 @@ CONFIGS = [
 def _trained_looking(cfg: ModelConfig) -> torch.nn.Module:
     """Non-trivial BatchNorm statistics and affine terms, so folding them is really tested."""
     torch.manual_seed(0)
-    model = build_model(cfg)
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
-    return model.eval()
+    return _with_running_stats(build_model(cfg), 1)
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=["v1", "v1-valid-dense", "v2"])
