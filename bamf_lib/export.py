@@ -23,11 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from bamf_lib.inference import inference_copy
 from bamf_lib.io import atomic_write
 from bamf_lib.models import FocusResNet
-from bamf_lib.onnxnet import SOURCE_KEY, OnnxNet, _session, onnx_path
+from bamf_lib.onnxnet import SOURCE_KEY, OnnxNet, onnx_path
 from bamf_lib.scoring import _pooled_logit_gap, score_map
 from bamf_lib.weights import WEIGHTS_DIR, load_weights
 
@@ -39,14 +40,41 @@ _OPSET = 17
 
 
 class _DenseScore(torch.nn.Module):
-    """sigmoid(logit gap) of every patch of a (1, 2, H, W) pair: the fast path of one tile."""
+    """sigmoid(logit gap) of every patch of a (1, 2, H, W) pair: the fast path of one tile.
+
+    Written for ONNX Runtime's blocked (NCHWc) convolutions: every 3x3 convolution pads by its
+    dilation ("same") instead of none, so no residual block crops its shortcut, and the one crop
+    of :attr:`shrink` pixels (what the padding-free convolutions would have taken off each side)
+    comes after the last block.  An output pixel whose receptive field lies inside the input
+    never sees the zero padding, so the cropped features are the padding-free network's.
+    The crops it saves cost more than the borders it adds: measured on a 583 x 583 input
+    (a 520 x 520 tile), 2 threads, 0.128 s padding-free, 0.100 s this way (the 18 crops and the
+    layout changes around them were 45 % of the run).
+    """
 
     def __init__(self, model: FocusResNet) -> None:
         super().__init__()
         self.model = inference_copy(model)
+        self.shrink = 0
+        for conv in [self.model.stem[0], *(c for block in self.model.blocks for c in block.main_convs)]:
+            if conv.kernel_size[0] > 1:
+                conv.padding = (conv.dilation[0] * (conv.kernel_size[0] // 2),) * 2
+                self.shrink += conv.padding[0]
+        for block in self.model.blocks:
+            block.valid = False  # the shortcut sees all of x, which now has the output's size
 
     def forward(self, pair: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(_pooled_logit_gap(self.model, self.model.features(pair)))
+        feats = self.model.features(pair)
+        r = self.shrink
+        if self.model.config.head == "keras":
+            feats = feats[..., r : feats.shape[-2] - r, r : feats.shape[-1] - r]
+            return torch.sigmoid(_pooled_logit_gap(self.model, feats))
+        # the logit gap's linear map and the pool are one f x f convolution to a single channel
+        # (both are linear): computed on the uncropped features, it is cropped as a 1-channel map
+        fc = self.model.fc
+        kernel = (fc.weight[1] - fc.weight[0])[None, :, None, None] * self.model.pool_kernel()[0, 0]
+        gap = F.conv2d(feats, kernel, (fc.bias[1:2] - fc.bias[0:1]))
+        return torch.sigmoid(gap[..., r : gap.shape[-2] - r, r : gap.shape[-1] - r])
 
 
 def export_onnx(model: FocusResNet, path: str | Path, *, source_sha256: str = "", check: bool = True) -> Path:
@@ -94,7 +122,7 @@ def export_onnx(model: FocusResNet, path: str | Path, *, source_sha256: str = ""
 def _check_export(model: FocusResNet, path: Path) -> None:
     rng = np.random.default_rng(0)
     a, b = (rng.random((75, 90), dtype=np.float32) for _ in range(2))
-    net = OnnxNet(_session(path), model.config, {}, path)
+    net = OnnxNet(path, model.config, {}, path)
     gap = float(np.abs(net.score_map(a, b) - score_map(model, a, b, device="cpu")).max())
     if not gap <= TOLERANCE:
         raise ValueError(f"the ONNX export differs from the torch scores by {gap:.2e} (> {TOLERANCE:.0e}); not written")

@@ -20,6 +20,7 @@ there once when PyTorch is installed (a network you trained).  A stale or foreig
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import math
@@ -38,6 +39,7 @@ SOURCE_KEY = "bamf.source_sha256"
 _TILE_BUDGET_BYTES = 256 * 2**20  # activations of one tile (a few live tensors of the widest stage)
 _LIVE_TENSORS = 6
 _MASK_TILES = (96, 128, 192, 256, 384, 512)  # tile sides tried when only some pixels are wanted
+_SESSIONS = 4  # fixed-shape sessions kept per network (each keeps its activations' memory)
 
 
 def available() -> bool:
@@ -84,9 +86,9 @@ class OnnxNet:
         The weights file the graph was exported from.
     """
 
-    def __init__(self, session, config: ModelConfig, metadata: dict, source: Path) -> None:
-        self.session, self.config, self.metadata, self.source = session, config, metadata, Path(source)
-        self._input = session.get_inputs()[0].name
+    def __init__(self, graph: str | os.PathLike, config: ModelConfig, metadata: dict, source: Path) -> None:
+        self.graph, self.config, self.metadata, self.source = Path(graph), config, metadata, Path(source)
+        self._sessions: collections.OrderedDict = collections.OrderedDict()
         width = config.width * max(int(m) for m in config.stage_widths)
         side = int(math.sqrt(_TILE_BUDGET_BYTES / (4 * _LIVE_TENSORS * width))) - config.patch_size + 1
         self.tile = max(min(_MASK_TILES), side)
@@ -144,12 +146,31 @@ class OnnxNet:
         out[~mask] = np.nan
         return out
 
+    def session(self, height: int, width: int):
+        """The ONNX Runtime session for a ``height x width`` input, made on first use and kept
+        for the last :data:`_SESSIONS` input shapes.
+
+        A session made for one fixed shape lets ONNX Runtime's blocked-layout (NCHWc) pass see
+        that every residual addition adds tensors of one shape, and fuse it, with its ReLU,
+        into the convolution before it: measured on a 583 x 583 input, 2 threads, 0.087 s
+        against 0.101 s for the graph's dynamic shape.  Making one takes under 10 ms; the
+        tiles of one image all have one shape (:func:`_tiles`).
+        """
+        key = (int(height), int(width))
+        if key not in self._sessions:
+            if len(self._sessions) >= _SESSIONS:
+                self._sessions.popitem(last=False)
+            self._sessions[key] = _session(self.graph, key)
+        self._sessions.move_to_end(key)
+        return self._sessions[key]
+
     def _score(self, a, b, tiles: list[tuple[int, int, int, int]], progress: bool) -> np.ndarray:
         from tqdm import tqdm  # not tqdm.auto: its notebook probe costs a CLI run 60 ms
 
         out = np.full(a.shape, np.nan, np.float32)
         for y0, y1, x0, x1 in tqdm(tiles, desc="score", unit="tile", disable=not progress or len(tiles) < 2):
-            out[y0:y1, x0:x1] = self.session.run(None, {self._input: self._region(a, b, y0, y1, x0, x1)})[0][0, 0]
+            region = self._region(a, b, y0, y1, x0, x1)
+            out[y0:y1, x0:x1] = self.session(*region.shape[2:]).run(None, {"pair": region})[0][0, 0]
         return out
 
 
@@ -160,18 +181,26 @@ def _reflect(index: np.ndarray, n: int) -> np.ndarray:
 
 
 def _tiles(h: int, w: int, side: int) -> list[tuple[int, int, int, int]]:
-    """Tiles of at most ``side`` x ``side`` covering ``h`` x ``w``, of near-equal sizes."""
+    """Tiles of one size, at most ``side`` x ``side``, covering ``h`` x ``w``: as few as
+    possible, evenly spread, overlapping by the few pixels that make their sizes equal (so
+    one fixed-shape session serves them all; an overlapped pixel is written by the later tile)."""
     def cuts(n: int) -> Iterator[tuple[int, int]]:
         k = -(-n // side)
-        edges = [round(i * n / k) for i in range(k + 1)]
-        return zip(edges[:-1], edges[1:])
+        size = -(-n // k)
+        starts = [round(i * (n - size) / (k - 1)) for i in range(k)] if k > 1 else [0]
+        return ((s, s + size) for s in starts)
     return [(y0, y1, x0, x1) for y0, y1 in cuts(h) for x0, x1 in cuts(w)]
 
 
-def _session(path: Path):
+def _session(path: Path, shape: tuple[int, int] | None = None):
+    """An ONNX Runtime session of the graph at ``path`` on the CPU, for inputs of ``shape``
+    (height, width) only when given (:meth:`OnnxNet.session`), else of any size."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    if shape is not None:
+        for name, size in zip(("height", "width"), shape):
+            options.add_free_dimension_override_by_name(name, int(size))
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # warnings about unused initialisers are not the user's
     # idle threads sleep instead of spinning: on a busy machine (2 cores shared with training jobs)
@@ -224,9 +253,9 @@ def _load_once(path: str, mtime_ns: int) -> OnnxNet:
                          f"whole-image ONNX form; it runs on the torch path (pip install 'bamf[train]')")
     sha = _sha256(path)
     for candidate in (lambda: onnx_path(path), lambda: cache_path(sha)):  # the cache only when needed (pooch)
-        session = _matching_session(candidate(), sha)
-        if session is not None:
-            return OnnxNet(session, config, metadata, path)
+        graph = candidate()
+        if _matching_session(graph, sha) is not None:
+            return OnnxNet(graph, config, metadata, path)
     raise StaleGraphError(
         f"{path} has no matching ONNX graph ({onnx_path(path).name} is missing or was exported from other weights); "
         f"make one with `python -m bamf_lib.export {path.parent}` (needs PyTorch: pip install 'bamf[train]')",

@@ -143,7 +143,7 @@ def bench_batch(tmp: Path, copies: int = 5) -> dict:
             folder = stacks / f"lytro-{n:02d}-{k}"
             folder.mkdir(parents=True)
             for s in "AB":
-                (folder / f"{s}.jpg").symlink_to(data_path(f"lytro/lytro-{n:02d}-{s}.jpg"))
+                (folder / f"{s}.jpg").symlink_to(data_path(f"lytro/lytro-{n:02d}-{s}.jpg").resolve())
     r = run_bamf("--batch", str(stacks), "-o", str(tmp / "fused"), "-q")
     r["stacks"] = copies * len(LYTRO_INDICES)
     r["written"] = len(list((tmp / "fused").glob("*.png")))

@@ -45,11 +45,11 @@ def _pair(h: int, w: int, seed: int = 0):
 @pytest.mark.parametrize("profile", ["exact", "whole"])
 def test_random_nets_of_the_dense_families_match_torch(tmp_path, profile):
     net = _random_net(profile, seed=1)
-    onnx = onnxnet.OnnxNet(onnxnet._session(export_onnx(net, tmp_path / "n.onnx")), net.config, {}, tmp_path)
+    onnx = onnxnet.OnnxNet(export_onnx(net, tmp_path / "n.onnx"), net.config, {}, tmp_path)
     a, b = _pair(90, 137)
     want = score_map(net, a, b, device="cpu", optimized=False)
     np.testing.assert_allclose(onnx.score_map(a, b), want, atol=TOLERANCE)
-    onnx.tile = 40  # several tiles of unequal sizes stitch to the same map
+    onnx.tile = 40  # several overlapping tiles of one size stitch to the same map
     np.testing.assert_allclose(onnx.score_map(a, b), want, atol=TOLERANCE)
     mask = np.zeros(a.shape, bool)
     mask[5:9, 100:120] = True
