@@ -135,7 +135,8 @@ def stacks_in_list(list_file: str | Path) -> list[Stack]:
 
 
 def run_batch(stacks: Sequence[Stack], fuse_one: Callable[[Stack], None], *, force: bool = False,
-              progress: bool = True, debug: bool = False) -> BatchReport:
+              progress: bool = True, debug: bool = False, jobs: int = 1,
+              setup: Callable[[], None] | None = None) -> BatchReport:
     """Fuse each stack with ``fuse_one``; skip those whose output exists (unless ``force``),
     carry on past failures.
 
@@ -143,37 +144,71 @@ def run_batch(stacks: Sequence[Stack], fuse_one: Callable[[Stack], None], *, for
     ----------
     stacks : sequence of Stack
     fuse_one : callable
-        Fuses one stack and writes its output; raises on failure.
+        Fuses one stack and writes its output; raises on failure.  With ``jobs > 1`` it is
+        called from several threads at once.
     force : bool
         Replace outputs that exist.
     progress : bool
         One progress bar over the stacks.
     debug : bool
         Re-raise the first failure (with its traceback) instead of going on.
+    jobs : int
+        Stacks fused at once, each in a thread of its own: while one is read, decoded or written
+        (single-threaded work), the others keep the cores busy.
+    setup : callable, optional
+        Run once in each worker thread first (``jobs > 1`` only).
 
     Returns
     -------
     BatchReport
+        Its lists are in the order of ``stacks``, whatever order the stacks finished in.
     """
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
     from tqdm import tqdm
 
     report = BatchReport()
     outputs = [s.output.resolve() for s in stacks]
-    bar = tqdm(stacks, desc="stacks", unit="stack", disable=not progress)
-    for stack in bar:
-        if outputs.count(stack.output.resolve()) > 1:
+    todo = []
+    for stack, output in zip(stacks, outputs):
+        if outputs.count(output) > 1:
             report.failed.append((stack, ValueError(f"{stack.output} is the output of more than one stack")))
-            continue
-        if stack.output.exists() and not force:
+        elif stack.output.exists() and not force:
             report.skipped.append(stack)
-            continue
-        try:
-            fuse_one(stack)
-        except Exception as exc:  # one bad stack must not stop the others; reported at the end
-            if debug:
-                raise
+        else:
+            todo.append(stack)
+    bar = tqdm(total=len(stacks), initial=len(stacks) - len(todo), desc="stacks", unit="stack", disable=not progress)
+
+    def done(stack: Stack, exc: BaseException | None) -> None:
+        if exc is None:
+            report.fused.append(stack)
+        elif debug:
+            raise exc
+        elif isinstance(exc, Exception):  # one bad stack must not stop the others; reported at the end
             report.failed.append((stack, exc))
         else:
-            report.fused.append(stack)
+            raise exc
+        bar.update()
         bar.set_postfix(failed=len(report.failed), refresh=False)
+
+    with bar:
+        if jobs <= 1 or len(todo) < 2:
+            for stack in todo:
+                try:
+                    fuse_one(stack)
+                except Exception as exc:
+                    done(stack, exc)
+                else:
+                    done(stack, None)
+        else:
+            pool = ThreadPoolExecutor(min(jobs, len(todo)), thread_name_prefix="bamf-stack", initializer=setup)
+            try:
+                futures = {pool.submit(fuse_one, stack): stack for stack in todo}
+                for future in as_completed(futures):
+                    done(futures[future], future.exception())
+            finally:  # Ctrl-C or --debug: the stacks being fused finish (their writes are atomic), no new one starts
+                pool.shutdown(wait=True, cancel_futures=True)
+    order = {id(s): i for i, s in enumerate(stacks)}
+    report.fused.sort(key=lambda s: order[id(s)])
+    report.failed.sort(key=lambda f: order[id(f[0])])
     return report

@@ -19,113 +19,14 @@ import contextlib
 import json
 import signal
 import sys
-import tempfile
 import threading
 import warnings
 from pathlib import Path
 
+from bamf_lib.fusecmd import cmd_fuse as _cmd_fuse
+from bamf_lib.fusecmd import one_line as _one_line
+
 __all__ = ["main", "build_parser", "evaluate_cli"]
-
-
-# pixels from which ``bamf fuse`` shows a progress bar (about a 1000 x 1000 image)
-_PROGRESS_PIXELS = 1_000_000
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    with contextlib.suppress(OSError):
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
-    return False
-
-
-def _check_writable(folder: Path, option: str) -> None:
-    """Refuse an output folder that cannot take a new file, before any work."""
-    while not folder.exists() and folder != folder.parent:  # atomic_write creates the missing part
-        folder = folder.parent
-    if not folder.is_dir():
-        raise NotADirectoryError(f"{option}: {folder} is not a folder; choose another {option} path")
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise PermissionError(f"{option}: cannot write in {folder} ({exc.strerror}); "
-                              f"choose a writable folder for {option}") from None
-
-
-def _check_output(path: str | None, force: bool, inputs: list[str] = (), option: str = "-o") -> None:
-    """Refuse an output before any work: a folder, one of the inputs (even with --force), existing
-    (without --force), of unknown format, or in a folder that cannot be written."""
-    from PIL import Image
-
-    if path is None:
-        return
-    out = Path(path)
-    if out.is_dir():
-        raise IsADirectoryError(f"{option} {path} is a folder; name the image file to write, e.g. {out / 'fused.png'}")
-    for source in inputs:
-        if _same_file(out, Path(source)):
-            raise ValueError(f"{option} {path} is the input {source}; write the result to another file "
-                             f"(--force never replaces an input)")
-    if out.exists() and not force:
-        raise FileExistsError(f"{path} exists; pass --force to replace it")
-    if out.suffix.lower() not in Image.registered_extensions():
-        raise ValueError(f"cannot tell the image format from the suffix of {path} (use e.g. .png, .jpg, .tif)")
-    _check_writable(out.parent, option)
-
-
-def _fuse_stack(args: argparse.Namespace, source_paths: list, output: str | Path, decision_map: str | None = None,
-                progress: bool = True) -> str:
-    """Fuse one stack and write it (and its decision map); returns the line to report."""
-    from bamf_lib.io import check_sources, read_image, write_image
-
-    from bamf_lib.fusion import MAX_SOURCES, fuse
-
-    out = Path(output)
-    if len(source_paths) > MAX_SOURCES:
-        raise ValueError(f"{len(source_paths)} sources, more than the {MAX_SOURCES} one decision map can index; "
-                         f"fuse them in groups, then fuse the groups' results")
-    _check_output(str(output), args.force, source_paths)
-    _check_output(decision_map, args.force, source_paths, "--decision-map")
-    if decision_map and _same_file(Path(decision_map), out):
-        raise ValueError(f"--decision-map and -o name the same file {out}")
-    sources = check_sources([read_image(p, max_pixels=args.max_pixels) for p in source_paths],
-                            names=[str(p) for p in source_paths])
-
-    large = sources[0].shape[0] * sources[0].shape[1] >= _PROGRESS_PIXELS
-    result = fuse(sources, path=args.path, device=args.device, align=args.align, progress=large and progress,
-                  weights=args.weights, backend=args.backend)
-    # both images are ready before either is written, so a failure leaves no output
-    write_image(out, result.fused, overwrite=args.force)
-    if decision_map:
-        dm = (result.decision_map.astype("uint16") * (255 // (len(sources) - 1))).astype("uint8")
-        write_image(decision_map, dm, overwrite=args.force)
-    total = sum(result.timings.values())
-    return f"wrote {out} ({result.fused.shape[1]}x{result.fused.shape[0]}) in {total:.2f} s"
-
-
-def _cmd_fuse(args: argparse.Namespace) -> int:
-    if args.batch or args.list:
-        return _cmd_fuse_batch(args)
-    if not args.sources or args.output is None:
-        raise ValueError("name the source images and -o OUTPUT (or many stacks: --batch DIR, --list FILE)")
-    line = _fuse_stack(args, args.sources, args.output, args.decision_map, progress=not args.quiet)
-    if not args.quiet:
-        print(line, file=sys.stderr)
-    return 0
-
-
-def _cmd_fuse_batch(args: argparse.Namespace) -> int:
-    """``bamf fuse --batch DIR [-o OUTDIR]`` or ``--list FILE``: many stacks, one process."""
-    from bamf_lib.batch import run_batch, stacks_for
-
-    if args.sources or args.decision_map:
-        raise ValueError("--batch and --list name the stacks themselves; give no source images or --decision-map")
-    stacks = stacks_for(batch=args.batch, list_file=args.list, output=args.output, suffix=args.suffix)
-    report = run_batch(stacks, lambda st: _fuse_stack(args, list(st.sources), st.output, progress=False),
-                       force=args.force, progress=not args.quiet, debug=args.debug)
-    for stack, exc in report.failed:
-        print(f"bamf fuse: failed {stack.name} (-> {stack.output}): {_one_line(exc)}", file=sys.stderr)
-    print(f"bamf fuse: {len(stacks)} stacks: {report.summary()}", file=sys.stderr)
-    return report.exit_status()
 
 
 def _cmd_metrics(args: argparse.Namespace) -> int:
@@ -257,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", metavar="FILE", help="fuse the stacks listed in FILE, one 'a.jpg b.jpg -> out.png' per "
                    "line (paths relative to FILE's folder)")
     p.add_argument("--suffix", default=".png", help="format of --batch outputs (default .png)")
+    p.add_argument("--jobs", type=int, metavar="N", help="with --batch or --list: stacks fused at once, each on its "
+                   "share of the cores (default: one per core, up to 4); stacks of over 1 MP fuse one at a time on "
+                   "all cores, which bounds the memory")
     p.add_argument("--decision-map", help="also write the decision map here: the index of the chosen source, "
                    "scaled to 0..255 (for a pair: 0 where the first source is taken, 255 where the second)")
     p.add_argument("--path", choices=["fast", "reference"], default="fast")
@@ -351,10 +255,6 @@ def _weights_option(p: argparse.ArgumentParser) -> None:
                    "or what `bamf train --out DIR` wrote) instead of the shipped ones; 'padded' names the shipped "
                    "zero-padded ResNet-20 nets (GPU-trained; their fast path approximates the per-patch "
                    "scores)")
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 @contextlib.contextmanager

@@ -8,13 +8,17 @@ average, and the two paths are compared as a ratio within one run, interleaved:
 1. One pair: lytro-05 (520 x 520), median of ``--repeats`` runs of the default path (ONNX
    Runtime, no torch) and of ``--backend torch`` (PyTorch's fast path, as before), alternating.
    Goal: <= 1.0 s.
-2. Agreement (``--check-lytro``): in one process, the decision maps of ONNX Runtime and torch on
-   all 20 Lytro pairs, and the largest score difference.  Goal: identical maps, <= 1e-5.
+2. Agreement (``--check-lytro``): ``bamf fuse`` (a process per pair, with ``--decision-map``)
+   against ``fuse()`` in this process on all 20 Lytro pairs; goal: identical decision maps.  Then,
+   in one process, ONNX Runtime against torch (another float32 implementation of the same nets):
+   decision maps, which differ only at float32 ties, and the largest score difference (<= 1e-5).
 3. A batch: 100 Lytro-sized stacks (the 20 pairs, five times, as symlinked folders) in one
-   ``bamf fuse --batch`` call.  Goal: <= 20 s.
+   ``bamf fuse --batch`` call, default ``--jobs`` (a stack per core).  Goal: <= 20 s.
 4. Large photos: lytro-05 upscaled (bicubic) to 24 MP (6000 x 4000) and 48 MP (8000 x 6000),
    written as JPEG (quality 95), fused to PNG.  Goals: 24 MP <= 20 s and <= 1.5 GB peak;
    48 MP <= 3 GB.  Tile side and ONNX Runtime threads are printed with them.
+5. GPU, where torch sees a CUDA device: the compute of ``fuse()`` (scoring and refinement) on
+   lytro-05 and on it at 24 MP.  Goals: <= 5 ms and <= 100 ms.
 
 Run: ``BAMF_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_cli.py [--repeats 5]
 [--check-lytro] [--skip-large] [--skip-batch] [--json OUT]``.
@@ -106,6 +110,27 @@ def _float64_scores(sources, net: str = "initial") -> "np.ndarray":
         return torch.sigmoid(_pooled_logit_gap(net, net.features(torch.from_numpy(pair)[None])))[0, 0].numpy()
 
 
+def check_cli_lytro(tmp: Path) -> dict:
+    """``bamf fuse A B -o F --decision-map D`` (a fresh process per pair) against ``fuse()`` in this
+    process, on all 20 Lytro pairs: the decision maps and the fused images, pixel for pixel."""
+    import numpy as np
+
+    from bamf_lib.fusion import fuse
+    from bamf_lib.io import read_image
+
+    same_maps, same_fused = 0, 0
+    for n in LYTRO_INDICES:
+        a, b = (str(data_path(f"lytro/lytro-{n:02d}-{s}.jpg")) for s in "AB")
+        out, dm = tmp / f"cli-{n}.png", tmp / f"cli-{n}-map.png"
+        r = run_bamf(a, b, "-o", str(out), "--decision-map", str(dm), "--force", "-q")
+        if r["rc"]:
+            raise RuntimeError(f"bamf fuse lytro-{n:02d} failed: {r['said']}")
+        here = fuse(list(lytro_pair(n)))
+        same_maps += bool(np.array_equal(read_image(dm) == 255, here.decision_map == 1))
+        same_fused += bool(np.array_equal(read_image(out), here.fused))
+    return {"pairs": len(LYTRO_INDICES), "identical_maps": same_maps, "identical_fused": same_fused}
+
+
 def check_lytro() -> dict:
     import numpy as np
 
@@ -162,6 +187,30 @@ def bench_large(tmp: Path, size: tuple[int, int]) -> dict:
     return r
 
 
+def bench_gpu(repeats: int) -> dict | None:
+    """Compute seconds of ``fuse()`` on CUDA (torch; scoring and refinement, each ending in a copy back
+    to the host), median of ``repeats`` after one warm-up: lytro-05 and it upscaled to 24 MP.
+    None without torch or a CUDA device."""
+    try:
+        import torch
+    except ModuleNotFoundError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    from bamf_lib.fusion import fuse
+
+    out = {"device": torch.cuda.get_device_name(0)}
+    pair = list(lytro_pair(5))
+    for name, sources in (("520x520", pair),
+                          ("24MP", [cv2.resize(s, (6000, 4000), interpolation=cv2.INTER_CUBIC) for s in pair])):
+        runs = []
+        for i in range(repeats + 1):
+            t = fuse(sources, device="cuda", backend="torch").timings
+            runs.append(t["score"] + t["refine"])
+        out[name] = statistics.median(runs[1:])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -188,18 +237,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   torch / onnx = {pair['ratio']:.2f}x  [goal <= 1.0 s: "
               f"{'met' if pair['onnx']['median_s'] <= 1.0 else 'NOT met'}]  [{_load()} after]")
         if args.check_lytro:
+            cli = figures["cli_vs_in_process"] = check_cli_lytro(tmp)
+            print(f"\n2. bamf fuse (a process per pair, ONNX Runtime) against fuse() in process (default backend, "
+                  f"ONNX Runtime) on all {cli['pairs']} Lytro pairs: decision maps identical on {cli['identical_maps']}, "
+                  f"fused images on {cli['identical_fused']}  [goal: all identical: "
+                  f"{'met' if cli['identical_maps'] == cli['pairs'] else 'NOT met'}]")
             agree = figures["agreement"] = check_lytro()
-            print(f"\n2. ONNX Runtime vs torch on all {agree['pairs']} Lytro pairs: decision maps identical to "
+            print(f"   ONNX Runtime vs torch on all {agree['pairs']} Lytro pairs: decision maps identical to "
                   f"torch's optimised (oneDNN) path on {agree['identical']}, to the plain network on "
                   f"{agree['identical_to_plain']}; {agree['pixels_differing']} pixels differ from the optimised path, "
                   f"each a float32 tie (|score - 0.5| <= {agree['max_tie_distance']:.1e}); max |score difference| {agree['max_initial_difference']:.1e} (initial net), "
                   f"{agree['max_refined_difference']:.1e} (refined, where both bands agree); initial scores vs a "
                   f"float64 evaluation: ONNX {agree['vs_float64']['onnx']:.1e}, torch {agree['vs_float64']['torch']:.1e}; "
                   f"{agree['band_pixels_differing']} band pixels differ (smoothed score at tau within float32 "
-                  f"rounding)  [goal: all identical, <= 1e-5]")
+                  f"rounding)  [torch is another float32 implementation: identical but for float32 ties]")
         if not args.skip_batch:
             batch = figures["batch"] = bench_batch(tmp)
-            print(f"\n3. bamf fuse --batch: {batch['stacks']} Lytro-sized stacks in one process: {batch['seconds']:.1f} s "
+            print(f"\n3. bamf fuse --batch (default --jobs: {min(os.cpu_count() or 1, 4)} stacks at once): "
+                  f"{batch['stacks']} Lytro-sized stacks in one process: {batch['seconds']:.1f} s "
                   f"({batch['seconds'] / batch['stacks']:.2f} s a stack), peak {batch['peak_mb']:.0f} MB, "
                   f"{batch['written']} written, exit {batch['rc']}  [goal <= 20 s: "
                   f"{'met' if batch['seconds'] <= 20 else 'NOT met'}]  [{_load()}]")
@@ -216,6 +271,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"   {mp:.0f} MP: {r['seconds']:.1f} s whole process, peak {r['peak_mb'] / 1000:.2f} GB, exit "
                       f"{r['rc']}; {r['said']}  [goal {time_goal}<= {goal_gb} GB: "
                       f"{'met' if r['peak_mb'] / 1000 <= goal_gb else 'NOT met'}]  [{_load()}]")
+    gpu = figures["gpu"] = bench_gpu(args.repeats)
+    if gpu is None:
+        print("\n5. GPU: no CUDA device here (or no torch): not measured  [goals <= 5 ms (520 x 520), <= 100 ms (24 MP)]")
+    else:
+        print(f"\n5. GPU ({gpu['device']}, torch): compute of fuse(), median of {args.repeats}: 520 x 520 "
+              f"{gpu['520x520'] * 1e3:.1f} ms [goal <= 5 ms: {'met' if gpu['520x520'] <= 0.005 else 'NOT met'}], "
+              f"24 MP {gpu['24MP'] * 1e3:.0f} ms [goal <= 100 ms: {'met' if gpu['24MP'] <= 0.1 else 'NOT met'}]")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))
     return 0

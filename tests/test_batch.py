@@ -95,3 +95,55 @@ def test_two_stacks_writing_one_file_both_fail(shoot, capsys):
 def test_batch_usage_errors_are_one_line(shoot, capsys, argv, words):
     rc, err = run(capsys, *(a.format(shoot=shoot) for a in argv))
     assert rc == 2 and len(err.strip().splitlines()) == 1 and words in err
+
+
+def test_stacks_fused_side_by_side_are_reported_in_order(tmp_path):
+    """jobs > 1: a worker per stack; failures are collected, the report keeps the stacks' order."""
+    import threading
+    import time
+
+    from bamf_lib.batch import Stack, run_batch
+
+    stacks = [Stack((), tmp_path / f"{i}.png", f"s{i}") for i in range(6)]
+    names, ready = set(), []
+
+    def fuse_one(stack):
+        names.add(threading.current_thread().name)
+        time.sleep(0.05 if stack.name == "s0" else 0.0)  # s0 finishes after the others
+        if stack.name in ("s1", "s4"):
+            raise ValueError(f"{stack.name} is broken")
+        ready.append(threading.current_thread().name)
+
+    report = run_batch(stacks, fuse_one, progress=False, jobs=2, setup=lambda: ready.append("setup"))
+    assert [s.name for s in report.fused] == ["s0", "s2", "s3", "s5"]
+    assert [(s.name, str(e)) for s, e in report.failed] == [("s1", "s1 is broken"), ("s4", "s4 is broken")]
+    assert report.exit_status() == 2 and ready.count("setup") == 2
+    assert len(names) == 2 and all(n.startswith("bamf-stack") for n in names)
+    with pytest.raises(ValueError, match="broken"):
+        run_batch(stacks, fuse_one, progress=False, jobs=2, debug=True)
+
+
+def test_jobs_fuse_exactly_what_one_job_fuses(tmp_path, capsys):
+    """The shipped networks on ONNX Runtime, a thread each: the same images, bit for bit."""
+    from bamf_lib.groundtruth import groundtruth_set
+
+    root = tmp_path / "shoot"
+    for i, pair in enumerate(groundtruth_set(4, seed=7)):
+        (root / f"s{i}").mkdir(parents=True)
+        for name, image in (("a.png", pair.a), ("b.png", pair.b)):
+            Image.fromarray(image).save(root / f"s{i}" / name)
+    for jobs in ("1", "2"):
+        rc, err = run(capsys, "--batch", root, "-o", tmp_path / jobs, "-q", "--jobs", jobs)
+        assert rc == 0, err
+    for i in range(4):
+        one, two = (np.asarray(Image.open(tmp_path / j / f"s{i}.png")) for j in ("1", "2"))
+        np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--batch", "{shoot}", "--jobs", "0"], "at least 1"),
+    (["{shoot}/bee/0.png", "{shoot}/bee/1.png", "-o", "{shoot}/f.png", "--jobs", "2"], "many stacks"),
+])
+def test_jobs_errors_are_one_line(shoot, capsys, argv, words):
+    rc, err = run(capsys, *(a.format(shoot=shoot) for a in argv))
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and words in err

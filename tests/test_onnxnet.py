@@ -170,3 +170,25 @@ def test_bamf_fuse_never_imports_torch(tmp_path):
     run = subprocess.run([sys.executable, "-c", _NO_TORCH, *argv, "--force", "--backend", "torch"],
                          capture_output=True, text=True, cwd=ROOT)
     assert run.returncode != 0 and len(run.stderr.strip().splitlines()) == 1 and "torch" in run.stderr
+
+
+def test_tiles_are_of_one_size_and_cover_the_image():
+    for h, w, side in ((520, 520, 773), (4000, 6000, 773), (101, 97, 40), (64, 300, 64)):
+        tiles = onnxnet._tiles(h, w, side)
+        assert len({(y1 - y0, x1 - x0) for y0, y1, x0, x1 in tiles}) == 1, (h, w, side)
+        assert all(y1 - y0 <= side and x1 - x0 <= side for y0, y1, x0, x1 in tiles)
+        covered = np.zeros((h, w), int)
+        for y0, y1, x0, x1 in tiles:
+            covered[y0:y1, x0:x1] += 1
+        assert covered.min() == 1 and len(tiles) == -(-h // side) * -(-w // side)
+
+
+def test_a_score_does_not_depend_on_the_thread_count():
+    """What lets a batch fuse a stack per core (threads(1) in each worker) and match a single fuse bit for bit."""
+    net = onnxnet.load_onnx(WEIGHTS_DIR / "initial.safetensors")
+    a, b = _pair(150, 170, seed=3)
+    every_core = net.score_map(a, b)
+    with onnxnet.threads(1):
+        one = net.score_map(a, b)
+        assert (150 + 63, 170 + 63, 1) in net._sessions
+    np.testing.assert_array_equal(one, every_core)
