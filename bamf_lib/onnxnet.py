@@ -5,8 +5,10 @@ shipped design) computes on a whole region exactly the scores of every patch in 
 whole-image score map is one function of the gray pair: features, the head at every
 position (:meth:`~bamf_lib.models.FocusResNet.pooled_logits` with the logit-gap row) and a
 sigmoid, the computation of :mod:`bamf_lib.scoring`'s fast path.  :mod:`bamf_lib.export`
-writes that function as an ONNX graph (dynamic height and width) and checks it against the
-torch path to 1e-5; this module runs it with ONNX Runtime on the CPU.  Importing it, and
+writes that function as an ONNX graph (dynamic height and width; its convolutions pad and one
+crop at the end takes the padding off again, which ONNX Runtime runs faster) and checks it
+against the torch path to 1e-5; this module runs it with ONNX Runtime on the CPU, in tiles of
+one size, each input shape with a session of its own (:meth:`OnnxNet.session`).  Importing it, and
 fusing with it, never imports torch (``tests/test_onnxnet.py`` checks), which saves the
 1.7 s ``import torch`` costs a ``bamf fuse`` process.
 
