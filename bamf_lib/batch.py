@@ -17,6 +17,7 @@ what happened to each.
 from __future__ import annotations
 
 import shlex
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,7 +137,7 @@ def stacks_in_list(list_file: str | Path) -> list[Stack]:
 
 def run_batch(stacks: Sequence[Stack], fuse_one: Callable[[Stack], None], *, force: bool = False,
               progress: bool = True, debug: bool = False, jobs: int = 1,
-              setup: Callable[[], None] | None = None) -> BatchReport:
+              setup: Callable[[], None] | None = None, stop: threading.Event | None = None) -> BatchReport:
     """Fuse each stack with ``fuse_one``; skip those whose output exists (unless ``force``),
     carry on past failures.
 
@@ -157,6 +158,9 @@ def run_batch(stacks: Sequence[Stack], fuse_one: Callable[[Stack], None], *, for
         (single-threaded work), the others keep the cores busy.
     setup : callable, optional
         Run once in each worker thread first (``jobs > 1`` only).
+    stop : threading.Event, optional
+        Set when the batch is interrupted (Ctrl-C, SIGTERM, ``debug``), for ``fuse_one`` to give up
+        early; the stacks being fused then end quickly and no new one starts.
 
     Returns
     -------
@@ -206,7 +210,11 @@ def run_batch(stacks: Sequence[Stack], fuse_one: Callable[[Stack], None], *, for
                 futures = {pool.submit(fuse_one, stack): stack for stack in todo}
                 for future in as_completed(futures):
                     done(futures[future], future.exception())
-            finally:  # Ctrl-C or --debug: the stacks being fused finish (their writes are atomic), no new one starts
+            except BaseException:  # Ctrl-C, SIGTERM or --debug: no new stack starts, the running ones stop early
+                if stop is not None:
+                    stop.set()
+                raise
+            finally:  # outputs are written atomically: a stack stopped before its write leaves nothing
                 pool.shutdown(wait=True, cancel_futures=True)
     order = {id(s): i for i, s in enumerate(stacks)}
     report.fused.sort(key=lambda s: order[id(s)])

@@ -289,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _sigterm_unwinds():
             return args.func(args)
-    except KeyboardInterrupt:
-        print(f"bamf {args.command}: interrupted; nothing was written", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"bamf {args.command}: {exc or 'interrupted; nothing was written'}", file=sys.stderr)
         return 130
     except Exception as exc:
         if args.debug:

@@ -68,11 +68,13 @@ def _check_output(path: str | None, force: bool, inputs: list[str] = (), option:
 
 
 def _fuse_stack(args: argparse.Namespace, source_paths: list, output: str | Path, decision_map: str | None = None,
-                progress: bool = True, exclusive: threading.Lock | None = None) -> str:
+                progress: bool = True, exclusive: threading.Lock | None = None,
+                stop: threading.Event | None = None) -> str:
     """Fuse one stack and write it (and its decision map); returns the line to report.
 
     ``exclusive``: in a batch fusing stacks side by side, a stack of over ``_PROGRESS_PIXELS``
-    takes this lock and all the cores, so that large stacks fuse one at a time (memory)."""
+    takes this lock and all the cores, so that large stacks fuse one at a time (memory).
+    ``stop``: set when the batch is interrupted; the stack then gives up before it fuses."""
     from bamf_lib.io import check_sources, read_image, write_image
 
     from bamf_lib.fusion import MAX_SOURCES, fuse
@@ -97,6 +99,8 @@ def _fuse_stack(args: argparse.Namespace, source_paths: list, output: str | Path
         alone.enter_context(exclusive)
         alone.enter_context(threads(None))
     with alone:
+        if stop is not None and stop.is_set():  # interrupted while this stack waited for the cores
+            raise InterruptedError("stopped: the batch was interrupted")
         result = fuse(sources, path=args.path, device=args.device, align=args.align, progress=large and progress,
                       weights=args.weights, backend=args.backend)
     # both images are ready before either is written, so a failure leaves no output
@@ -138,6 +142,14 @@ def _batch_jobs(args: argparse.Namespace) -> int:
     return (args.jobs or min(os.cpu_count() or 1, 4)) if onnx else 1
 
 
+def _worker_setup(threads: int, stop: threading.Event) -> None:
+    """A batch worker thread: the networks on ``threads`` threads, stopping between tiles on ``stop``."""
+    from bamf_lib.onnxnet import set_stop, set_threads
+
+    set_threads(threads)
+    set_stop(stop)
+
+
 def _cmd_fuse_batch(args: argparse.Namespace) -> int:
     """``bamf fuse --batch DIR [-o OUTDIR]`` or ``--list FILE``: many stacks, one process."""
     from bamf_lib.batch import run_batch, stacks_for
@@ -145,13 +157,23 @@ def _cmd_fuse_batch(args: argparse.Namespace) -> int:
     if args.sources or args.decision_map:
         raise ValueError("--batch and --list name the stacks themselves; give no source images or --decision-map")
     stacks = stacks_for(batch=args.batch, list_file=args.list, output=args.output, suffix=args.suffix)
-    jobs, setup, lock = _batch_jobs(args), None, threading.Lock()
+    jobs, setup, lock, stop = _batch_jobs(args), None, threading.Lock(), threading.Event()
     if jobs > 1:
-        from bamf_lib.onnxnet import set_threads
+        setup = functools.partial(_worker_setup, max(1, (os.cpu_count() or 1) // jobs), stop)
+    fused = []
 
-        setup = functools.partial(set_threads, max(1, (os.cpu_count() or 1) // jobs))
-    report = run_batch(stacks, lambda st: _fuse_stack(args, list(st.sources), st.output, progress=False, exclusive=lock),
-                       force=args.force, progress=not args.quiet, debug=args.debug, jobs=jobs, setup=setup)
+    def fuse_one(stack):
+        _fuse_stack(args, list(stack.sources), stack.output, progress=False, exclusive=lock, stop=stop)
+        fused.append(stack)
+
+    try:
+        report = run_batch(stacks, fuse_one, force=args.force, progress=not args.quiet, debug=args.debug, jobs=jobs,
+                           setup=setup, stop=stop)
+    except KeyboardInterrupt:
+        n = len(fused)
+        raise KeyboardInterrupt(f"interrupted; {n} stack{'s' if n != 1 else ''} fused in this run "
+                                f"{'are' if n != 1 else 'is'} kept, the others left nothing; run again to go on "
+                                f"(finished stacks are skipped)") from None
     for stack, exc in report.failed:
         print(f"bamf fuse: failed {stack.name} (-> {stack.output}): {one_line(exc)}", file=sys.stderr)
     print(f"bamf fuse: {len(stacks)} stacks: {report.summary()}", file=sys.stderr)

@@ -36,7 +36,7 @@ import numpy as np
 
 from bamf_lib.config import ModelConfig
 
-__all__ = ["OnnxNet", "load_onnx", "onnx_path", "cache_path", "StaleGraphError", "SOURCE_KEY", "available", "threads", "set_threads"]
+__all__ = ["OnnxNet", "load_onnx", "onnx_path", "cache_path", "StaleGraphError", "SOURCE_KEY", "available", "threads", "set_threads", "set_stop", "Stopped"]
 
 #: ONNX metadata key holding the SHA-256 of the safetensors file the graph was exported from
 SOURCE_KEY = "bamf.source_sha256"
@@ -67,6 +67,16 @@ def threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         _LOCAL.threads = before
+
+
+class Stopped(RuntimeError):
+    """Scoring stopped between tiles because this thread's stop event (:func:`set_stop`) was set."""
+
+
+def set_stop(event: threading.Event | None) -> None:
+    """From now on, scoring in this thread stops between two tiles (raising :class:`Stopped`)
+    once ``event`` is set: an interrupted batch does not finish a large stack first."""
+    _LOCAL.stop = event
 
 
 def set_threads(n: int | None) -> None:
@@ -203,7 +213,10 @@ class OnnxNet:
         from tqdm import tqdm  # not tqdm.auto: its notebook probe costs a CLI run 60 ms
 
         out = np.full(a.shape, np.nan, np.float32)
+        stop = getattr(_LOCAL, "stop", None)
         for y0, y1, x0, x1 in tqdm(tiles, desc="score", unit="tile", disable=not progress or len(tiles) < 2):
+            if stop is not None and stop.is_set():
+                raise Stopped("stopped: the batch was interrupted")
             region = self._region(a, b, y0, y1, x0, x1)
             out[y0:y1, x0:x1] = self.session(*region.shape[2:]).run(None, {"pair": region})[0][0, 0]
         return out

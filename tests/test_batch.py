@@ -1,5 +1,12 @@
 """``bamf fuse --batch DIR`` and ``--list FILE``: many stacks in one process (stand-in networks)."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -8,6 +15,8 @@ import bamf_lib.fusion
 from _standin import StandInNet, install, textured_pair
 from bamf_lib.batch import stacks_in_list
 from bamf_lib.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -147,3 +156,36 @@ def test_jobs_fuse_exactly_what_one_job_fuses(tmp_path, capsys):
 def test_jobs_errors_are_one_line(shoot, capsys, argv, words):
     rc, err = run(capsys, *(a.format(shoot=shoot) for a in argv))
     assert rc == 2 and len(err.strip().splitlines()) == 1 and words in err
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_an_interrupted_batch_stops_early_and_keeps_what_it_finished(tmp_path, sig, status):
+    """Four stacks over 1 MP, two workers (one fusing, one waiting for the cores): interrupted after
+    the first output, the fusing stack stops between tiles and the waiting one never starts, so at
+    most one more output appears (the one being written); without the stop there would be three."""
+    import cv2
+
+    from bamf_lib.groundtruth import groundtruth_set
+
+    root = tmp_path / "shoot"
+    for i, pair in enumerate(groundtruth_set(4, seed=11)):
+        (root / f"s{i}").mkdir(parents=True)
+        for name, image in (("a.png", pair.a), ("b.png", pair.b)):
+            Image.fromarray(cv2.resize(image, (1200, 1100), interpolation=cv2.INTER_CUBIC)).save(root / f"s{i}" / name)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "bamf_lib.cli", "fuse", "--batch", str(root), "-o", str(out), "-q",
+                             "--jobs", "2"], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
+    deadline = time.monotonic() + 120
+    while not (out.is_dir() and list(out.glob("s*.png"))):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    assert proc.wait(timeout=60) == status
+    written = sorted(p.name for p in out.iterdir())
+    assert 1 <= len(written) <= 2 and all(n.startswith("s") and n.endswith(".png") for n in written), written
+    for name in written:
+        assert np.asarray(Image.open(out / name)).shape == (1100, 1200)
+    if sig == signal.SIGINT:
+        assert "run again to go on" in proc.stderr.read()
