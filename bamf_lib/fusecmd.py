@@ -68,13 +68,13 @@ def _check_output(path: str | None, force: bool, inputs: list[str] = (), option:
 
 
 def _fuse_stack(args: argparse.Namespace, source_paths: list, output: str | Path, decision_map: str | None = None,
-                progress: bool = True, exclusive: threading.Lock | None = None,
-                stop: threading.Event | None = None) -> str:
+                progress: bool = True, exclusive: threading.Lock | None = None) -> str:
     """Fuse one stack and write it (and its decision map); returns the line to report.
 
     ``exclusive``: in a batch fusing stacks side by side, a stack of over ``_PROGRESS_PIXELS``
-    takes this lock and all the cores, so that large stacks fuse one at a time (memory).
-    ``stop``: set when the batch is interrupted; the stack then gives up before it fuses."""
+    takes this lock and all the cores, so that large stacks fuse one at a time (memory).  A stack
+    that gets the lock after the batch was interrupted stops before its first tile (the worker's
+    stop event, :func:`bamf_lib.onnxnet.set_stop`)."""
     from bamf_lib.io import check_sources, read_image, write_image
 
     from bamf_lib.fusion import MAX_SOURCES, fuse
@@ -91,16 +91,12 @@ def _fuse_stack(args: argparse.Namespace, source_paths: list, output: str | Path
                             names=[str(p) for p in source_paths])
 
     large = sources[0].shape[0] * sources[0].shape[1] >= _PROGRESS_PIXELS
-    alone = contextlib.nullcontext()
-    if large and exclusive is not None:
-        from bamf_lib.onnxnet import threads
+    with contextlib.ExitStack() as alone:
+        if large and exclusive is not None:
+            from bamf_lib.onnxnet import threads
 
-        alone = contextlib.ExitStack()
-        alone.enter_context(exclusive)
-        alone.enter_context(threads(None))
-    with alone:
-        if stop is not None and stop.is_set():  # interrupted while this stack waited for the cores
-            raise InterruptedError("stopped: the batch was interrupted")
+            alone.enter_context(exclusive)
+            alone.enter_context(threads(None))
         result = fuse(sources, path=args.path, device=args.device, align=args.align, progress=large and progress,
                       weights=args.weights, backend=args.backend)
     # both images are ready before either is written, so a failure leaves no output
@@ -163,7 +159,7 @@ def _cmd_fuse_batch(args: argparse.Namespace) -> int:
     fused = []
 
     def fuse_one(stack):
-        _fuse_stack(args, list(stack.sources), stack.output, progress=False, exclusive=lock, stop=stop)
+        _fuse_stack(args, list(stack.sources), stack.output, progress=False, exclusive=lock)
         fused.append(stack)
 
     try:
