@@ -110,37 +110,28 @@ def _float64_scores(sources, net: str = "initial") -> "np.ndarray":
         return torch.sigmoid(_pooled_logit_gap(net, net.features(torch.from_numpy(pair)[None])))[0, 0].numpy()
 
 
-def check_cli_lytro(tmp: Path) -> dict:
-    """``bamf fuse A B -o F --decision-map D`` (a fresh process per pair) against ``fuse()`` in this
-    process, on all 20 Lytro pairs: the decision maps and the fused images, pixel for pixel."""
+def check_lytro(tmp: Path) -> tuple[dict, dict]:
+    """On all 20 Lytro pairs, ``fuse()`` in this process (default backend, ONNX Runtime) against
+    (1) ``bamf fuse A B -o F --decision-map D`` in a fresh process per pair: decision maps and fused
+    images, pixel for pixel; (2) torch's optimised and plain paths and a float64 evaluation."""
     import numpy as np
 
     from bamf_lib.fusion import fuse
     from bamf_lib.io import read_image
 
     same_maps, same_fused = 0, 0
-    for n in LYTRO_INDICES:
-        a, b = (str(data_path(f"lytro/lytro-{n:02d}-{s}.jpg")) for s in "AB")
-        out, dm = tmp / f"cli-{n}.png", tmp / f"cli-{n}-map.png"
-        r = run_bamf(a, b, "-o", str(out), "--decision-map", str(dm), "--force", "-q")
-        if r["rc"]:
-            raise RuntimeError(f"bamf fuse lytro-{n:02d} failed: {r['said']}")
-        here = fuse(list(lytro_pair(n)))
-        same_maps += bool(np.array_equal(read_image(dm) == 255, here.decision_map == 1))
-        same_fused += bool(np.array_equal(read_image(out), here.fused))
-    return {"pairs": len(LYTRO_INDICES), "identical_maps": same_maps, "identical_fused": same_fused}
-
-
-def check_lytro() -> dict:
-    import numpy as np
-
-    from bamf_lib.fusion import fuse
-
     initial, refined, band_pixels, same, same_plain, flips, tie = 0.0, 0.0, 0, [], [], 0, 0.0
     exact = {"onnx": 0.0, "torch": 0.0}  # initial scores against a float64 evaluation of the same net
     for n in LYTRO_INDICES:
         sources = list(lytro_pair(n))
         onnx, torch = fuse(sources), fuse(sources, backend="torch", device="cpu")
+        a, b = (str(data_path(f"lytro/lytro-{n:02d}-{s}.jpg")) for s in "AB")
+        out, dm = tmp / f"cli-{n}.png", tmp / f"cli-{n}-map.png"
+        r = run_bamf(a, b, "-o", str(out), "--decision-map", str(dm), "--force", "-q")
+        if r["rc"]:
+            raise RuntimeError(f"bamf fuse lytro-{n:02d} failed: {r['said']}")
+        same_maps += bool(np.array_equal(read_image(dm) == 255, onnx.decision_map == 1))
+        same_fused += bool(np.array_equal(read_image(out), onnx.fused))
         plain = fuse(sources, backend="torch", device="cpu", optimized=False)
         same_plain.append(bool(np.array_equal(onnx.decision_map, plain.decision_map)))
         initial = max(initial, float(np.abs(onnx.score_map - torch.score_map).max()))
@@ -155,10 +146,11 @@ def check_lytro() -> dict:
         flips += int(differ.sum())
         if differ.any():
             tie = max(tie, float(np.abs(torch.refined_score_map[differ] - 0.5).max()))
-    return {"pairs": len(same), "identical": sum(same), "identical_to_plain": sum(same_plain),
-            "pixels_differing": flips, "max_tie_distance": tie,
-            "max_initial_difference": initial, "vs_float64": exact,
-            "max_refined_difference": refined, "band_pixels_differing": band_pixels}
+    cli = {"pairs": len(same), "identical_maps": same_maps, "identical_fused": same_fused}
+    return cli, {"pairs": len(same), "identical": sum(same), "identical_to_plain": sum(same_plain),
+                 "pixels_differing": flips, "max_tie_distance": tie,
+                 "max_initial_difference": initial, "vs_float64": exact,
+                 "max_refined_difference": refined, "band_pixels_differing": band_pixels}
 
 
 def bench_batch(tmp: Path, copies: int = 5) -> dict:
@@ -237,12 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   torch / onnx = {pair['ratio']:.2f}x  [goal <= 1.0 s: "
               f"{'met' if pair['onnx']['median_s'] <= 1.0 else 'NOT met'}]  [{_load()} after]")
         if args.check_lytro:
-            cli = figures["cli_vs_in_process"] = check_cli_lytro(tmp)
+            cli, agree = figures["cli_vs_in_process"], figures["agreement"] = check_lytro(tmp)
             print(f"\n2. bamf fuse (a process per pair, ONNX Runtime) against fuse() in process (default backend, "
                   f"ONNX Runtime) on all {cli['pairs']} Lytro pairs: decision maps identical on {cli['identical_maps']}, "
                   f"fused images on {cli['identical_fused']}  [goal: all identical: "
                   f"{'met' if cli['identical_maps'] == cli['pairs'] else 'NOT met'}]")
-            agree = figures["agreement"] = check_lytro()
             print(f"   ONNX Runtime vs torch on all {agree['pairs']} Lytro pairs: decision maps identical to "
                   f"torch's optimised (oneDNN) path on {agree['identical']}, to the plain network on "
                   f"{agree['identical_to_plain']}; {agree['pixels_differing']} pixels differ from the optimised path, "
