@@ -106,6 +106,23 @@ def test_batch_usage_errors_are_one_line(shoot, capsys, argv, words):
     assert rc == 2 and len(err.strip().splitlines()) == 1 and words in err
 
 
+def _synthetic_stacks(tmp_path, *, seed, size=None):
+    """shoot/s0 .. s3: four synthetic pairs (a.png, b.png) for the shipped networks, resized to
+    ``size`` (width, height) when given."""
+    import cv2
+
+    from bamf_lib.groundtruth import groundtruth_set
+
+    root = tmp_path / "shoot"
+    for i, pair in enumerate(groundtruth_set(4, seed=seed)):
+        (root / f"s{i}").mkdir(parents=True)
+        for name, image in (("a.png", pair.a), ("b.png", pair.b)):
+            if size is not None:
+                image = cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
+            Image.fromarray(image).save(root / f"s{i}" / name)
+    return root
+
+
 def test_stacks_fused_side_by_side_are_reported_in_order(tmp_path):
     """jobs > 1: a worker per stack; failures are collected, the report keeps the stacks' order."""
     import threading
@@ -134,13 +151,7 @@ def test_stacks_fused_side_by_side_are_reported_in_order(tmp_path):
 
 def test_jobs_fuse_exactly_what_one_job_fuses(tmp_path, capsys):
     """The shipped networks on ONNX Runtime, a thread each: the same images, bit for bit."""
-    from bamf_lib.groundtruth import groundtruth_set
-
-    root = tmp_path / "shoot"
-    for i, pair in enumerate(groundtruth_set(4, seed=7)):
-        (root / f"s{i}").mkdir(parents=True)
-        for name, image in (("a.png", pair.a), ("b.png", pair.b)):
-            Image.fromarray(image).save(root / f"s{i}" / name)
+    root = _synthetic_stacks(tmp_path, seed=7)
     for jobs in ("1", "2"):
         rc, err = run(capsys, "--batch", root, "-o", tmp_path / jobs, "-q", "--jobs", jobs)
         assert rc == 0, err
@@ -163,15 +174,7 @@ def test_an_interrupted_batch_stops_early_and_keeps_what_it_finished(tmp_path, s
     """Four stacks over 1 MP, two workers (one fusing, one waiting for the cores): interrupted after
     the first output, the fusing stack stops between tiles and the waiting one never starts, so at
     most one more output appears (the one being written); without the stop there would be three."""
-    import cv2
-
-    from bamf_lib.groundtruth import groundtruth_set
-
-    root = tmp_path / "shoot"
-    for i, pair in enumerate(groundtruth_set(4, seed=11)):
-        (root / f"s{i}").mkdir(parents=True)
-        for name, image in (("a.png", pair.a), ("b.png", pair.b)):
-            Image.fromarray(cv2.resize(image, (1200, 1100), interpolation=cv2.INTER_CUBIC)).save(root / f"s{i}" / name)
+    root = _synthetic_stacks(tmp_path, seed=11, size=(1200, 1100))
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "bamf_lib.cli", "fuse", "--batch", str(root), "-o", str(out), "-q",
                              "--jobs", "2"], stderr=subprocess.PIPE, text=True,
