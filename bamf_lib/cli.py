@@ -57,6 +57,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.quiet,
         time_budget=args.time_budget,
+        stop_after=args.stop_after,
+        resume_from=args.resume_from,
         overrides=dict(item.split("=", 1) for item in args.set),
     )
     return 0
@@ -192,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--time-budget", type=float, help="seconds for synthesis + training; stops after an epoch")
+    p.add_argument("--stop-after", type=float, metavar="SECONDS",
+                   help="a campaign's run: stop after the last epoch that fits in SECONDS, keeping the schedule "
+                   "(the same command resumes it)")
+    p.add_argument("--resume-from", metavar="CHECKPOINT",
+                   help="continue from this checkpoint (e.g. a campaign's committed one)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="replace a profile field, e.g. train.epochs=1 (repeatable)")
     p.set_defaults(func=_cmd_train)

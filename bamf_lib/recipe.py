@@ -34,6 +34,30 @@ from bamf_lib.weights import save_weights
 __all__ = ["train_profile"]
 
 
+def _runs(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs a (campaign's) log was made in: each run's stamp, epochs and seconds, in order."""
+    runs: list[dict[str, Any]] = []
+    for row in log:
+        stamp = row.get("run", "unstamped")
+        if not runs or runs[-1]["run"] != stamp:
+            runs.append({"run": stamp, "epochs": 0, "seconds": 0.0})
+        runs[-1]["epochs"] += 1
+        runs[-1]["seconds"] = round(runs[-1]["seconds"] + row["seconds"], 1)
+    return runs
+
+
+def _adopt_checkpoint(source: Path, target: Path, cfg) -> None:
+    """Copy ``source`` to ``target`` for a resume, unless ``target`` has come as far already."""
+    if not source.is_file():
+        raise FileNotFoundError(f"--resume-from {source}: no such checkpoint file")
+    theirs = load_checkpoint(source, cfg, torch.device("cpu"))  # refuses foreign or damaged files
+    if target.exists() and load_checkpoint(target, cfg, torch.device("cpu"))["epoch"] >= theirs["epoch"]:
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(target, overwrite=True) as tmp:
+        tmp.write_bytes(source.read_bytes())
+
+
 def _apply_overrides(profile, overrides: dict[str, Any] | None):
     """``{"train.epochs": 1, "synthesis.n_foregrounds": 2, "extra.val_samples": 500}``."""
     for key, value in (overrides or {}).items():
@@ -63,6 +87,8 @@ def train_profile(
     device: str = "auto",
     progress: bool = True,
     time_budget: float | None = None,
+    stop_after: float | None = None,
+    resume_from: str | os.PathLike | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> Path:
     """Synthesise a profile's data, train one network on it and save its weights.
@@ -81,6 +107,13 @@ def train_profile(
     time_budget : float, optional
         Seconds for synthesis and training together; training stops cleanly after the
         last epoch that fits and the weights are still saved.
+    stop_after : float, optional
+        Seconds for one run of a campaign (synthesis included): training stops after the
+        last whole epoch that fits and keeps the planned schedule; the next run with the
+        same command resumes it.  The weights saved are the network so far.
+    resume_from : path, optional
+        A checkpoint to continue (a campaign's committed one): copied into this run's
+        checkpoint folder first, unless a checkpoint there is already as far or further.
     overrides : dict, optional
         Dotted profile fields to replace, e.g. ``{"train.epochs": 1}`` (dry runs).
 
@@ -100,6 +133,8 @@ def train_profile(
     cfg = replace(profile.train, device=device)
     name = f"{profile.name}-{net}"
     checkpoint = Path(out_dir) / name / CHECKPOINT
+    if resume_from is not None:
+        _adopt_checkpoint(Path(resume_from), checkpoint, cfg)
     if resume and checkpoint.exists():  # a damaged or foreign checkpoint stops the run before synthesis
         load_checkpoint(checkpoint, cfg, torch.device("cpu"))
     syn = profile.synthesis
@@ -132,8 +167,10 @@ def train_profile(
     seed_everything(cfg.seed)
     model = build_model(profile.model)
     budget_left = None if time_budget is None else time_budget - (time.monotonic() - started)
+    stop_left = None if stop_after is None else stop_after - (time.monotonic() - started)
+    run_id = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     log = train(model, train_ds, val_ds, cfg, out_dir=Path(out_dir) / name, resume=resume, progress=progress,
-                boundary_val_ds=boundary_val, time_budget=budget_left)
+                boundary_val_ds=boundary_val, time_budget=budget_left, stop_after=stop_left, run_id=run_id)
 
     out = Path(out_dir) / f"{name}.safetensors"
     if not dist.is_initialized() or dist.get_rank() == 0:  # train() joined torchrun's group, if any
@@ -141,6 +178,7 @@ def train_profile(
             [f"--profile {profile_name}", f"--net {net}"]
             + [f"--set {shlex.quote(f'{k}={v}')}" for k, v in (overrides or {}).items()]
             + ([f"--time-budget {time_budget:g}"] if time_budget is not None else [])
+            + ([f"--stop-after {stop_after:g}"] if stop_after is not None else [])
         )
         last = log[-1]
         metadata = {
@@ -165,6 +203,9 @@ def train_profile(
             "val_acc": last["val_acc"],
             "val_boundary_acc": last["val_boundary_acc"],
             "epochs": len(log),
+            "epochs_planned": cfg.epochs,
+            "steps": sum(r.get("steps", 0) for r in log) or None,
+            "runs": _runs(log),
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "seconds": round(sum(r["seconds"] for r in log), 1),
             "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),

@@ -12,7 +12,9 @@ source pair; the label is 1 where the centre pixel is focused in A.
 Choices the paper leaves open, and ours:
 
 * **Blur.**  ``sigma_range = (2, 5)`` px by default, drawn independently for ``Fg_b`` and
-  ``Bg_b`` per source pair.  The CNN method the paper builds on (Liu et al. 2017) blurs with a
+  ``Bg_b`` per source pair.  ``SynthesisConfig.blur``, ``sigma_law``, ``depth_ramp``,
+  ``noise_range`` and ``jpeg_quality`` replace the Gaussian by a camera's defocus
+  (:mod:`bamf_lib.defocus`; a departure from the paper, used by the ``camera`` profile).  The CNN method the paper builds on (Liu et al. 2017) blurs with a
   sigma-2 Gaussian applied one to five times, i.e. an effective sigma of 2 to about 4.5.
 * **Fractional alpha.**  A centre pixel counts as focused in A when ``G > 0.5``: its value is
   then mostly the sharp foreground in A and mostly blurred in B; ``G <= 0.5`` gives label 0.
@@ -40,6 +42,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from bamf_lib.config import SynthesisConfig
+from bamf_lib.defocus import camera_noise, depth_varying_blur, draw_family, draw_sigma, jpeg_roundtrip
 from bamf_lib.patches import IGNORE, augment, boundary_mask, label_map, patches_from_pair, regions_from_pair
 from bamf_lib.sources import fit_background, load_backgrounds, load_foregrounds, soft_alpha_mask
 
@@ -72,6 +75,9 @@ def make_source_pair(
     *,
     sigma_fg: float = 3.0,
     sigma_bg: float = 3.0,
+    family: str = "gaussian",
+    ramp: float = 0.0,
+    rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Compose the two differently focused sources of one (foreground, background) pair.
 
@@ -82,7 +88,12 @@ def make_source_pair(
     alpha : ndarray, ``H x W``, float in [0, 1]
         Matte of the foreground (1 = foreground).
     sigma_fg, sigma_bg : float
-        Gaussian blur sigma (pixels) of ``Fg_b`` and ``Bg_b``.
+        Blur sigma (pixels, the PSF's standard deviation per axis) of ``Fg_b`` and ``Bg_b``.
+    family : {"gaussian", "disk"}
+        The PSF (:mod:`bamf_lib.defocus`): the paper's Gaussian or the thin lens' softened disc.
+    ramp : float
+        With ``ramp > 0`` each blurred layer's sigma varies along a random depth ramp by a
+        factor ``exp(+-ramp)`` (:func:`~bamf_lib.defocus.depth_varying_blur`; needs ``rng``).
 
     Returns
     -------
@@ -106,8 +117,10 @@ def make_source_pair(
     for name, s in (("sigma_fg", sigma_fg), ("sigma_bg", sigma_bg)):
         if not s > 0:
             raise ValueError(f"{name} must be > 0, got {s}")
-    fg_b = cv2.GaussianBlur(fg, (0, 0), sigmaX=float(sigma_fg), borderType=cv2.BORDER_REFLECT)
-    bg_b = cv2.GaussianBlur(bg, (0, 0), sigmaX=float(sigma_bg), borderType=cv2.BORDER_REFLECT)
+    if ramp > 0 and rng is None:
+        raise ValueError("a depth ramp (ramp > 0) needs rng, the generator that draws its direction")
+    fg_b = depth_varying_blur(fg, float(sigma_fg), family, ramp, rng)
+    bg_b = depth_varying_blur(bg, float(sigma_bg), family, ramp, rng)
     if fg.ndim == 3:
         g = g[..., None]
     a = bg_b + g * (fg - bg_b)
@@ -116,17 +129,33 @@ def make_source_pair(
 
 
 def blurred_pair(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray, rng: np.random.Generator,
-                 sigma_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+                 sigma_range: tuple[float, float], camera: SynthesisConfig | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
     """One random source pair as training and the ground-truth sets make it: ``background``
     fitted to the matte (:func:`~bamf_lib.sources.fit_background`), the two blurs drawn from
     ``sigma_range``, composed (:func:`make_source_pair`) and rounded to uint8.
 
+    ``camera`` (a :class:`~bamf_lib.config.SynthesisConfig`) sets the blur model: its PSF
+    family, sigma law, depth ramp, sensor noise and JPEG quality.  None, or the defaults, is
+    the paper's Gaussian with sigma uniform in ``sigma_range``, drawn exactly as before these
+    options existed (the same generator calls, so the same data).
+
     Returns ``(background, a, b, sigma_fg, sigma_bg)``.
     """
     bg = fit_background(background, alpha.shape, rng)
-    s_fg, s_bg = (float(rng.uniform(*sigma_range)) for _ in range(2))
-    a, b = make_source_pair(foreground, alpha, bg, sigma_fg=s_fg, sigma_bg=s_bg)
-    return bg, *(np.clip(np.rint(x), 0, 255).astype(np.uint8) for x in (a, b)), s_fg, s_bg
+    law = "uniform" if camera is None else camera.sigma_law
+    s_fg, s_bg = (draw_sigma(rng, sigma_range, law) for _ in range(2))
+    family = "gaussian" if camera is None else draw_family(rng, camera.blur)
+    ramp = 0.0 if camera is None else camera.depth_ramp
+    a, b = make_source_pair(foreground, alpha, bg, sigma_fg=s_fg, sigma_bg=s_bg, family=family, ramp=ramp, rng=rng)
+    if camera is not None and camera.noise_range[1] > 0:
+        std = float(rng.uniform(*camera.noise_range))
+        a, b = camera_noise(a, std, rng), camera_noise(b, std, rng)
+    a, b = (np.clip(np.rint(x), 0, 255).astype(np.uint8) for x in (a, b))
+    if camera is not None and camera.jpeg_quality is not None:
+        q = int(rng.integers(camera.jpeg_quality[0], camera.jpeg_quality[1] + 1))
+        a, b = jpeg_roundtrip(a, q), jpeg_roundtrip(b, q)
+    return bg, a, b, s_fg, s_bg
 
 
 def source_pairs(n_foregrounds: int, n_backgrounds: int) -> np.ndarray:
@@ -220,7 +249,7 @@ def _compose(cfg: SynthesisConfig, index: int, pools: tuple) -> tuple[SourcePair
     fi, bi = pairs[index]
     fg_name, fg, alpha = fgs[fi]
     rng = np.random.default_rng([cfg.seed, 2, index])
-    bg, a, b, s_fg, s_bg = blurred_pair(fg, alpha, bgs[bi][1], rng, cfg.sigma_range)
+    bg, a, b, s_fg, s_bg = blurred_pair(fg, alpha, bgs[bi][1], rng, cfg.sigma_range, cfg)
     return SourcePair(index, fg_name, bgs[bi][0], fg, bg, alpha, a, b, s_fg, s_bg), rng
 
 

@@ -294,6 +294,8 @@ def train(
     progress: bool = True,
     boundary_val_ds: Dataset | None = None,
     time_budget: float | None = None,
+    stop_after: float | None = None,
+    run_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` in place with the paper's recipe; return one dict per epoch.
 
@@ -316,6 +318,12 @@ def train(
     time_budget : float, optional
         Seconds from now. After the first epoch the run is shortened (the schedule
         rescaled) to the epochs that fit; it always stops after a completed epoch.
+    stop_after : float, optional
+        Seconds from now for a *campaign*: the run stops after the last whole epoch that
+        fits, but keeps its planned epochs and learning-rate schedule, so a later run
+        resumes the same schedule from the checkpoint.
+    run_id : str, optional
+        Stamped on this run's log rows (``"run"``), so a campaign's log tells its runs apart.
 
     Returns
     -------
@@ -352,6 +360,9 @@ def train(
     steps = max(1, math.ceil(n_local / cfg.batch_size))
 
     while run.epoch < run.epochs:
+        if stop_after is not None and run.log and (
+                time.monotonic() - started + 1.1 * run.log[-1]["seconds"] > stop_after):
+            break  # the next epoch would not fit: stop, keeping the schedule for a resume
         t0 = time.monotonic()
         sampler.set_epoch(run.epoch)
         stats = train_epoch(run, train_ds, list(sampler)[:n_local], steps, progress)
@@ -367,7 +378,10 @@ def train(
                                  if boundary_val_ds is not None else None),
             "seconds": time.monotonic() - t0,
             "samples_seen": run.samples_seen,
+            "steps": steps,
         }
+        if run_id is not None:
+            row["run"] = run_id
         run.log.append(row)
         _fit_budget(run, time_budget, started, row["seconds"])
         _checkpoint(run, ckpt_path, log_path, row, progress)
