@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 
-#: scoring paths (:mod:`bamf_lib.scoring`): the paper's per-patch "reference" and the whole-image ones
+#: scoring paths (:mod:`bamf_lib.nets.scoring`): the paper's per-patch "reference" and the whole-image ones
 SCORING_PATHS = ("reference", "fast", "strided", "dilated", "coarse-to-fine")
 
 
@@ -39,7 +39,7 @@ class ModelConfig:
     ``padding="same"`` (the paper's, Keras' default) zero-pads every 3x3 convolution;
     ``padding="valid"`` pads nothing, so a feature depends on image pixels only and the
     whole-image pass computes *exactly* the per-patch scores (``"v1"`` only; see
-    :mod:`bamf_lib.scoring`).  ``stem_stride`` is the stride of the first convolution
+    :mod:`bamf_lib.nets.scoring`).  ``stem_stride`` is the stride of the first convolution
     (1 in the paper; 2 halves the cost of every later layer).  ``stage_strides`` and
     ``stage_widths`` (multiples of ``width``) shape the three stages, (1, 2, 2) and
     (1, 2, 4) in the paper's ResNets (``"v1"`` only otherwise); ``stage_dilations``
@@ -66,7 +66,7 @@ class ModelConfig:
     @property
     def dense_capable(self) -> bool:
         """Padding-free and stride 1 throughout: a whole-image pass computes every patch's score
-        exactly (:attr:`bamf_lib.models.FocusResNet.dense_capable`, without building the net)."""
+        exactly (:attr:`bamf_lib.nets.models.FocusResNet.dense_capable`, without building the net)."""
         return self.padding == "valid" and self.stem_stride == 1 and all(s == 1 for s in self.stage_strides)
 
     def __post_init__(self) -> None:
@@ -122,10 +122,10 @@ class SynthesisConfig:
     masks_per_image: int = 4  # embedded source: procedural alpha mattes per bundled image
     # backgrounds: "default" (COCO when fetched, else the embedded textures), "textures" (the four
     # embedded textures), "natural" (the sharp Urban100/BSD100 photographs of backgrounds/) or
-    # "mixed" (natural + textures); see bamf_lib.sources.load_backgrounds
+    # "mixed" (natural + textures); see bamf_lib.data.sources.load_backgrounds
     backgrounds: str = "default"
     seed: int = 0
-    # the blur model (bamf_lib.defocus); the defaults are the paper's Gaussian, sigma uniform in sigma_range:
+    # the blur model (bamf_lib.data.defocus); the defaults are the paper's Gaussian, sigma uniform in sigma_range:
     blur: str = "gaussian"  # PSF: "gaussian", "disk" (thin-lens pillbox, rim softened) or "mix" (either, per pair)
     sigma_law: str = "uniform"  # "uniform" or "loguniform" over sigma_range (mild blur as likely per octave)
     depth_ramp: float = 0.0  # > 0: each blurred layer's sigma varies by exp(+-depth_ramp) along a random ramp
@@ -190,12 +190,12 @@ class FDBConfig:
     """Focused/defocused-boundary classification: box window ``k`` and threshold ``tau``.
 
     The paper gives no values.  These are the fallback when a weights file carries none: the
-    pair chosen with ``bamf_lib.boundary.tune_fdb`` for the shipped default weights (``whole``
+    pair chosen with ``bamf_lib.fusion.boundary.tune_fdb`` for the shipped default weights (``whole``
     profile) on 8 synthetic validation pairs (``groundtruth_set(8, seed=1, images="kodak")``:
     held-out Kodak photographs, never a test pair), grid k in {5, 9, 15, 21, 31} x tau in
     {0.01, 0.05, 0.1, 0.2, 0.3, 0.4}: the best refined accuracy, the smallest band within 0.1
     point of it (``python scripts/select_weights.py bamf_lib/weights --store``).  The one source
-    of truth is the initial net's metadata (``"fdb"``), which :func:`bamf_lib.fusion.fdb_for`
+    of truth is the initial net's metadata (``"fdb"``), which :func:`bamf_lib.fusion.pipeline.fdb_for`
     reads first: the ``padded`` set's is k = 15, tau = 0.01, the ``exact`` set's k = 21, tau = 0.4.
     Chapter 5 repeats the computation live.
     """

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import cv2
 
-from bamf_lib.datasets import LYTRO_INDICES, lytro_pair, path as data_path
+from bamf_lib.data.datasets import LYTRO_INDICES, lytro_pair, path as data_path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,8 +99,8 @@ def _float64_scores(sources, net: str = "initial") -> "np.ndarray":
     import torch
 
     from bamf_lib.io import to_float_gray
-    from bamf_lib.scoring import _pooled_logit_gap
-    from bamf_lib.weights import load_pretrained
+    from bamf_lib.nets.scoring import _pooled_logit_gap
+    from bamf_lib.nets.weightfile import load_pretrained
 
     net = copy.deepcopy(load_pretrained(net)).double().eval()
     p = net.config.patch_size
@@ -116,7 +116,7 @@ def check_lytro(tmp: Path) -> tuple[dict, dict]:
     images, pixel for pixel; (2) torch's optimised and plain paths and a float64 evaluation."""
     import numpy as np
 
-    from bamf_lib.fusion import fuse
+    from bamf_lib.fusion.pipeline import fuse
     from bamf_lib.io import read_image
 
     same_maps, same_fused = 0, 0
@@ -189,7 +189,7 @@ def bench_gpu(repeats: int) -> dict | None:
         return None
     if not torch.cuda.is_available():
         return None
-    from bamf_lib.fusion import fuse
+    from bamf_lib.fusion.pipeline import fuse
 
     out = {"device": torch.cuda.get_device_name(0)}
     pair = list(lytro_pair(5))
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-large", action="store_true")
     parser.add_argument("--json", help="also write all figures here")
     args = parser.parse_args(argv)
-    from bamf_lib.weights import header_info, weights_path
+    from bamf_lib.nets.weightfile import header_info, weights_path
 
     cfg, meta = header_info(weights_path("initial"))
     print(f"shipped weights: profile {meta.get('profile', '?')}, {cfg.version}-{cfg.depth} w{cfg.width} "
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{batch['written']} written, exit {batch['rc']}  [goal <= 20 s: "
                   f"{'met' if batch['seconds'] <= 20 else 'NOT met'}]  [{_load()}]")
         if not args.skip_large:
-            from bamf_lib.fusion import load_net
+            from bamf_lib.fusion.pipeline import load_net
 
             tile = load_net("initial").tile
             print(f"\n4. large photos (lytro-05 upscaled), JPEG in, PNG out; tiles of up to {tile} x {tile} output "

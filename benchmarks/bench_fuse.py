@@ -1,9 +1,9 @@
-"""Benchmarks of the whole fusion pipeline (``bamf_lib.fusion.fuse``), printed with their goals.
+"""Benchmarks of the whole fusion pipeline (``bamf_lib.fusion.pipeline.fuse``), printed with their goals.
 
 1. End to end: ``fuse`` of lytro-05 (520 x 520 colour) on this machine on the torch backend
    (``benchmarks/bench_cli.py`` measures the default ONNX Runtime one, whole process), weights
    loaded beforehand, median of several runs.  Goal: <= 1.0 s on CPU.  The optimised network
-   (:mod:`bamf_lib.inference`, the default) and the plain one run interleaved,
+   (:mod:`bamf_lib.nets.inference`, the default) and the plain one run interleaved,
    at torch's thread count and at one thread (on a busy shared 2-core machine one thread
    is the faster), with the largest score difference between them and whether their
    decision maps are identical.
@@ -41,10 +41,10 @@ import numpy as np
 import torch
 
 from bamf_lib.config import FDBConfig, PostprocessConfig
-from bamf_lib.datasets import lytro_pair
-from bamf_lib.fusion import fdb_for, fuse
-from bamf_lib.weights import load_pretrained
-from bamf_lib.groundtruth import decision_edges
+from bamf_lib.data.datasets import lytro_pair
+from bamf_lib.fusion.pipeline import fdb_for, fuse
+from bamf_lib.nets.weightfile import load_pretrained
+from bamf_lib.evaluation.groundtruth import decision_edges
 
 PAIRS = (2, 5, 10, 17)
 
@@ -147,9 +147,9 @@ def bench_fast_vs_reference(side: int, fdb: FDBConfig, post: PostprocessConfig, 
 _MEMORY_CHILD = r"""
 import json, resource, sys, time, tracemalloc
 import cv2
-from bamf_lib.datasets import lytro_pair
-from bamf_lib.fusion import fuse
-from bamf_lib.weights import load_pretrained
+from bamf_lib.data.datasets import lytro_pair
+from bamf_lib.fusion.pipeline import fuse
+from bamf_lib.nets.weightfile import load_pretrained
 weights = sys.argv[1] if len(sys.argv) > 1 else None
 load_pretrained("initial", weights); load_pretrained("boundary", weights)
 a, b = (cv2.resize(x, (6000, 4000), interpolation=cv2.INTER_CUBIC) for x in lytro_pair(5))

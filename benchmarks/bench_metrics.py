@@ -23,14 +23,14 @@ import time  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bamf_lib import metrics  # noqa: E402
+from bamf_lib.evaluation import metrics  # noqa: E402
 
 BUDGET_S = 0.4
 
 
 def _triple() -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], str]:
     if os.environ.get("BAMF_DATA_DIR"):
-        from bamf_lib import datasets
+        from bamf_lib.data import datasets
 
         a, b = datasets.lytro_pair(1)
         return (a, b, datasets.published_fused("cnn", "color", 1)), "Lytro pair 01 with the published CNN fusion"

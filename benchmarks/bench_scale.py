@@ -22,9 +22,9 @@ import cv2
 import numpy as np
 import torch
 
-from bamf_lib import datasets
-from bamf_lib.fusion import fuse
-from bamf_lib.weights import load_weights, weights_path
+from bamf_lib.data import datasets
+from bamf_lib.fusion.pipeline import fuse
+from bamf_lib.nets.weightfile import load_weights, weights_path
 
 
 def resize(image: np.ndarray, scale: float) -> np.ndarray:

@@ -1,12 +1,12 @@
-"""Throughput of training-data synthesis (``bamf_lib.synthesis``) at the paper's 64 x 64 patches.
+"""Throughput of training-data synthesis (``bamf_lib.data.synthesis``) at the paper's 64 x 64 patches.
 
 Goal: >= 2,000 labelled patch pairs per second on this 2-core machine.  Printed per source
 (``embedded`` always; ``alphamatting`` when ``BAMF_DATA_DIR`` is set):
 
-* ``stream``: :func:`~bamf_lib.synthesis.iter_patches`, what a training loop consumes: labelled samples per second (after the channel swap and the 8
+* ``stream``: :func:`~bamf_lib.data.synthesis.iter_patches`, what a training loop consumes: labelled samples per second (after the channel swap and the 8
   rotations/flips, i.e. the samples a network trains on) and *distinct* crops per second
   (before augmentation: every crop becomes 16 samples);
-* ``in memory``: :func:`~bamf_lib.synthesis.generate_patches` (adds the final shuffle).
+* ``in memory``: :func:`~bamf_lib.data.synthesis.generate_patches` (adds the final shuffle).
 
 Loading and resizing the foreground/background pools is a one-off cost, timed separately.
 
@@ -19,9 +19,9 @@ import argparse
 import time
 from dataclasses import replace
 
-from bamf_lib import synthesis
+from bamf_lib.data import synthesis
 from bamf_lib.config import SynthesisConfig
-from bamf_lib.datasets import data_dir
+from bamf_lib.data.datasets import data_dir
 
 GOAL = 2000.0
 

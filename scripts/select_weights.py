@@ -17,7 +17,7 @@ The candidate with the best mean refined accuracy over the two validation sets (
 embedded, seed 2) is the one to ship.  (The first version of this script chose by the Kodak set
 alone; in the grid of 2026-11-30 that set ranked a texture-trained net first by 0.1 point while
 the embedded set showed it failing, 0.78 against 0.97, so a choice must hold on both.)  ``--store`` writes each candidate's tuned (k, tau) into its initial net's metadata, where
-``bamf_lib.fusion.fdb_for`` finds it.
+``bamf_lib.fusion.pipeline.fdb_for`` finds it.
 """
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ from pathlib import Path
 
 import torch
 
-from bamf_lib.boundary import tune_fdb
+from bamf_lib.fusion.boundary import tune_fdb
 from bamf_lib.config import FDBConfig
-from bamf_lib.groundtruth import evaluate_decisions, groundtruth_set
-from bamf_lib.weights import load_weights, save_weights, weights_path
+from bamf_lib.evaluation.groundtruth import evaluate_decisions, groundtruth_set
+from bamf_lib.nets.weightfile import load_weights, save_weights, weights_path
 
 
 def _deciders(initial, boundary, fdb: FDBConfig) -> dict:
-    from bamf_lib.fusion import fuse
+    from bamf_lib.fusion.pipeline import fuse
 
     def run(refine: bool):
         return lambda a, b: fuse([a, b], refine=refine, fdb=fdb, device="cpu", initial=initial,

@@ -17,10 +17,10 @@ import time
 import torch
 
 from bamf_lib import load_pretrained
-from bamf_lib.boundary import tune_fdb
+from bamf_lib.fusion.boundary import tune_fdb
 from bamf_lib.config import FDBConfig
-from bamf_lib.groundtruth import default_deciders, evaluate_decisions, groundtruth_set
-from bamf_lib.weights import save_weights, weights_path
+from bamf_lib.evaluation.groundtruth import default_deciders, evaluate_decisions, groundtruth_set
+from bamf_lib.nets.weightfile import save_weights, weights_path
 
 
 def main() -> None:

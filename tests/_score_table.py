@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bamf_lib.evaluation import EvaluationResult, summarize
+from bamf_lib.evaluation.table1 import EvaluationResult, summarize
 
 
 def _row(mi, g, y, cb):

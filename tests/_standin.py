@@ -13,7 +13,7 @@ import torch
 
 from bamf_lib.config import ModelConfig
 
-import bamf_lib.scoring as scoring  # the stand-in replaces its functions
+import bamf_lib.nets.scoring as scoring  # the stand-in replaces its functions
 
 
 class StandInNet(torch.nn.Module):
@@ -65,10 +65,10 @@ def stand_in_folder(folder, monkeypatch):
     (the CLI tests' set-up)."""
     from PIL import Image
 
-    import bamf_lib.fusion
+    import bamf_lib.fusion.pipeline
 
     install(monkeypatch)
-    monkeypatch.setattr(bamf_lib.fusion, "load_net", lambda net, weights=None, **kw: StandInNet())
+    monkeypatch.setattr(bamf_lib.fusion.pipeline, "load_net", lambda net, weights=None, **kw: StandInNet())
     a, b, _, _ = textured_pair(colour=True)
     Image.fromarray(a).save(folder / "a.png")
     Image.fromarray(b).save(folder / "b.png")

@@ -49,9 +49,9 @@ def serve(tmp_path: Path, tampered: bool = True):
     import cv2
     from scipy.io import savemat
 
-    from bamf_lib.download import convert
-    from bamf_lib.registry import TOOLBOX_METHODS, TOOLBOX_METRICS
-    from bamf_lib.registry import Entry
+    from bamf_lib.data.download import convert
+    from bamf_lib.data.registry import TOOLBOX_METHODS, TOOLBOX_METRICS
+    from bamf_lib.data.registry import Entry
 
     rng = np.random.default_rng(5)
     root = tmp_path / "upstream"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from bamf_lib import datasets
+from bamf_lib.data import datasets
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import pytest
 
-from bamf_lib.baselines import box_mean, gff_fuse, guided_filter
-from bamf_lib.datasets import published_fused
+from bamf_lib.fusion.baselines import box_mean, gff_fuse, guided_filter
+from bamf_lib.data.datasets import published_fused
 from bamf_lib.io import read_image
 
 DATA = os.environ.get("BAMF_DATA_DIR")
@@ -107,7 +107,7 @@ def test_guided_filter_preserves_edges_of_its_guide_and_smooths_flat_noise():
 
 
 def test_gff_decision_map_follows_the_sharp_source():
-    from bamf_lib.baselines import gff_decision_map
+    from bamf_lib.fusion.baselines import gff_decision_map
 
     sharp = _texture(96, 128)
     blurred = cv2.GaussianBlur(sharp, (0, 0), 3.0)
@@ -125,7 +125,7 @@ def test_gff_decision_map_follows_the_sharp_source():
 
 
 def test_gff_decision_map_rejects_stacks_and_unknown_layers():
-    from bamf_lib.baselines import gff_decision_map
+    from bamf_lib.fusion.baselines import gff_decision_map
 
     img = _texture(32, 32)
     with pytest.raises(ValueError, match="pair"):

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import bamf_lib.fusion
+import bamf_lib.fusion.pipeline
 from _standin import StandInNet, install, textured_pair
-from bamf_lib.batch import stacks_in_list
+from bamf_lib.fusion.batch import stacks_in_list
 from bamf_lib.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 def shoot(tmp_path, monkeypatch):
     """shoot/ with stacks bee (2 images), fern (3), lone (1 image), torn (a file that is no image)."""
     install(monkeypatch)
-    monkeypatch.setattr(bamf_lib.fusion, "load_net", lambda net, weights=None, **kw: StandInNet())
+    monkeypatch.setattr(bamf_lib.fusion.pipeline, "load_net", lambda net, weights=None, **kw: StandInNet())
     a, b, _, _ = textured_pair(colour=True)
     root = tmp_path / "shoot"
     for name, images in (("bee", [a, b]), ("fern", [a, b, a]), ("lone", [a]), ("torn", [a])):
@@ -111,7 +111,7 @@ def _synthetic_stacks(tmp_path, *, seed, size=None):
     ``size`` (width, height) when given."""
     import cv2
 
-    from bamf_lib.groundtruth import groundtruth_set
+    from bamf_lib.evaluation.groundtruth import groundtruth_set
 
     root = tmp_path / "shoot"
     for i, pair in enumerate(groundtruth_set(4, seed=seed)):
@@ -128,7 +128,7 @@ def test_stacks_fused_side_by_side_are_reported_in_order(tmp_path):
     import threading
     import time
 
-    from bamf_lib.batch import Stack, run_batch
+    from bamf_lib.fusion.batch import Stack, run_batch
 
     stacks = [Stack((), tmp_path / f"{i}.png", f"s{i}") for i in range(6)]
     names, ready = set(), []

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from _standin import StandInNet, install, textured_pair
-from bamf_lib.boundary import WHOLE_IMAGE_ABOVE, near_boundary, refine, select_fdb, smooth_scores, tune_fdb
+from bamf_lib.fusion.boundary import WHOLE_IMAGE_ABOVE, near_boundary, refine, select_fdb, smooth_scores, tune_fdb
 from bamf_lib.io import to_float_gray
 
 
@@ -126,7 +126,7 @@ def test_fdb_parameters_have_one_source_of_truth():
     """k and tau come from the weights' metadata or FDBConfig, never from defaults in boundary.py."""
     import inspect
 
-    from bamf_lib import boundary
+    from bamf_lib.fusion import boundary
 
     for fn in (boundary.smooth_scores, boundary.near_boundary, boundary.refine):
         params = inspect.signature(fn).parameters

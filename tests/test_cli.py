@@ -140,7 +140,7 @@ def test_fuse_with_weights_from_a_training_folder(tmp_path, monkeypatch):
     """`--weights DIR` takes the networks `bamf train --out DIR` wrote; a missing one is a clear error."""
     import shutil
 
-    from bamf_lib.weights import WEIGHTS_DIR
+    from bamf_lib.nets.weightfile import WEIGHTS_DIR
 
     if not (WEIGHTS_DIR / "initial.safetensors").is_file():
         pytest.skip("no shipped weights to copy")

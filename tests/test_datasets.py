@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bamf_lib import datasets
+from bamf_lib.data import datasets
 
 DATA = datasets.data_dir()
 needs_data = pytest.mark.requires_data
@@ -107,7 +107,7 @@ def test_coco_backgrounds_are_chosen_extracted_and_pinned(tmp_path, monkeypatch)
 
     import cv2
 
-    from bamf_lib import synthesis
+    from bamf_lib.data import synthesis
     from bamf_lib.config import SynthesisConfig
 
     rng = np.random.default_rng(0)

@@ -9,7 +9,9 @@ import pytest
 from PIL import Image
 
 from _upstream_server import COMMIT, serve
-from bamf_lib import cli, datasets, download, registry, reproduce
+from bamf_lib import cli
+from bamf_lib.data import datasets, download, registry
+from bamf_lib.book import reproduce
 
 DATA = datasets.data_dir()
 needs_data = pytest.mark.requires_data("UPSTREAM.tsv")

@@ -15,11 +15,11 @@ import pytest
 
 from _score_table import TABLE, _result, _row
 
-from bamf_lib import evaluation as ev
-from bamf_lib.cli import evaluate_cli
-from bamf_lib.evaluation import Pair, evaluate, pair_set, summarize
+from bamf_lib.evaluation import table1 as ev
+from bamf_lib.cli.evaluate import evaluate_cli
+from bamf_lib.evaluation.table1 import Pair, evaluate, pair_set, summarize
 from bamf_lib.io import read_image
-from bamf_lib.tables import format_table
+from bamf_lib.evaluation.tables import format_table
 
 DATA = os.environ.get("BAMF_DATA_DIR")
 needs_data = pytest.mark.requires_data("published")
@@ -150,7 +150,7 @@ def test_evaluate_rejects_unknown_methods_before_any_work():
 
 
 def test_default_methods_run_bamf_with_and_without_refinement(monkeypatch):
-    import bamf_lib.fusion
+    import bamf_lib.fusion.pipeline
 
     calls = []
 
@@ -158,7 +158,7 @@ def test_default_methods_run_bamf_with_and_without_refinement(monkeypatch):
         calls.append((refine, path))
         return types.SimpleNamespace(fused=sources[0])
 
-    monkeypatch.setattr(bamf_lib.fusion, "fuse", fake_fuse)
+    monkeypatch.setattr(bamf_lib.fusion.pipeline, "fuse", fake_fuse)
     methods = ev.default_methods(path="reference")
     assert list(methods)[:6] == ["NSCT", "SR", "NSCT-SR", "GF", "DSIFT", "CNN"]
     img = np.zeros((4, 4), np.uint8)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bamf_lib.figures import captioned_table, compare_maps, difference_map, provenance, top_windows
+from bamf_lib.book.figures import captioned_table, compare_maps, difference_map, provenance, top_windows
 from bamf_lib.io import rgb2gray
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from _standin import StandInNet, install, textured_pair
 from bamf_lib.config import FDBConfig, PostprocessConfig
-from bamf_lib.fusion import FusionResult, align_sources, fuse
-from bamf_lib.models import resolve_device
+from bamf_lib.fusion.pipeline import FusionResult, align_sources, fuse
+from bamf_lib.nets.models import resolve_device
 from bamf_lib.io import read_image
 
 DATA = Path(os.environ.get("BAMF_DATA_DIR", "."))
@@ -138,7 +138,7 @@ def test_real_networks_and_scoring_keep_the_contract():
     import torch
 
     from bamf_lib.config import ModelConfig
-    from bamf_lib.models import build_model
+    from bamf_lib.nets.models import build_model
 
     torch.manual_seed(0)
     net = build_model(ModelConfig(version="v1", depth=8, width=4, patch_size=16))
@@ -152,7 +152,7 @@ def test_real_networks_and_scoring_keep_the_contract():
 
 
 def test_shipped_weights_fuse_a_pair_with_a_known_answer():
-    from bamf_lib.groundtruth import groundtruth_set, pixel_accuracy
+    from bamf_lib.evaluation.groundtruth import groundtruth_set, pixel_accuracy
 
     pair = groundtruth_set(1, seed=3)[0]
     r = fuse([pair.a, pair.b], device="cpu")
@@ -160,7 +160,7 @@ def test_shipped_weights_fuse_a_pair_with_a_known_answer():
 
 
 def test_optimised_networks_fuse_as_the_plain_ones():
-    from bamf_lib.groundtruth import groundtruth_set
+    from bamf_lib.evaluation.groundtruth import groundtruth_set
 
     pair = groundtruth_set(1, seed=4)[0]
     fast = fuse([pair.a, pair.b], device="cpu", backend="torch")
@@ -177,7 +177,7 @@ def test_fdb_travels_with_the_weights():
     from types import SimpleNamespace
 
     from bamf_lib.config import FDBConfig
-    from bamf_lib.fusion import fdb_for
+    from bamf_lib.fusion.pipeline import fdb_for
 
     assert fdb_for(SimpleNamespace(metadata={"fdb": {"k": 9, "tau": 0.05}})) == FDBConfig(k=9, tau=0.05)
     assert fdb_for(SimpleNamespace(metadata={})) == FDBConfig()

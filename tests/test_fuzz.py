@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from _standin import StandInNet, install
-from bamf_lib.fusion import fuse
+from bamf_lib.fusion.pipeline import fuse
 from bamf_lib.io import check_sources, read_image
 
 

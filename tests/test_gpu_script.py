@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bamf_lib.weights import load_weights
+from bamf_lib.nets.weightfile import load_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ import types
 import numpy as np
 import pytest
 
-from bamf_lib.groundtruth import evaluate_decisions
+from bamf_lib.evaluation.groundtruth import evaluate_decisions
 
 
 def test_evaluate_decisions_scores_each_decider_against_the_truth():

@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-import bamf_lib.fusion
+import bamf_lib.fusion.pipeline
 from _standin import stand_in_folder, textured_pair
 from bamf_lib import io
 from bamf_lib.cli import main
@@ -106,7 +106,7 @@ def test_tagged_pair_fuses_as_displayed_even_when_tags_disagree(folder, capsys):
         fused = np.asarray(Image.open(out))
         assert fused.shape == a.shape, tags  # as displayed, not sideways
         ra, rb = read_image(pa), read_image(pb)
-        np.testing.assert_array_equal(fused, bamf_lib.fusion.fuse([ra, rb], device="cpu").fused)
+        np.testing.assert_array_equal(fused, bamf_lib.fusion.pipeline.fuse([ra, rb], device="cpu").fused)
         # the focused halves win, as displayed: the left from a, the right from b
         np.testing.assert_array_equal(fused[:, :56], ra[:, :56])
         np.testing.assert_array_equal(fused[:, 72:], rb[:, 72:])
@@ -131,7 +131,7 @@ def test_output_that_is_a_folder_is_refused_even_with_force(folder, capsys):
 
 
 def test_read_only_output_folder_is_refused_before_fusing(folder, capsys, monkeypatch):
-    monkeypatch.setattr(bamf_lib.fusion, "fuse", lambda *a, **k: pytest.fail("fused before checking the output"))
+    monkeypatch.setattr(bamf_lib.fusion.pipeline, "fuse", lambda *a, **k: pytest.fail("fused before checking the output"))
     if os.geteuid() == 0:  # root writes anywhere permissions allow; sysfs refuses even root
         target = Path("/sys/fused.png")
     else:
@@ -149,7 +149,7 @@ def test_257_sources_are_refused_before_any_reading(folder, capsys, monkeypatch)
     monkeypatch.setattr(bamf_lib.io, "read_image", lambda *a, **k: pytest.fail("read before counting"))
     refused(capsys, ["fuse", *[folder / "a.png"] * 257, "-o", folder / "f.png"], "257 sources", "256", "in groups")
     with pytest.raises(ValueError, match="257 sources"):
-        bamf_lib.fusion.fuse([np.zeros((8, 8), np.uint8)] * 257)
+        bamf_lib.fusion.pipeline.fuse([np.zeros((8, 8), np.uint8)] * 257)
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
@@ -179,12 +179,12 @@ _STALLED_WRITE = textwrap.dedent(
     import sys, time
     sys.path.insert(0, {tests!r})
     import pytest
-    import PIL.Image, bamf_lib.fusion
+    import PIL.Image, bamf_lib.fusion.pipeline
     from _standin import StandInNet, install
     from bamf_lib.cli import main
     mp = pytest.MonkeyPatch()
     install(mp)
-    mp.setattr(bamf_lib.fusion, "load_net", lambda net, weights=None, **kw: StandInNet())
+    mp.setattr(bamf_lib.fusion.pipeline, "load_net", lambda net, weights=None, **kw: StandInNet())
     def stalled_save(self, fp, format=None, **kw):
         open(fp, "wb").write(b"half an image")
         print("writing", flush=True)
@@ -236,7 +236,7 @@ def test_unexpected_error_is_one_line_with_a_debug_hint(folder, capsys, monkeypa
     def broken(*args, **kwargs):
         raise RuntimeError("something\ninside broke")
 
-    monkeypatch.setattr(bamf_lib.fusion, "fuse", broken)
+    monkeypatch.setattr(bamf_lib.fusion.pipeline, "fuse", broken)
     argv = ["fuse", folder / "a.png", folder / "b.png", "-o", folder / "f.png"]
     line = refused(capsys, argv, "RuntimeError", "something inside broke", "--debug", status=1)
     assert "Traceback" not in line
@@ -257,7 +257,7 @@ def test_metrics_on_constant_images_is_one_line(tmp_path, capsys):
 
 # ------------------------------------------------------------------ checkpoints
 def _checkpoint(folder: Path) -> Path:
-    from bamf_lib.checkpoint import rng_state, save_checkpoint
+    from bamf_lib.nets.checkpoint import rng_state, save_checkpoint
     from bamf_lib.config import TrainConfig
 
     model = torch.nn.Linear(2, 2)
@@ -296,7 +296,7 @@ def _weights(folder: Path, *, config_edit=None, tensor_edit=None) -> Path:
     from safetensors.torch import save_file
 
     from bamf_lib.config import ModelConfig
-    from bamf_lib.models import build_model
+    from bamf_lib.nets.models import build_model
 
     model = build_model(ModelConfig(depth=8, width=4, patch_size=16))
     config = json.loads(json.dumps(model.config.__dict__))
@@ -335,7 +335,7 @@ def test_hostile_weights_header_is_refused_in_one_line(tmp_path, capsys, edit, w
 def test_hostile_width_is_refused_before_any_allocation(tmp_path):
     """A config that builds 17 G parameters (68 GB) while the file holds a few KB."""
     path = _weights(tmp_path / "w", config_edit={"width": 4096, "depth": 998})
-    code = ("import resource, sys\nfrom bamf_lib.weights import load_weights\ntry:\n    load_weights(sys.argv[1])\n"
+    code = ("import resource, sys\nfrom bamf_lib.nets.weightfile import load_weights\ntry:\n    load_weights(sys.argv[1])\n"
             "except ValueError as e:\n    print(e)\n"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120,
@@ -347,7 +347,7 @@ def test_hostile_width_is_refused_before_any_allocation(tmp_path):
 # ------------------------------------------------------------------ bamf evaluate
 @pytest.fixture
 def two_pairs(monkeypatch):
-    import bamf_lib.evaluation as ev
+    import bamf_lib.evaluation.table1 as ev
 
     pairs = [p for p in ev.pair_set("grayscale10") if p.name in ("g_05", "g_10")]
     monkeypatch.setattr(ev, "pair_set", lambda name: pairs)
@@ -390,7 +390,7 @@ def test_evaluate_save_fused_is_atomic_when_a_method_fails(two_pairs, tmp_path, 
 
 @pytest.mark.requires_data("grayscale")
 def test_evaluate_stops_at_a_tampered_data_file_naming_both_hashes(two_pairs, tmp_path, monkeypatch, capsys):
-    from bamf_lib import datasets
+    from bamf_lib.data import datasets
 
     data = tmp_path / "data" / "grayscale"
     data.mkdir(parents=True)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bamf_lib import inference
+from bamf_lib.nets import inference
 from bamf_lib.config import ModelConfig
-from bamf_lib.models import build_model
+from bamf_lib.nets.models import build_model
 from test_scoring import _with_running_stats
 
 CONFIGS = [

@@ -1,4 +1,4 @@
-"""Tests for bamf_lib.metrics: behaviour on synthetic images, input validation, the CLI,
+"""Tests for bamf_lib.evaluation.metrics: behaviour on synthetic images, input validation, the CLI,
 and agreement with the survey toolbox's published scores on all 180 (method, image) pairs."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from bamf_lib import metrics, published
+from bamf_lib.evaluation import metrics, published
 from bamf_lib.io import rgb2gray, write_image
-from bamf_lib.metrics import all_metrics, q_cb, q_g, q_mi, q_y
+from bamf_lib.evaluation.metrics import all_metrics, q_cb, q_g, q_mi, q_y
 
 METRICS = {"Q_MI": q_mi, "Q_G": q_g, "Q_Y": q_y, "Q_CB": q_cb}
 
@@ -128,7 +128,7 @@ def test_csv_and_mat_agree_under_the_method_order():
     """The method order assumed for Q_*.mat matches the csv's method names, for all 18 methods."""
     import csv
 
-    from bamf_lib import datasets
+    from bamf_lib.data import datasets
 
     for kind in published.PUBLISHED_PAIRS:
         table = published.toolbox_scores(kind)

@@ -7,18 +7,20 @@ that variable and without an executed copy (a plain ``pytest tests``), they skip
 """
 
 import os
+from pathlib import Path
 
 import nbformat
 import pytest
 
-from bamf_lib import reproduce
+from bamf_lib.book import reproduce
 
 REQUIRED = os.environ.get("BAMF_BOOK_REQUIRED") == "1"
+BOOK = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("source", reproduce.notebook_sources(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("source", reproduce.notebook_sources(root=BOOK), ids=lambda p: p.stem)
 def test_chapter_ran_to_the_end_without_error(source):
-    copy = reproduce.EXECUTED / f"{source.stem}.ipynb"
+    copy = BOOK / reproduce.EXECUTED / f"{source.stem}.ipynb"
     if not copy.is_file():
         message = f"{copy} is missing: run `bamf reproduce` (make book) first"
         pytest.fail(message) if REQUIRED else pytest.skip(message)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bamf_lib import nyud
+from bamf_lib.evaluation import nyud
 
 
 def test_truth_decision_sums_colour_distances_and_skips_ties():
@@ -49,7 +49,7 @@ def test_decision_accuracy_counts_scored_pixels_only():
 @pytest.mark.requires_data("nyud")
 def test_oracle_method_scores_perfectly_and_source_a_does_not():
     """A method that follows the ground truth's decision gets accuracy 1; always taking A does not."""
-    from bamf_lib import datasets
+    from bamf_lib.data import datasets
 
     def oracle(sources):
         a, b = sources

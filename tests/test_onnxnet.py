@@ -1,4 +1,4 @@
-"""ONNX Runtime scoring (bamf_lib.onnxnet, bamf_lib.export): the torch path's scores to 1e-5,
+"""ONNX Runtime scoring (bamf_lib.runtime.onnx, bamf_lib.nets.export): the torch path's scores to 1e-5,
 graphs tied to their weights by hash, and a ``bamf fuse`` that never imports torch."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from bamf_lib import onnxnet
+from bamf_lib.runtime import onnx as onnxnet
 from bamf_lib.config import get_profile
-from bamf_lib.export import TOLERANCE, export_onnx, export_weights
-from bamf_lib.fusion import fuse, load_net
-from bamf_lib.models import build_model
-from bamf_lib.scoring import score_map, score_masked
-from bamf_lib.weights import WEIGHTS_DIR, load_pretrained, save_weights
+from bamf_lib.nets.export import TOLERANCE, export_onnx, export_weights
+from bamf_lib.fusion.pipeline import fuse, load_net
+from bamf_lib.nets.models import build_model
+from bamf_lib.nets.scoring import score_map, score_masked
+from bamf_lib.nets.weightfile import WEIGHTS_DIR, load_pretrained, save_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,14 +61,14 @@ def test_random_nets_of_the_dense_families_match_torch(tmp_path, profile):
 def test_every_shipped_dense_net_has_its_graph_beside_it():
     """Every weight set `bamf fuse --weights NAME` offers; grid/ holds the training ablation's
     candidates, which the book runs through torch."""
-    from bamf_lib.weights import header_info
+    from bamf_lib.nets.weightfile import header_info
 
     dense = [f for f in sorted(WEIGHTS_DIR.rglob("*.safetensors"))
              if "grid" not in f.relative_to(WEIGHTS_DIR).parts and header_info(f)[0].dense_capable]
     assert dense and WEIGHTS_DIR / "initial.safetensors" in dense
     for file in dense:
         graph = onnxnet._session(onnxnet.onnx_path(file))
-        # a graph from other weights would be refused at load time: re-export with python -m bamf_lib.export DIR
+        # a graph from other weights would be refused at load time: re-export with python -m bamf_lib.nets.export DIR
         sha = hashlib.sha256(file.read_bytes()).hexdigest()
         assert graph.get_modelmeta().custom_metadata_map[onnxnet.SOURCE_KEY] == sha, file
 
@@ -89,7 +89,7 @@ def test_a_stale_graph_is_refused_and_remade_in_the_cache(tmp_path, monkeypatch)
         save_weights(_random_net("exact", seed=3), weights / f"{net}.safetensors")
     export_weights(weights / "initial.safetensors")
     save_weights(_random_net("exact", seed=4), weights / "initial.safetensors")  # retrained: the graph is stale
-    with pytest.raises(onnxnet.StaleGraphError, match="bamf_lib.export"):
+    with pytest.raises(onnxnet.StaleGraphError, match="bamf_lib.nets.export"):
         onnxnet.load_onnx(weights / "initial.safetensors")
     fresh = load_net("initial", weights)  # exported once into the cache, checked against torch
     assert isinstance(fresh, onnxnet.OnnxNet) and list((tmp_path / "cache" / "onnx").glob("*.onnx"))
@@ -111,7 +111,7 @@ def test_backends_are_chosen_by_what_computes_the_same_scores():
 
 
 def test_onnx_and_torch_fuse_to_the_same_decision():
-    from bamf_lib.groundtruth import groundtruth_set
+    from bamf_lib.evaluation.groundtruth import groundtruth_set
 
     pair = groundtruth_set(1, seed=4)[0]
     onnx, plain = fuse([pair.a, pair.b]), fuse([pair.a, pair.b], backend="torch", device="cpu")
@@ -127,7 +127,7 @@ def test_decisions_equal_torch_on_all_20_lytro_pairs_but_float32_ties():
     differently by up to ~2e-5, so a pixel whose refined score is that close to 0.5 may fall either
     way: e.g. lytro-18 (16, 87), 0.5 - 2.2e-6 in float64, is 0.4999969 here, 0.5000010 on oneDNN.
     Any other difference fails."""
-    from bamf_lib.datasets import LYTRO_INDICES, lytro_pair
+    from bamf_lib.data.datasets import LYTRO_INDICES, lytro_pair
 
     for n in LYTRO_INDICES:
         sources = list(lytro_pair(n))
@@ -156,7 +156,7 @@ sys.exit(code)
 def test_bamf_fuse_never_imports_torch(tmp_path):
     from PIL import Image
 
-    from bamf_lib.groundtruth import groundtruth_set
+    from bamf_lib.evaluation.groundtruth import groundtruth_set
 
     pair = groundtruth_set(1, seed=5)[0]
     for name, image in (("a.png", pair.a), ("b.png", pair.b)):

@@ -9,8 +9,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 from bamf_lib.config import ModelConfig, get_profile
-from bamf_lib.models import build_model, param_count
-from bamf_lib.training import train
+from bamf_lib.nets.models import build_model, param_count
+from bamf_lib.nets.training import train
 from test_models import _random_stats  # BatchNorm with non-trivial running statistics
 
 PAPER = get_profile("paper")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from bamf_lib.config import PostprocessConfig
-from bamf_lib.postprocess import binarize, decision_map, remove_small_regions
+from bamf_lib.fusion.postprocess import binarize, decision_map, remove_small_regions
 
 
 def test_binarize_takes_a_above_threshold_and_ties_go_to_b():

@@ -1,21 +1,24 @@
 import json
+from pathlib import Path
 
 import pytest
 
-from bamf_lib import reproduce
+from bamf_lib.book import reproduce
+
+BOOK = Path(__file__).resolve().parent.parent
 
 
 def test_every_toc_chapter_has_a_notebook():
-    toc = (reproduce.ROOT / "_toc.yml").read_text()
-    stems = [p.stem for p in reproduce.notebook_sources()]
+    toc = (BOOK / "_toc.yml").read_text()
+    stems = [p.stem for p in reproduce.notebook_sources(root=BOOK)]
     assert len(stems) >= 8
     for stem in stems:
         assert f"book/executed/{stem}" in toc, f"{stem} is missing from _toc.yml"
 
 
 def test_convert_writes_ipynb_with_a_parameters_cell(tmp_path):
-    paths = reproduce.convert(tmp_path)
-    assert len(paths) == len(reproduce.notebook_sources())
+    paths = reproduce.convert(tmp_path, root=BOOK)
+    assert len(paths) == len(reproduce.notebook_sources(root=BOOK))
     for path in paths:
         nb = json.loads(path.read_text())
         assert nb["metadata"]["kernelspec"]["name"] == "python3"
@@ -49,7 +52,7 @@ def test_every_chapter_installs_bamf_lib_where_it_is_missing_and_hides_that_cell
     """Colab and Binder open a chapter without the repository: its first code cell installs it."""
     import jupytext
 
-    for src in reproduce.notebook_sources():
+    for src in reproduce.notebook_sources(root=BOOK):
         cells = [c for c in jupytext.read(src).cells if c.cell_type == "code"]
         first = cells[0]
         assert "remove-cell" in first.metadata.get("tags", []), f"{src.name}: the install cell must be hidden"
@@ -84,3 +87,18 @@ def test_export_intro_writes_what_chapters_glued(tmp_path):
     assert (tmp_path / "gen" / "intro-verdict.md").read_text() == "Two sentences.\n"
     with pytest.raises(KeyError, match="nothing"):
         reproduce.glued(executed / "07-fusion.ipynb", "nothing")
+
+
+def test_the_book_is_found_from_the_current_folder_or_named_never_from_the_package(tmp_path, monkeypatch):
+    monkeypatch.chdir(BOOK / "notebooks")  # a folder inside the checkout: its parent is the book
+    assert reproduce.find_book() == BOOK
+    monkeypatch.chdir(tmp_path)  # outside any checkout (as a non-editable install runs)
+    with pytest.raises(FileNotFoundError, match="no book here"):
+        reproduce.find_book()
+    with pytest.raises(FileNotFoundError, match="is not the book"):
+        reproduce.find_book(tmp_path)
+    assert reproduce.find_book(BOOK) == BOOK
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "_toc.yml").write_text("root: intro\n")
+    (tmp_path / "notebooks" / "01-only.md").write_text("# one\n")
+    assert [p.name for p in reproduce.notebook_sources()] == ["01-only.md"]  # the current folder's, not the package's

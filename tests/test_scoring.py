@@ -8,9 +8,9 @@ import torch
 from scipy import ndimage as ndi
 
 from bamf_lib.config import ModelConfig
-from bamf_lib.models import build_model
-from bamf_lib.weights import load_pretrained
-from bamf_lib.scoring import PATHS, score_map, score_masked
+from bamf_lib.nets.models import build_model
+from bamf_lib.nets.weightfile import load_pretrained
+from bamf_lib.nets.scoring import PATHS, score_map, score_masked
 
 P = 16
 CFG = ModelConfig(version="v1", depth=8, width=8, patch_size=P)
@@ -92,7 +92,7 @@ def test_whole_image_agrees_with_reference(trained, path):
 
 
 def test_coarse_to_fine_is_reference_where_unsure_and_strided_elsewhere(trained):
-    from bamf_lib.scoring import UNCERTAIN
+    from bamf_lib.nets.scoring import UNCERTAIN
 
     a, b, _ = _half_focused_pair(np.random.default_rng(8), shape=(36, 44))
     strided = score_map(trained, a, b, path="strided")
@@ -301,7 +301,7 @@ def test_valid_net_whole_image_paths_are_exact(valid_net, optimized):
 def test_valid_coarse_to_fine_is_exact_near_decisions(valid_net):
     """Coarse-to-fine: the exact score next to a decision change, the interpolated strided
     one elsewhere."""
-    from bamf_lib import scoring
+    from bamf_lib.nets import scoring
 
     rng = np.random.default_rng(22)
     a = rng.random((80, 96), dtype=np.float32)

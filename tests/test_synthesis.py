@@ -3,7 +3,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from bamf_lib import datasets, groundtruth, synthesis
+from bamf_lib.data import datasets, synthesis
+
+from bamf_lib.evaluation import groundtruth
 from bamf_lib.config import SynthesisConfig
 
 SMALL = SynthesisConfig(n_foregrounds=4, n_backgrounds=5, patch_size=32, pairs_per_image=4)
@@ -220,7 +222,7 @@ def test_soft_alpha_mask_has_a_soft_edge_and_bounded_coverage():
 
 
 def test_regions_carry_the_label_of_every_patch_inside():
-    from bamf_lib.synthesis import IGNORE, boundary_mask, label_map, regions_from_pair
+    from bamf_lib.data.synthesis import IGNORE, boundary_mask, label_map, regions_from_pair
 
     rng = np.random.default_rng(0)
     h, w, p, r = 90, 110, 16, 40
@@ -246,7 +248,7 @@ def test_regions_carry_the_label_of_every_patch_inside():
 def test_sharpness_rule_keeps_textured_and_drops_partly_flat_or_blurred():
     import cv2
 
-    from bamf_lib.sources import is_sharp_background, tile_sharpness
+    from bamf_lib.data.sources import is_sharp_background, tile_sharpness
 
     rng = np.random.default_rng(0)
     texture = rng.integers(0, 256, (90, 90)).astype(np.uint8)
@@ -261,7 +263,7 @@ def test_sharpness_rule_keeps_textured_and_drops_partly_flat_or_blurred():
 @pytest.mark.requires_data("backgrounds")
 def test_natural_and_mixed_backgrounds_hold_out_kodak():
     from bamf_lib.config import SynthesisConfig
-    from bamf_lib.sources import load_backgrounds, natural_backgrounds
+    from bamf_lib.data.sources import load_backgrounds, natural_backgrounds
 
     natural = load_backgrounds(SynthesisConfig(backgrounds="natural"))
     mixed = load_backgrounds(SynthesisConfig(backgrounds="mixed"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from _score_table import _result, _row
 
-from bamf_lib.evaluation import METRICS
-from bamf_lib.tables import compare_to_best, format_table, paper_result
+from bamf_lib.evaluation.table1 import METRICS
+from bamf_lib.evaluation.tables import compare_to_best, format_table, paper_result
 
 
 def test_format_table_layout():
@@ -61,10 +61,10 @@ def test_compare_to_best_uses_common_pairs_and_per_pair_margins():
 
 @pytest.mark.requires_data("published")
 def test_survey_ranking_places_a_method_among_the_18():
-    from bamf_lib.evaluation import pair_set
-    from bamf_lib.published import toolbox_scores
-    from bamf_lib.summary import EvaluationResult
-    from bamf_lib.tables import survey_ranking
+    from bamf_lib.evaluation.table1 import pair_set
+    from bamf_lib.evaluation.published import toolbox_scores
+    from bamf_lib.evaluation.summary import EvaluationResult
+    from bamf_lib.evaluation.tables import survey_ranking
 
     names = [p.name for p in pair_set("survey30")]
     best = {"Q_MI": 9.0, "Q_G": 9.0, "Q_Y": 9.0, "Q_CB": 9.0}

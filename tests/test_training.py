@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from bamf_lib.config import TrainConfig
-from bamf_lib.training import lr_factor, read_log, train
+from bamf_lib.nets.training import lr_factor, read_log, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +55,7 @@ SCRIPT = TINY + textwrap.dedent(
     import os, sys
     from safetensors.torch import save_file
     from bamf_lib.config import TrainConfig
-    from bamf_lib.training import train
+    from bamf_lib.nets.training import train
     torch.set_num_threads(1)
     out = sys.argv[1]
     cfg = TrainConfig(epochs=int(sys.argv[2]), batch_size=32, lr=0.05, seed=3, device="cpu",
@@ -181,8 +181,8 @@ def test_bad_config_is_refused(tmp_path):
 
 
 def test_train_profile_saves_weights_with_their_story(tmp_path):
-    from bamf_lib.weights import load_weights
-    from bamf_lib.recipe import train_profile
+    from bamf_lib.nets.weightfile import load_weights
+    from bamf_lib.nets.recipe import train_profile
 
     tiny = {"train.epochs": 1, "train.max_samples": 256, "extra.val_samples": "128", "model.depth": 8}
     path = train_profile("quick", net="boundary", out_dir=tmp_path, device="cpu", progress=False, overrides=tiny)
@@ -211,8 +211,8 @@ def test_region_augmentation_keeps_each_label_with_its_patch():
     """Label = "channel 0's patch is brighter than channel 1's": invariant under rotation and
     flip, flipped by a channel swap.  After augmenting, recomputing it from the augmented
     regions must give the augmented label map exactly, whatever transform was drawn."""
-    from bamf_lib.synthesis import IGNORE
-    from bamf_lib.training import _augment_regions
+    from bamf_lib.data.synthesis import IGNORE
+    from bamf_lib.nets.training import _augment_regions
 
     p, r = 8, 20
     g = torch.Generator().manual_seed(0)
@@ -239,8 +239,8 @@ def test_region_augmentation_keeps_each_label_with_its_patch():
 def test_dense_training_on_regions(tmp_path):
     """The exact profile trains a padding-free stride-1 net on regions: every patch of a
     region is a labelled sample, and validation is per patch as for every other net."""
-    from bamf_lib.weights import load_weights
-    from bamf_lib.recipe import train_profile
+    from bamf_lib.nets.weightfile import load_weights
+    from bamf_lib.nets.recipe import train_profile
 
     tiny = {"train.epochs": 1, "extra.val_samples": 64, "train.region": 40, "train.regions_per_pair": 1,
             "model.width": 4, "model.patch_size": 32, "synthesis.patch_size": 32, "synthesis.source": "embedded",

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from _upstream_server import serve
-from bamf_lib import reproduce
+from bamf_lib.book import reproduce
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = ROOT / ".github" / "workflows" / "book.yml"
@@ -45,7 +45,7 @@ def test_the_workflow_fetches_caches_and_builds_with_the_bamf_commands():
     assert order.index("setup") < order.index("actions/cache") < order.index("data") < order.index("check") \
         < order.index("book"), order
     cache = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/cache@"))
-    assert cache["with"]["path"] == "~/.cache/bamf" and "hashFiles('bamf_lib/registry.txt')" in cache["with"]["key"]
+    assert cache["with"]["path"] == "~/.cache/bamf" and "hashFiles('bamf_lib/data/registry.txt')" in cache["with"]["key"]
     assert steps["data"]["run"].strip() == ".venv/bin/bamf data fetch"
     assert steps["book"]["run"].strip() == "make book PROFILE=quick"
 
