@@ -22,8 +22,8 @@ def fuse(sources, **kwargs):
 
 def load_pretrained(net: str = "initial", weights=None, **kwargs):
     """The shipped (or ``weights``' folder's) network, loaded once; see
-    :func:`bamf_lib.nets.weightfile.load_pretrained`."""
-    from bamf_lib.nets.weightfile import load_pretrained as _load
+    :func:`bamf_lib.nets.pretrained.load_pretrained`."""
+    from bamf_lib.nets.pretrained import load_pretrained as _load
 
     return _load(net, weights, **kwargs)
 

@@ -189,15 +189,13 @@ class TrainConfig:
 class FDBConfig:
     """Focused/defocused-boundary classification: box window ``k`` and threshold ``tau``.
 
-    The paper gives no values.  These are the fallback when a weights file carries none: the
-    pair chosen with ``bamf_lib.fusion.boundary.tune_fdb`` for the shipped default weights (``whole``
-    profile) on 8 synthetic validation pairs (``groundtruth_set(8, seed=1, images="kodak")``:
-    held-out Kodak photographs, never a test pair), grid k in {5, 9, 15, 21, 31} x tau in
-    {0.01, 0.05, 0.1, 0.2, 0.3, 0.4}: the best refined accuracy, the smallest band within 0.1
-    point of it (``python scripts/select_weights.py bamf_lib/weights --store``).  The one source
-    of truth is the initial net's metadata (``"fdb"``), which :func:`bamf_lib.fusion.pipeline.fdb_for`
-    reads first: the ``padded`` set's is k = 15, tau = 0.01, the ``exact`` set's k = 21, tau = 0.4.
-    Chapter 5 repeats the computation live.
+    The paper gives no values.  The one source of truth for a network's values is its initial
+    net's metadata (``"fdb"``), written by ``python scripts/select_weights.py DIR --store`` and
+    read by :func:`bamf_lib.fusion.boundary.fdb_for`; every shipped set carries its own.  These
+    defaults are the fallback for weights that carry none, and equal the values stored with the
+    shipped default nets (``tests/test_config.py`` checks), chosen with
+    :func:`bamf_lib.fusion.boundary.tune_fdb` on held-out synthetic validation pairs, never a test
+    pair.  Chapter 5 repeats the computation live.
     """
 
     k: int = 15

@@ -1,20 +1,15 @@
-"""Reading and validating images, and writing files atomically.
+"""Reading, validating and writing images.
 
 Every public entry point that takes user images goes through :func:`read_image` and
-:func:`check_sources`, so bad input fails early with a message that names the problem.
-Every file the project writes goes through :func:`atomic_write`, so a crash never leaves
-a half-written output and nothing overwrites an existing file unless asked.
+:func:`check_sources`, so bad input fails early with a message that names the problem; images
+are written through :func:`write_image`, atomically (:func:`bamf_lib.files.atomic_write`).
+Colour conversion as the metrics toolbox does it is :mod:`bamf_lib.colour`.
 
-Two guards against careless or hostile files:
-
-* a **pixel budget** (:data:`MAX_PIXELS`, 100 MP per image by default): the size is read
-  from the header, before anything is decoded, and a larger image is refused.  Pillow's
-  own decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) is set to the budget only
-  while a header is read, so it neither warns below the budget nor refuses an image the
-  caller allowed; it is restored afterwards;
-* **temporary files** are named ``.<name>.bamf-tmp-<pid>-<random><suffix>`` and created
-  with the process's umask (as a plain ``open`` would); one left by a killed process is
-  removed by the next :func:`atomic_write` into the same folder.
+A guard against careless or hostile files: a **pixel budget** (:data:`MAX_PIXELS`, 100 MP per
+image by default).  The size is read from the header, before anything is decoded, and a larger
+image is refused.  Pillow's own decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) is set to
+the budget only while a header is read, so it neither warns below the budget nor refuses an
+image the caller allowed; it is restored afterwards.
 """
 
 from __future__ import annotations
@@ -22,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -31,20 +25,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from bamf_lib.files import atomic_write
+
 __all__ = [
     "MAX_PIXELS",
     "PixelBudgetError",
     "read_image",
     "write_image",
-    "atomic_write",
     "check_sources",
-    "rgb2gray",
-    "to_float_gray",
 ]
-
-# MATLAB rgb2gray weights (the fusion-metrics toolbox converts colour images with them)
-_RGB2GRAY = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
-_GRAY_BAND_PIXELS = 1 << 20  # rgb2gray converts this many pixels at a time
 
 #: default pixel budget of :func:`read_image`: 100 megapixels per image (a 10000 x 10000
 #: RGB image decodes to 300 MB, and fusion holds several float copies of its sources)
@@ -57,8 +46,6 @@ _JPEG_OPTIONS = {"quality": 95, "subsampling": 0}
 # of 0.12 s at 520 x 520, 1.9 s instead of 5.5 s at 24 MP) for 3-20 % larger files
 _PNG_OPTIONS = {"compress_level": 3}
 
-_TMP_TAG = ".bamf-tmp-"
-_TMP_NAME = re.compile(r"^\..*\.bamf-tmp-(\d+)-[0-9a-f]{8}(\.[^.]*)?$")
 _PILLOW_LIMIT = threading.Lock()  # Image.MAX_IMAGE_PIXELS is one global
 
 
@@ -193,67 +180,6 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = MAX_PIXELS) 
     return arr
 
 
-def _clean_stale_temporaries(folder: Path) -> None:
-    """Remove temporary files that processes which no longer exist left in ``folder``."""
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return
-    for entry in entries:
-        match = _TMP_NAME.match(entry.name)
-        if match is None or int(match.group(1)) == os.getpid():
-            continue
-        try:
-            os.kill(int(match.group(1)), 0)
-        except ProcessLookupError:  # its writer is gone: the file can never be completed
-            with contextlib.suppress(OSError):
-                os.unlink(entry.path)
-        except (PermissionError, OverflowError, OSError):
-            pass  # alive under another user, or not a pid this system can have
-
-
-def _create_temporary(path: Path) -> Path:
-    """A new empty file beside ``path``, mode ``0o666`` less the umask (as ``open`` makes)."""
-    for _ in range(100):
-        tmp = path.parent / f".{path.name}{_TMP_TAG}{os.getpid()}-{secrets.token_hex(4)}{path.suffix or '.tmp'}"
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            return tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"cannot create a temporary file beside {path}")
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it into place only on success.
-
-    The file gets the permissions a plain ``open`` would give it (``0o666`` less the
-    umask), or those of the file it replaces.  The temporary file is removed when the
-    block raises (``KeyboardInterrupt`` and, under the ``bamf`` CLI, SIGTERM included);
-    ones that killed processes left in the folder are removed first.
-
-    Raises ``FileExistsError`` before anything is written if ``path`` exists and
-    ``overwrite`` is false, and ``IsADirectoryError`` if it is a folder.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder; name a file inside it")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --force) to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale_temporaries(path.parent)
-    tmp_path = _create_temporary(path)
-    try:
-        yield tmp_path
-        if path.exists():
-            os.chmod(tmp_path, path.stat().st_mode & 0o7777)
-        os.replace(tmp_path, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
-
-
 def write_image(path: str | os.PathLike, image: np.ndarray, *, overwrite: bool = False) -> Path:
     """Write a uint8 gray or RGB image atomically; the format follows the suffix.
 
@@ -303,48 +229,3 @@ def check_sources(sources: Sequence[np.ndarray], *, min_size: int = 1, names: Se
     if min(h, w) < min_size:
         raise ValueError(f"sources are {h}x{w}, smaller than {minimum} ({min_size}x{min_size})")
     return sources
-
-
-def matlab_round(x: np.ndarray) -> np.ndarray:
-    """Round half away from zero, as MATLAB's ``round`` (numpy rounds half to even).
-
-    Examples
-    --------
-    >>> matlab_round(np.array([-2.5, -0.5, 0.5, 1.5, 2.5])).tolist()
-    [-3.0, -1.0, 1.0, 2.0, 3.0]
-    """
-    return np.sign(x) * np.floor(np.abs(x) + 0.5)
-
-
-def matlab_uint8(x: np.ndarray) -> np.ndarray:
-    """MATLAB ``uint8(x)``: round half away from zero, saturate to 0..255.
-
-    Examples
-    --------
-    >>> matlab_uint8(np.array([-3.0, 0.5, 254.5, 300.0])).tolist()
-    [0, 1, 255, 255]
-    """
-    return np.clip(matlab_round(x), 0, 255).astype(np.uint8)
-
-
-def rgb2gray(image: np.ndarray) -> np.ndarray:
-    """MATLAB ``rgb2gray`` on uint8: exact weights, round half away from zero.
-
-    Gray images are returned unchanged.
-    """
-    image = np.asarray(image)
-    if image.ndim == 2:
-        return image
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"rgb2gray needs H x W or H x W x 3, got shape {image.shape}")
-    # in bands of rows: the float64 copy of a whole 24 MP image would take 576 MB
-    out = np.empty(image.shape[:2], np.uint8)
-    rows = max(1, _GRAY_BAND_PIXELS // max(1, image.shape[1]))
-    for y in range(0, image.shape[0], rows):
-        out[y : y + rows] = matlab_uint8(image[y : y + rows].astype(np.float64) @ _RGB2GRAY)
-    return out
-
-
-def to_float_gray(image: np.ndarray) -> np.ndarray:
-    """Gray float32 image in [0, 1], the networks' input."""
-    return rgb2gray(image).astype(np.float32) / 255.0

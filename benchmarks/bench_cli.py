@@ -98,9 +98,9 @@ def _float64_scores(sources, net: str = "initial") -> "np.ndarray":
     import numpy as np
     import torch
 
-    from bamf_lib.io import to_float_gray
+    from bamf_lib.colour import to_float_gray
     from bamf_lib.nets.scoring import _pooled_logit_gap
-    from bamf_lib.nets.weightfile import load_pretrained
+    from bamf_lib.nets.pretrained import load_pretrained
 
     net = copy.deepcopy(load_pretrained(net)).double().eval()
     p = net.config.patch_size
@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-large", action="store_true")
     parser.add_argument("--json", help="also write all figures here")
     args = parser.parse_args(argv)
-    from bamf_lib.nets.weightfile import header_info, weights_path
+    from bamf_lib.runtime.header import header_info
+    from bamf_lib.runtime.locate import weights_path
 
     cfg, meta = header_info(weights_path("initial"))
     print(f"shipped weights: profile {meta.get('profile', '?')}, {cfg.version}-{cfg.depth} w{cfg.width} "
@@ -250,9 +251,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{batch['written']} written, exit {batch['rc']}  [goal <= 20 s: "
                   f"{'met' if batch['seconds'] <= 20 else 'NOT met'}]  [{_load()}]")
         if not args.skip_large:
-            from bamf_lib.fusion.pipeline import load_net
+            from bamf_lib.fusion.scorers import load_scorer
 
-            tile = load_net("initial").tile
+            tile = load_scorer("initial").tile
             print(f"\n4. large photos (lytro-05 upscaled), JPEG in, PNG out; tiles of up to {tile} x {tile} output "
                   f"pixels, ONNX Runtime threads = {os.cpu_count()} (idle threads sleep)")
             for size, goal_s, goal_gb in (((6000, 4000), 20, 1.5), ((8000, 6000), None, 3.0)):

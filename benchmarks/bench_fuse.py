@@ -42,8 +42,9 @@ import torch
 
 from bamf_lib.config import FDBConfig, PostprocessConfig
 from bamf_lib.data.datasets import lytro_pair
-from bamf_lib.fusion.pipeline import fdb_for, fuse
-from bamf_lib.nets.weightfile import load_pretrained
+from bamf_lib.fusion.boundary import fdb_for
+from bamf_lib.fusion.pipeline import fuse
+from bamf_lib.nets.pretrained import load_pretrained
 from bamf_lib.evaluation.groundtruth import decision_edges
 
 PAIRS = (2, 5, 10, 17)
@@ -149,7 +150,7 @@ import json, resource, sys, time, tracemalloc
 import cv2
 from bamf_lib.data.datasets import lytro_pair
 from bamf_lib.fusion.pipeline import fuse
-from bamf_lib.nets.weightfile import load_pretrained
+from bamf_lib.nets.pretrained import load_pretrained
 weights = sys.argv[1] if len(sys.argv) > 1 else None
 load_pretrained("initial", weights); load_pretrained("boundary", weights)
 a, b = (cv2.resize(x, (6000, 4000), interpolation=cv2.INTER_CUBIC) for x in lytro_pair(5))

@@ -24,7 +24,8 @@ import torch
 
 from bamf_lib.data import datasets
 from bamf_lib.fusion.pipeline import fuse
-from bamf_lib.nets.weightfile import load_weights, weights_path
+from bamf_lib.nets.weightfile import load_weights
+from bamf_lib.runtime.locate import weights_path
 
 
 def resize(image: np.ndarray, scale: float) -> np.ndarray:

@@ -28,9 +28,10 @@ import torch
 
 from bamf_lib.data import datasets
 from bamf_lib.config import get_profile
-from bamf_lib.io import to_float_gray
+from bamf_lib.colour import to_float_gray
 from bamf_lib.nets.models import build_model
-from bamf_lib.nets.weightfile import load_pretrained, load_weights
+from bamf_lib.nets.pretrained import load_pretrained
+from bamf_lib.nets.weightfile import load_weights
 from bamf_lib.nets.scoring import score_map, score_masked
 
 FAST = ("strided", "dilated", "coarse-to-fine")

@@ -32,7 +32,8 @@ import torch
 from bamf_lib.fusion.boundary import tune_fdb
 from bamf_lib.config import FDBConfig
 from bamf_lib.evaluation.groundtruth import evaluate_decisions, groundtruth_set
-from bamf_lib.nets.weightfile import load_weights, save_weights, weights_path
+from bamf_lib.nets.weightfile import load_weights, save_weights
+from bamf_lib.runtime.locate import weights_path
 
 
 def _deciders(initial, boundary, fdb: FDBConfig) -> dict:

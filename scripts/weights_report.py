@@ -20,7 +20,8 @@ from bamf_lib import load_pretrained
 from bamf_lib.fusion.boundary import tune_fdb
 from bamf_lib.config import FDBConfig
 from bamf_lib.evaluation.groundtruth import default_deciders, evaluate_decisions, groundtruth_set
-from bamf_lib.nets.weightfile import save_weights, weights_path
+from bamf_lib.nets.weightfile import save_weights
+from bamf_lib.runtime.locate import weights_path
 
 
 def main() -> None:

@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import bamf_lib.fusion.pipeline
-from _standin import StandInNet, install, textured_pair
 from bamf_lib.fusion.batch import stacks_in_list
 from bamf_lib.cli import main
 
@@ -20,10 +18,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def shoot(tmp_path, monkeypatch):
+def shoot(tmp_path, stand_in_nets, textured_pair):
     """shoot/ with stacks bee (2 images), fern (3), lone (1 image), torn (a file that is no image)."""
-    install(monkeypatch)
-    monkeypatch.setattr(bamf_lib.fusion.pipeline, "load_net", lambda net, weights=None, **kw: StandInNet())
     a, b, _, _ = textured_pair(colour=True)
     root = tmp_path / "shoot"
     for name, images in (("bee", [a, b]), ("fern", [a, b, a]), ("lone", [a]), ("torn", [a])):

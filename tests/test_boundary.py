@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
 
-from _standin import StandInNet, install, textured_pair
-from bamf_lib.fusion.boundary import WHOLE_IMAGE_ABOVE, near_boundary, refine, select_fdb, smooth_scores, tune_fdb
-from bamf_lib.io import to_float_gray
+from bamf_lib.fusion.boundary import near_boundary, refine, select_fdb, smooth_scores, tune_fdb
+from bamf_lib.colour import to_float_gray
 
 
 def step_map(h=40, w=60, edge=30):
@@ -50,36 +49,22 @@ def test_score_must_be_2d():
         smooth_scores(np.zeros((4, 4, 3)), 3)
 
 
-@pytest.mark.parametrize("path", ["reference", "fast"])
-def test_refine_rescores_only_the_band_and_keeps_the_rest(monkeypatch, path):
-    install(monkeypatch)
+def test_refine_asks_the_scorer_for_the_band_only_and_keeps_the_rest(stand_in, textured_pair):
     a8, b8, _, _ = textured_pair()
     a, b = to_float_gray(a8), to_float_gray(b8)
     score = np.zeros(a.shape, np.float32)
     score[:, :64] = 1.0
-    net = StandInNet()
-    refined, mask = refine(score, a, b, net, k=9, tau=0.05, path=path)
+    net = stand_in()
+    refined, mask = refine(score, a, b, net, k=9, tau=0.05)
     assert mask.dtype == bool and mask.sum() == mask.shape[0] * 8
-    # the reference path evaluates the band only; a whole-image path scores it in one pass
-    assert net.calls == [mask.sum() if path == "reference" else a.size]
+    assert net.calls == [mask.sum()]  # one score_masked call with the band; how it scores is the scorer's
     assert np.array_equal(refined[~mask], score[~mask])
     assert not np.array_equal(refined[mask], score[mask])
     assert np.isfinite(refined).all()
 
 
-def test_a_tiny_band_is_scored_through_the_mask(monkeypatch):
-    install(monkeypatch)
-    a8, b8, _, _ = textured_pair(200, 200)
-    score = np.zeros((200, 200), np.float32)
-    score[100:110, 100:110] = 0.5  # 100 px band: 0.25 %
-    net = StandInNet()
-    _, mask = refine(score, to_float_gray(a8), to_float_gray(b8), net, k=1, tau=0.05, path="fast")
-    assert mask.mean() < WHOLE_IMAGE_ABOVE and net.calls == [100]
-
-
-def test_refine_without_a_band_does_not_call_the_network(monkeypatch):
-    install(monkeypatch)
-    net = StandInNet()
+def test_refine_without_a_band_does_not_call_the_network(stand_in):
+    net = stand_in()
     score = np.ones((32, 32), np.float32)
     refined, mask = refine(score, score, score, net, k=5, tau=0.05)
     assert not mask.any() and net.calls == [] and np.array_equal(refined, score)
@@ -96,13 +81,12 @@ def test_select_fdb_picks_the_smallest_band_that_catches_the_errors():
     assert len(choice["grid"]) == 6
 
 
-def test_tune_fdb_reports_the_choice_and_the_error_rate(monkeypatch):
-    install(monkeypatch)
+def test_tune_fdb_reports_the_choice_and_the_error_rate(stand_in, textured_pair):
     from types import SimpleNamespace
 
     a8, b8, _, truth = textured_pair()
     pairs = [SimpleNamespace(a=a8, b=b8, truth=truth)] * 2
-    result = tune_fdb(StandInNet(), pairs, ks=(5, 15), taus=(0.05, 0.2))
+    result = tune_fdb(stand_in(), pairs, ks=(5, 15), taus=(0.05, 0.2))
     assert {"k", "tau", "coverage", "band_fraction", "error_rate", "grid"} <= set(result)
     assert 0.0 <= result["error_rate"] < 0.1 and len(result["grid"]) == 4
 

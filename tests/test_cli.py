@@ -4,13 +4,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from _standin import stand_in_folder, textured_pair
 from bamf_lib.cli import main
 
 
 @pytest.fixture
-def folder(tmp_path, monkeypatch):
-    return stand_in_folder(tmp_path, monkeypatch)
+def folder(stand_in_folder):
+    return stand_in_folder
 
 
 def run(capsys, *argv):
@@ -97,7 +96,7 @@ def test_transparent_alpha_is_refused(folder, capsys):
     assert_refused(rc, err, folder, before, "transparent alpha", "alpha.png")
 
 
-def test_sixteen_bit_sources_are_converted_and_fuse_like_eight_bit(folder, capsys):
+def test_sixteen_bit_sources_are_converted_and_fuse_like_eight_bit(textured_pair, folder, capsys):
     a, b, _, _ = textured_pair()
     for name, img in (("a", a), ("b", b)):
         Image.fromarray(img).save(folder / f"{name}8.png")
@@ -126,11 +125,14 @@ def test_parser_offers_the_documented_options():
         main(["fuse", "a.png", "b.png", "-o", "f.png", "--device", "tpu"])
 
 
-def test_cuda_without_a_gpu_is_a_clear_error(folder, capsys):
+def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys, textured_pair):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
+    folder = tmp_path  # the real networks: the device is resolved when they load
+    for name, image in zip(("a.png", "b.png"), textured_pair(colour=True)[:2]):
+        Image.fromarray(image).save(folder / name)
     before = sorted(p.name for p in folder.iterdir())
     rc, err = run(capsys, folder / "a.png", folder / "b.png", "-o", folder / "f.png", "--device", "cuda")
     assert_refused(rc, err, folder, before, "CUDA")
@@ -140,7 +142,7 @@ def test_fuse_with_weights_from_a_training_folder(tmp_path, monkeypatch):
     """`--weights DIR` takes the networks `bamf train --out DIR` wrote; a missing one is a clear error."""
     import shutil
 
-    from bamf_lib.nets.weightfile import WEIGHTS_DIR
+    from bamf_lib.runtime.locate import WEIGHTS_DIR
 
     if not (WEIGHTS_DIR / "initial.safetensors").is_file():
         pytest.skip("no shipped weights to copy")

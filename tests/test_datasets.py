@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bamf_lib.data import datasets
+from bamf_lib.data import coco, datasets
 
 DATA = datasets.data_dir()
 needs_data = pytest.mark.requires_data
@@ -99,7 +99,7 @@ def test_embedded_groups_are_disjoint_and_load_offline():
 
 def test_no_coco_means_no_backgrounds(tmp_path, monkeypatch):
     monkeypatch.setenv("BAMF_DATA_DIR", str(tmp_path))
-    assert datasets.coco_backgrounds() == []
+    assert coco.coco_backgrounds() == []
 
 
 def test_coco_backgrounds_are_chosen_extracted_and_pinned(tmp_path, monkeypatch):
@@ -120,13 +120,13 @@ def test_coco_backgrounds_are_chosen_extracted_and_pinned(tmp_path, monkeypatch)
             zf.writestr(f"val2017/{k:012d}.jpg", cv2.imencode(".png", image)[1].tobytes())
     monkeypatch.delenv("BAMF_DATA_DIR", raising=False)
     monkeypatch.setenv("BAMF_CACHE_DIR", str(tmp_path / "cache"))
-    assert datasets.coco_backgrounds() == []
+    assert coco.coco_backgrounds() == []
     monkeypatch.setattr(datasets, "path", lambda name: archive)
-    out = datasets.fetch_coco_backgrounds(3)
-    assert [n for n, _ in datasets.coco_backgrounds()] == ["000000000000", "000000000002", "000000000004"]
+    out = coco.fetch_coco_backgrounds(3)
+    assert [n for n, _ in coco.coco_backgrounds()] == ["000000000000", "000000000002", "000000000004"]
     names = [n for n, _ in synthesis.load_backgrounds(SynthesisConfig(seed=17))]
     assert names == [f"{n}-r0" for n in ("000000000000", "000000000002", "000000000004")]
     listed = out / "val2017" / "000000000002.jpg"
     listed.write_bytes(listed.read_bytes() + b"x")
     with pytest.raises(datasets.DataIntegrityError):
-        datasets.coco_backgrounds()
+        coco.coco_backgrounds()

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from _upstream_server import COMMIT, serve
 from bamf_lib import cli
 from bamf_lib.data import datasets, download, registry
 from bamf_lib.book import reproduce
@@ -16,16 +15,17 @@ from bamf_lib.book import reproduce
 DATA = datasets.data_dir()
 needs_data = pytest.mark.requires_data("UPSTREAM.tsv")
 
+COMMIT = "0123456789abcdef0123456789abcdef01234567"  # a commit to pin URLs to
+
 
 @pytest.fixture
-def upstream(tmp_path, monkeypatch):
-    server, registry_file, expected = serve(tmp_path)
+def upstream(tmp_path, monkeypatch, serve_upstream):
+    server, registry_file, expected = serve_upstream()
     monkeypatch.delenv("BAMF_DATA_DIR", raising=False)
     monkeypatch.setenv("BAMF_REGISTRY", str(registry_file))
     monkeypatch.setenv("BAMF_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(download, "BACKOFF", 0.0)
-    yield server, expected, tmp_path / "cache"
-    server.shutdown()
+    return server, expected, tmp_path / "cache"
 
 
 def _leftovers(cache):
@@ -87,11 +87,11 @@ def test_a_cached_copy_with_a_flipped_byte_is_refused(upstream):
 
 def test_server_errors_are_retried_then_reported(upstream):
     server, _, cache = upstream
-    up = f"/someone/MFIF/{COMMIT}/Code/datasets/CMFDataset/lytro-01-A.jpg"
+    up = f"/someone/MFIF/{server.commit}/Code/datasets/CMFDataset/lytro-01-A.jpg"
     server.fail[up] = 2
     assert download.fetch("lytro/lytro-01-A.jpg").is_file()
     assert server.requests[up] == 3
-    up = f"/someone/MFIF/{COMMIT}/sourceimages/grayscale/g_01_1.tif"
+    up = f"/someone/MFIF/{server.commit}/sourceimages/grayscale/g_01_1.tif"
     server.fail[up] = 99
     with pytest.raises(datasets.DatasetNotFoundError, match="g_01_1.png could not be downloaded.*503") as err:
         datasets.grayscale_pair(1)

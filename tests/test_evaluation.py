@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _score_table import TABLE, _result, _row
 
 from bamf_lib.evaluation import table1 as ev
 from bamf_lib.cli.evaluate import evaluate_cli
@@ -25,15 +24,15 @@ DATA = os.environ.get("BAMF_DATA_DIR")
 needs_data = pytest.mark.requires_data("published")
 
 
-def test_summarize_means_skip_missing_pairs():
-    means, n_pairs, _, _ = summarize(TABLE, compete=["base", "ours"])
+def test_summarize_means_skip_missing_pairs(score_table):
+    means, n_pairs, _, _ = summarize(score_table, compete=["base", "ours"])
     assert n_pairs == {"base": 2, "ours": 3, "ours-w/o": 3}
     assert means["base"]["Q_MI"] == pytest.approx(1.1)
     assert means["ours"]["Q_MI"] == pytest.approx((1.1 + 1.0 + 2.0) / 3)
 
 
-def test_summarize_counts_strict_wins_on_common_pairs():
-    _, _, wins, win_pairs = summarize(TABLE, compete=["base", "ours"])
+def test_summarize_counts_strict_wins_on_common_pairs(score_table):
+    _, _, wins, win_pairs = summarize(score_table, compete=["base", "ours"])
     assert win_pairs == ["p1", "p2"]
     # p1: ours wins MI, CB; tie on G (no win); base wins Y.  p2: base wins MI, CB; ours wins G, Y.
     assert wins["ours"] == {"Q_MI": 1, "Q_G": 1, "Q_Y": 1, "Q_CB": 1}
@@ -41,28 +40,28 @@ def test_summarize_counts_strict_wins_on_common_pairs():
     assert wins["ours-w/o"] is None  # outside the competition, like the paper's "w/o"
 
 
-def test_summarize_available_counts_pairs_with_missing_methods():
-    _, _, wins, win_pairs = summarize(TABLE, compete=["base", "ours"], wins_on="available")
+def test_summarize_available_counts_pairs_with_missing_methods(score_table):
+    _, _, wins, win_pairs = summarize(score_table, compete=["base", "ours"], wins_on="available")
     assert win_pairs == ["p1", "p2", "p3"]
     # p3 has one competitor only: no contest, no win
     assert wins["ours"]["Q_MI"] == 1
 
 
-def test_summarize_everyone_competes_by_default():
-    _, _, wins, _ = summarize(TABLE)
+def test_summarize_everyone_competes_by_default(score_table):
+    _, _, wins, _ = summarize(score_table)
     assert wins["ours-w/o"] == {"Q_MI": 2, "Q_G": 2, "Q_Y": 2, "Q_CB": 2}
     assert wins["base"] == dict.fromkeys(ev.METRICS, 0)
 
 
-def test_summarize_rejects_bad_arguments():
+def test_summarize_rejects_bad_arguments(score_table):
     with pytest.raises(ValueError, match="wins_on"):
-        summarize(TABLE, wins_on="some")
+        summarize(score_table, wins_on="some")
     with pytest.raises(ValueError, match="compete"):
-        summarize(TABLE, compete=["nobody"])
+        summarize(score_table, compete=["nobody"])
 
 
-def test_common_means_average_the_same_pairs_for_every_method():
-    result = _result()
+def test_common_means_average_the_same_pairs_for_every_method(score_result):
+    result = score_result()
     assert result.common_pairs() == ["p1", "p2"]
     common = result.common_means()
     assert common["ours"]["Q_MI"] == pytest.approx(1.05) and common["base"]["Q_MI"] == pytest.approx(1.1)
@@ -111,10 +110,10 @@ def test_evaluate_reads_published_results_and_marks_missing_ones():
 
 
 @needs_data
-def test_evaluate_saves_fused_images_and_refuses_to_overwrite(tmp_path):
+def test_evaluate_saves_fused_images_and_refuses_to_overwrite(score_row, tmp_path):
     pairs = [p for p in pair_set("grayscale10") if p.name == "g_10"]
     take_first = lambda sources: sources[0]  # noqa: E731
-    fake_metrics = lambda a, b, f: _row(float(np.mean(f)), 0.0, 0.0, 0.0)  # noqa: E731
+    fake_metrics = lambda a, b, f: score_row(float(np.mean(f)), 0.0, 0.0, 0.0)  # noqa: E731
     result = evaluate(pairs, {"bamf": take_first}, metric_fn=fake_metrics, save_fused=tmp_path, progress=False)
     saved = read_image(tmp_path / "g_10.png")
     np.testing.assert_array_equal(saved, ev.load_sources(pairs[0])[0])
@@ -142,11 +141,11 @@ def test_evaluate_cli_prints_table_and_writes_json(tmp_path, monkeypatch, capsys
         evaluate_cli(args)
 
 
-def test_evaluate_rejects_unknown_methods_before_any_work():
+def test_evaluate_rejects_unknown_methods_before_any_work(score_row):
     pair = Pair("x", ("nowhere/a.png", "nowhere/b.png"))  # never read: the check comes first
     for bad in ("gff", "published:XYZ", 3):
         with pytest.raises(ValueError, match="published:"):
-            evaluate([pair], {"m": bad}, metric_fn=lambda a, b, f: _row(0, 0, 0, 0), progress=False)
+            evaluate([pair], {"m": bad}, metric_fn=lambda a, b, f: score_row(0, 0, 0, 0), progress=False)
 
 
 def test_default_methods_run_bamf_with_and_without_refinement(monkeypatch):
@@ -173,14 +172,14 @@ def _fake_pairs(monkeypatch, names):
     return [Pair(n, ("a", "b")) for n in names]
 
 
-def test_evaluate_reuses_earlier_scores_instead_of_fusing_again(monkeypatch):
+def test_evaluate_reuses_earlier_scores_instead_of_fusing_again(score_row, monkeypatch):
     calls = []
 
     def method(sources):
         calls.append(int(sources[0][0, 0]))
         return sources[0]
 
-    metric = lambda a, b, f: _row(float(f[0, 0]), 0.0, 0.0, 0.0)  # noqa: E731
+    metric = lambda a, b, f: score_row(float(f[0, 0]), 0.0, 0.0, 0.0)  # noqa: E731
     first = evaluate(_fake_pairs(monkeypatch, ["p1", "p2"]), {"m": method}, metric_fn=metric, progress=False)
     assert calls == [1, 2]
     second = evaluate(_fake_pairs(monkeypatch, ["p2", "p3"]), {"m": method}, metric_fn=metric, progress=False, reuse=first)

@@ -5,22 +5,21 @@ import cv2
 import numpy as np
 import pytest
 
-from _standin import StandInNet, install, textured_pair
 from bamf_lib.config import FDBConfig, PostprocessConfig
-from bamf_lib.fusion.pipeline import FusionResult, align_sources, fuse
-from bamf_lib.nets.models import resolve_device
+from bamf_lib.fusion.align import align_sources
+from bamf_lib.fusion.pipeline import FusionResult, fuse
+from bamf_lib.nets.device import resolve_device
 from bamf_lib.io import read_image
 
 DATA = Path(os.environ.get("BAMF_DATA_DIR", "."))
 
 
 @pytest.fixture
-def nets(monkeypatch):
-    install(monkeypatch)
-    return {"initial": StandInNet(), "boundary": StandInNet()}
+def nets(stand_in):
+    return {"initial": stand_in(), "boundary": stand_in()}
 
 
-def test_pair_fuses_to_the_sharp_image_and_reports_every_stage(nets):
+def test_pair_fuses_to_the_sharp_image_and_reports_every_stage(textured_pair, nets):
     a, b, sharp, truth = textured_pair()
     r = fuse([a, b], device="cpu", **nets)
     assert isinstance(r, FusionResult)
@@ -35,7 +34,7 @@ def test_pair_fuses_to_the_sharp_image_and_reports_every_stage(nets):
     assert all(t >= 0 for t in r.timings.values())
 
 
-def test_every_fused_pixel_comes_from_the_source_the_map_names(nets):
+def test_every_fused_pixel_comes_from_the_source_the_map_names(textured_pair, nets):
     a, b, _, _ = textured_pair(colour=True, seed=3)
     r = fuse([a, b], device="cpu", post=PostprocessConfig(area_fraction=0.0), **nets)
     stack = np.stack([a, b])
@@ -44,7 +43,7 @@ def test_every_fused_pixel_comes_from_the_source_the_map_names(nets):
     assert r.fused.shape == a.shape
 
 
-def test_colour_follows_the_gray_decision(nets):
+def test_colour_follows_the_gray_decision(textured_pair, nets):
     a, b, _, _ = textured_pair(colour=True, seed=2)
     r = fuse([a, b], device="cpu", **nets)
     gray = fuse([cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), cv2.cvtColor(b, cv2.COLOR_RGB2GRAY)], device="cpu", **nets)
@@ -52,7 +51,7 @@ def test_colour_follows_the_gray_decision(nets):
     assert np.mean(r.decision_map == gray.decision_map) > 0.98
 
 
-def test_swapping_the_sources_swaps_the_decision(nets):
+def test_swapping_the_sources_swaps_the_decision(textured_pair, nets):
     a, b, _, _ = textured_pair(seed=4)
     ab = fuse([a, b], device="cpu", **nets)
     ba = fuse([b, a], device="cpu", **nets)
@@ -60,14 +59,14 @@ def test_swapping_the_sources_swaps_the_decision(nets):
     assert np.mean(ab.fused == ba.fused) > 0.97
 
 
-def test_refine_false_uses_the_initial_net_alone(nets):
+def test_refine_false_uses_the_initial_net_alone(textured_pair, nets):
     a, b, _, _ = textured_pair()
     r = fuse([a, b], device="cpu", refine=False, initial=nets["initial"])
     assert not r.near_boundary.any() and np.array_equal(r.score_map, r.refined_score_map)
     assert len(nets["initial"].calls) == 1
 
 
-def test_fdb_config_sets_the_band(nets):
+def test_fdb_config_sets_the_band(textured_pair, nets):
     a, b, _, _ = textured_pair()
     narrow = fuse([a, b], device="cpu", fdb=FDBConfig(k=3, tau=0.2), **nets).near_boundary.sum()
     wide = fuse([a, b], device="cpu", fdb=FDBConfig(k=31, tau=0.01), path="reference", **nets).near_boundary.sum()
@@ -87,7 +86,7 @@ def test_three_sources_take_each_from_where_it_is_sharp(nets):
     assert np.mean(r.fused == sharp) > 0.9
 
 
-def test_bad_input_raises_value_error(nets):
+def test_bad_input_raises_value_error(textured_pair, nets):
     a, b, _, _ = textured_pair()
     with pytest.raises(ValueError, match="at least two"):
         fuse([a], device="cpu", **nets)
@@ -110,7 +109,7 @@ def test_auto_device_falls_back_to_cpu_without_a_gpu(monkeypatch):
         resolve_device("cuda")
 
 
-def test_align_undoes_a_known_shift(nets):
+def test_align_undoes_a_known_shift(textured_pair, nets):
     _, _, sharp, _ = textured_pair(160, 200, seed=7)
     sharp = cv2.GaussianBlur(sharp, (0, 0), 1.5)
     m = np.float32([[1, 0, 6.0], [0, 1, -4.0]])
@@ -133,7 +132,7 @@ def test_lytro_triple_fuses_all_three(nets):
     assert set(np.unique(r.decision_map)) <= {0, 1, 2} and len(np.unique(r.decision_map)) >= 2
 
 
-def test_real_networks_and_scoring_keep_the_contract():
+def test_real_networks_and_scoring_keep_the_contract(textured_pair):
     """The untrained quick-profile net through the real scoring module: shapes and types."""
     import torch
 
@@ -172,13 +171,18 @@ def test_optimised_networks_fuse_as_the_plain_ones():
     np.testing.assert_array_equal(fast.decision_map, plain.decision_map)
 
 
-def test_fdb_travels_with_the_weights():
-    """fuse() takes (k, tau) from the initial net's metadata when it holds a tuned pair."""
-    from types import SimpleNamespace
+def test_fuse_uses_the_fdb_values_stored_with_the_initial_net_and_reports_them(stand_in, textured_pair):
+    """fuse() takes (k, tau) from the initial net's metadata (fdb_for) unless told, and says which it used."""
+    from bamf_lib.fusion.boundary import fdb_for, near_boundary
 
-    from bamf_lib.config import FDBConfig
-    from bamf_lib.fusion.pipeline import fdb_for
-
-    assert fdb_for(SimpleNamespace(metadata={"fdb": {"k": 9, "tau": 0.05}})) == FDBConfig(k=9, tau=0.05)
-    assert fdb_for(SimpleNamespace(metadata={})) == FDBConfig()
-    assert fdb_for(object()) == FDBConfig()
+    a, b, _, _ = textured_pair()
+    stored = {"k": 31, "tau": 0.3}  # far from FDBConfig()'s 15 / 0.1, so the bands differ
+    initial = stand_in(metadata={"fdb": stored})
+    r = fuse([a, b], initial=initial, boundary=stand_in())
+    assert fdb_for(initial) == FDBConfig(**stored) and r.fdb == FDBConfig(**stored)
+    assert np.array_equal(r.near_boundary, near_boundary(r.score_map, 31, 0.3))
+    assert not np.array_equal(r.near_boundary, near_boundary(r.score_map, 15, 0.1))
+    told = fuse([a, b], initial=initial, boundary=stand_in(), fdb=FDBConfig(k=5, tau=0.2))
+    assert told.fdb == FDBConfig(k=5, tau=0.2)
+    assert np.array_equal(told.near_boundary, near_boundary(told.score_map, 5, 0.2))
+    assert fdb_for(stand_in()) == FDBConfig()  # weights without tuned values: the fallback

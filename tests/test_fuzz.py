@@ -18,7 +18,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from _standin import StandInNet, install
 from bamf_lib.fusion.pipeline import fuse
 from bamf_lib.io import check_sources, read_image
 
@@ -128,11 +127,8 @@ def test_check_sources_on_random_arrays(arrays, min_size):
 
 
 @pytest.fixture(scope="module")
-def standin():
-    mp = pytest.MonkeyPatch()
-    install(mp)
-    yield {"initial": StandInNet(8), "boundary": StandInNet(8)}
-    mp.undo()
+def standin(stand_in):
+    return {"initial": stand_in(8), "boundary": stand_in(8)}
 
 
 @fuzz("fuse")

@@ -20,7 +20,6 @@ import torch
 from PIL import Image
 
 import bamf_lib.fusion.pipeline
-from _standin import stand_in_folder, textured_pair
 from bamf_lib import io
 from bamf_lib.cli import main
 from bamf_lib.io import read_image, write_image
@@ -29,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def folder(tmp_path, monkeypatch):
-    return stand_in_folder(tmp_path, monkeypatch)
+def folder(stand_in_folder):
+    return stand_in_folder
 
 
 def refused(capsys, argv, *words, status=2):
@@ -86,7 +85,7 @@ def _tagged_jpeg(path: Path, display: np.ndarray, orientation: int) -> None:
 
 
 @pytest.mark.parametrize("orientation", [3, 6, 8])
-def test_exif_orientation_is_applied_on_read(tmp_path, orientation):
+def test_exif_orientation_is_applied_on_read(textured_pair, tmp_path, orientation):
     display = textured_pair(h=40, w=56, colour=True)[0]
     _tagged_jpeg(tmp_path / "p.jpg", display, orientation)
     with Image.open(tmp_path / "p.jpg") as im:
@@ -96,7 +95,7 @@ def test_exif_orientation_is_applied_on_read(tmp_path, orientation):
     np.testing.assert_array_equal(got, np.rot90(raw, {3: 2, 6: -1, 8: 1}[orientation]))
 
 
-def test_tagged_pair_fuses_as_displayed_even_when_tags_disagree(folder, capsys):
+def test_tagged_pair_fuses_as_displayed_even_when_tags_disagree(textured_pair, folder, capsys):
     a, b, _, _ = textured_pair(h=96, w=128, colour=True)  # displayed landscape 128 x 96
     for tags in ((6, 6), (6, 1), (8, 3)):
         pa, pb, out = folder / f"a{tags}.jpg", folder / f"b{tags}.jpg", folder / f"f{tags}.png"
@@ -166,7 +165,7 @@ def test_outputs_follow_the_umask_and_keep_a_replaced_files_mode(folder, umask, 
         os.umask(old)
 
 
-def test_jpeg_output_is_quality_95_without_subsampling(tmp_path):
+def test_jpeg_output_is_quality_95_without_subsampling(textured_pair, tmp_path):
     image = textured_pair(colour=True)[2]
     write_image(tmp_path / "f.jpg", image)
     Image.fromarray(image).save(tmp_path / "ref.jpg", quality=95, subsampling=0)
@@ -179,12 +178,12 @@ _STALLED_WRITE = textwrap.dedent(
     import sys, time
     sys.path.insert(0, {tests!r})
     import pytest
-    import PIL.Image, bamf_lib.fusion.pipeline
-    from _standin import StandInNet, install
+    import PIL.Image
+    from conftest import StandInScorer  # the stand-in networks of the fixtures
     from bamf_lib.cli import main
+    from bamf_lib.fusion import scorers
     mp = pytest.MonkeyPatch()
-    install(mp)
-    mp.setattr(bamf_lib.fusion.pipeline, "load_net", lambda net, weights=None, **kw: StandInNet())
+    mp.setattr(scorers, "load_scorer", lambda net, weights=None, **kw: StandInScorer())
     def stalled_save(self, fp, format=None, **kw):
         open(fp, "wb").write(b"half an image")
         print("writing", flush=True)
@@ -323,7 +322,7 @@ def _cut_first_conv(state):
     ({"tensor_edit": _cut_first_conv}, ["shape", "the config needs"]),
     ({"tensor_edit": lambda s: s.pop(sorted(s)[0])}, ["missing"]),
 ])
-def test_hostile_weights_header_is_refused_in_one_line(tmp_path, capsys, edit, words):
+def test_hostile_weights_header_is_refused_in_one_line(textured_pair, tmp_path, capsys, edit, words):
     path = _weights(tmp_path / "w", **edit)
     a, b, _, _ = textured_pair()
     Image.fromarray(a).save(tmp_path / "a.png")

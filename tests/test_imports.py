@@ -108,7 +108,6 @@ def test_bamf_lib_imports_form_no_cycle():
     assert _cycle(graph) is None, " -> ".join(_cycle(graph))
 
 
-@pytest.mark.xfail(reason="runtime.onnx still reads headers through nets.weightfile; split next", strict=True)
 def test_every_module_lives_on_a_floor_and_subpackages_depend_only_downwards():
     graph = {m: _imports(m) for m in MODULES if m != "__init__"}
     tops = {m.split(".")[0] for m in graph if "." in m}
@@ -116,7 +115,6 @@ def test_every_module_lives_on_a_floor_and_subpackages_depend_only_downwards():
     assert _upward(graph) == []
 
 
-@pytest.mark.xfail(reason="runtime.onnx still reads headers through nets.weightfile; split next", strict=True)
 def test_runtime_never_imports_torch_code():
     for module in (m for m in MODULES if m.split(".")[0] == "runtime"):
         tree = ast.parse(_source(module))
@@ -126,7 +124,6 @@ def test_runtime_never_imports_torch_code():
         assert not {d for d in _imports(module) if d.split(".")[0] != "runtime" and _floor(d) >= _floor("runtime")}
 
 
-@pytest.mark.xfail(reason="runtime.onnx still reads headers through nets.weightfile; split next", strict=True)
 @pytest.mark.parametrize("backend", ["auto", "onnx"])
 def test_fusing_on_onnx_runtime_imports_neither_torch_nor_the_exporter(backend):
     code = (

@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import bamf_lib.io as bio
-from bamf_lib.io import atomic_write, check_sources, read_image, rgb2gray, to_float_gray, write_image
+import bamf_lib.colour as colour
+from bamf_lib.files import atomic_write
+from bamf_lib.io import check_sources, read_image, write_image
+from bamf_lib.colour import rgb2gray, to_float_gray
 
 
 def test_eight_bit_gray_and_rgb_read_back_unchanged(tmp_path):
@@ -115,7 +117,7 @@ def test_rgb2gray_matches_matlab_on_primaries_and_keeps_gray():
 
 
 def test_rgb2gray_rounds_half_away_from_zero(monkeypatch):
-    monkeypatch.setattr(bio, "_RGB2GRAY", np.array([0.5, 0.0, 0.0]))
+    monkeypatch.setattr(colour, "_RGB2GRAY", np.array([0.5, 0.0, 0.0]))
     rgb = np.zeros((1, 4, 3), np.uint8)
     rgb[0, :, 0] = [1, 3, 5, 7]  # 0.5, 1.5, 2.5, 3.5: numpy's round would give 0, 2, 2, 4
     assert rgb2gray(rgb).tolist() == [[1, 2, 3, 4]]

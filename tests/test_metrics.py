@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from bamf_lib.evaluation import metrics, published
-from bamf_lib.io import rgb2gray, write_image
+from bamf_lib.colour import rgb2gray
+from bamf_lib.io import write_image
 from bamf_lib.evaluation.metrics import all_metrics, q_cb, q_g, q_mi, q_y
 
 METRICS = {"Q_MI": q_mi, "Q_G": q_g, "Q_Y": q_y, "Q_CB": q_cb}

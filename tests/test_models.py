@@ -11,7 +11,8 @@ import torch
 from bamf_lib.config import ModelConfig
 from bamf_lib.nets.inference import dilated_copy
 from bamf_lib.nets.models import architecture_table, build_model, param_count, receptive_field
-from bamf_lib.nets.weightfile import load_pretrained, load_weights, save_weights
+from bamf_lib.nets.pretrained import load_pretrained
+from bamf_lib.nets.weightfile import load_weights, save_weights
 
 
 def _randomise_batchnorm(model: torch.nn.Module, seed: int = 0) -> None:
@@ -255,7 +256,7 @@ def test_dense_logits_need_a_dense_capable_net():
 
 
 def test_shipped_weight_sets_are_found_by_name(tmp_path):
-    from bamf_lib.nets.weightfile import WEIGHTS_DIR, weights_folder, weights_path
+    from bamf_lib.runtime.locate import WEIGHTS_DIR, weights_folder, weights_path
 
     assert weights_folder("padded") == WEIGHTS_DIR / "padded"
     assert weights_path("boundary") == WEIGHTS_DIR / "boundary.safetensors"

@@ -1,5 +1,9 @@
 """ONNX Runtime scoring (bamf_lib.runtime.onnx, bamf_lib.nets.export): the torch path's scores to 1e-5,
-graphs tied to their weights by hash, and a ``bamf fuse`` that never imports torch."""
+graphs tied to their weights by hash, and a ``bamf fuse`` that never imports torch.
+
+Every test that means ONNX Runtime asks for it (``backend="onnx"``, ``device="cpu"``) instead of
+relying on ``"auto"``, which picks torch on a host with an NVIDIA driver; the choice itself is
+tested with the GPU probe set both ways."""
 
 from __future__ import annotations
 
@@ -15,10 +19,14 @@ import torch
 from bamf_lib.runtime import onnx as onnxnet
 from bamf_lib.config import get_profile
 from bamf_lib.nets.export import TOLERANCE, export_onnx, export_weights
-from bamf_lib.fusion.pipeline import fuse, load_net
+from bamf_lib.fusion.pipeline import fuse
+from bamf_lib.fusion.scorers import load_scorer
+from bamf_lib.runtime import backend as backends
 from bamf_lib.nets.models import build_model
 from bamf_lib.nets.scoring import score_map, score_masked
-from bamf_lib.nets.weightfile import WEIGHTS_DIR, load_pretrained, save_weights
+from bamf_lib.runtime.locate import WEIGHTS_DIR
+from bamf_lib.nets.pretrained import load_pretrained
+from bamf_lib.nets.weightfile import save_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +53,7 @@ def _pair(h: int, w: int, seed: int = 0):
 @pytest.mark.parametrize("profile", ["exact", "whole"])
 def test_random_nets_of_the_dense_families_match_torch(tmp_path, profile):
     net = _random_net(profile, seed=1)
-    onnx = onnxnet.OnnxNet(export_onnx(net, tmp_path / "n.onnx"), net.config, {}, tmp_path)
+    onnx = onnxnet.OnnxScorer(export_onnx(net, tmp_path / "n.onnx"), net.config, {}, tmp_path)
     a, b = _pair(90, 137)
     want = score_map(net, a, b, device="cpu", optimized=False)
     np.testing.assert_allclose(onnx.score_map(a, b), want, atol=TOLERANCE)
@@ -61,7 +69,7 @@ def test_random_nets_of_the_dense_families_match_torch(tmp_path, profile):
 def test_every_shipped_dense_net_has_its_graph_beside_it():
     """Every weight set `bamf fuse --weights NAME` offers; grid/ holds the training ablation's
     candidates, which the book runs through torch."""
-    from bamf_lib.nets.weightfile import header_info
+    from bamf_lib.runtime.header import header_info
 
     dense = [f for f in sorted(WEIGHTS_DIR.rglob("*.safetensors"))
              if "grid" not in f.relative_to(WEIGHTS_DIR).parts and header_info(f)[0].dense_capable]
@@ -81,7 +89,7 @@ def test_shipped_graphs_score_as_the_shipped_weights(net):
     np.testing.assert_allclose(onnx.score_map(a, b), score_map(model, a, b, device="cpu"), atol=TOLERANCE)
 
 
-def test_a_stale_graph_is_refused_and_remade_in_the_cache(tmp_path, monkeypatch):
+def test_a_stale_graph_is_an_error_naming_the_export_command_and_nothing_is_written(tmp_path, monkeypatch):
     monkeypatch.setenv("BAMF_CACHE_DIR", str(tmp_path / "cache"))
     weights = tmp_path / "w"
     weights.mkdir()
@@ -89,32 +97,44 @@ def test_a_stale_graph_is_refused_and_remade_in_the_cache(tmp_path, monkeypatch)
         save_weights(_random_net("exact", seed=3), weights / f"{net}.safetensors")
     export_weights(weights / "initial.safetensors")
     save_weights(_random_net("exact", seed=4), weights / "initial.safetensors")  # retrained: the graph is stale
-    with pytest.raises(onnxnet.StaleGraphError, match="bamf_lib.nets.export"):
-        onnxnet.load_onnx(weights / "initial.safetensors")
-    fresh = load_net("initial", weights)  # exported once into the cache, checked against torch
-    assert isinstance(fresh, onnxnet.OnnxNet) and list((tmp_path / "cache" / "onnx").glob("*.onnx"))
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    for load in (lambda: onnxnet.load_onnx(weights / "initial.safetensors"),
+                 lambda: load_scorer("initial", weights, device="cpu")):
+        with pytest.raises(onnxnet.StaleGraphError, match=f"python -m bamf_lib.nets.export {weights}"):
+            load()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no graph written anywhere, cache included
+    assert load_scorer("initial", weights, backend="torch", device="cpu").backend == "torch"  # the way round it
+    export_weights(weights / "initial.safetensors")  # the named command's work
+    fresh = load_scorer("initial", weights, device="cpu")
+    assert fresh.backend == "onnx" and fresh.sha256 == hashlib.sha256((weights / "initial.safetensors").read_bytes()).hexdigest()
     a, b = _pair(70, 80)
     want = score_map(load_pretrained("initial", weights), a, b, device="cpu")
     np.testing.assert_allclose(fresh.score_map(a, b), want, atol=TOLERANCE)
 
 
-def test_backends_are_chosen_by_what_computes_the_same_scores():
-    assert isinstance(load_net("initial"), onnxnet.OnnxNet)
-    assert load_net("initial") is load_net("initial")  # a batch loads each network once
-    assert isinstance(load_net("initial", backend="torch"), torch.nn.Module)
-    assert isinstance(load_net("initial", path="reference"), torch.nn.Module)
-    assert isinstance(load_net("initial", weights="padded"), torch.nn.Module)  # zero-padded: not dense-capable
+@pytest.mark.parametrize("gpu", [False, True])
+def test_backends_are_chosen_by_what_computes_the_same_scores(monkeypatch, gpu):
+    monkeypatch.setattr(backends, "gpu_present", lambda: gpu)
+    auto = load_scorer("initial")
+    assert auto.backend == ("torch" if gpu else "onnx")  # a driver may mean CUDA: torch decides there
+    if gpu:
+        assert backends.choose_backend(auto.config)[1] == "a GPU may be present"
+    on_cpu = load_scorer("initial", device="cpu")
+    assert on_cpu.backend == "onnx" and on_cpu is load_scorer("initial", device="cpu")  # loaded once
+    assert load_scorer("initial", backend="torch", device="cpu").backend == "torch"
+    assert load_scorer("initial", path="reference", device="cpu").backend == "torch"
+    assert load_scorer("initial", weights="padded", device="cpu").backend == "torch"  # zero-padded: not dense-capable
     with pytest.raises(ValueError, match="not padding-free"):
-        load_net("initial", weights="padded", backend="onnx")
+        load_scorer("initial", weights="padded", backend="onnx")
     with pytest.raises(ValueError, match="backend"):
-        load_net("initial", backend="tensorrt")
+        load_scorer("initial", backend="tensorrt")
 
 
 def test_onnx_and_torch_fuse_to_the_same_decision():
     from bamf_lib.evaluation.groundtruth import groundtruth_set
 
     pair = groundtruth_set(1, seed=4)[0]
-    onnx, plain = fuse([pair.a, pair.b]), fuse([pair.a, pair.b], backend="torch", device="cpu")
+    onnx, plain = fuse([pair.a, pair.b], backend="onnx", device="cpu"), fuse([pair.a, pair.b], backend="torch", device="cpu")
     assert onnx.near_boundary.any()
     np.testing.assert_allclose(onnx.refined_score_map, plain.refined_score_map, atol=TOLERANCE)
     np.testing.assert_array_equal(onnx.decision_map, plain.decision_map)
@@ -131,7 +151,7 @@ def test_decisions_equal_torch_on_all_20_lytro_pairs_but_float32_ties():
 
     for n in LYTRO_INDICES:
         sources = list(lytro_pair(n))
-        onnx, torch_ = fuse(sources), fuse(sources, backend="torch", device="cpu")
+        onnx, torch_ = fuse(sources, backend="onnx", device="cpu"), fuse(sources, backend="torch", device="cpu")
         assert np.abs(onnx.score_map - torch_.score_map).max() <= 5 * TOLERANCE, n
         differ = onnx.decision_map != torch_.decision_map
         assert differ.sum() <= 2, (n, int(differ.sum()))
@@ -161,7 +181,8 @@ def test_bamf_fuse_never_imports_torch(tmp_path):
     pair = groundtruth_set(1, seed=5)[0]
     for name, image in (("a.png", pair.a), ("b.png", pair.b)):
         Image.fromarray(image).save(tmp_path / name)
-    argv = ["fuse", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o", str(tmp_path / "f.png"), "-q"]
+    argv = ["fuse", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o", str(tmp_path / "f.png"), "-q",
+            "--device", "cpu"]  # "auto" would pick torch on a host with an NVIDIA driver
     run = subprocess.run([sys.executable, "-c", _NO_TORCH, *argv], capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr
     fused = np.asarray(Image.open(tmp_path / "f.png"))

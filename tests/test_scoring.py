@@ -9,7 +9,7 @@ from scipy import ndimage as ndi
 
 from bamf_lib.config import ModelConfig
 from bamf_lib.nets.models import build_model
-from bamf_lib.nets.weightfile import load_pretrained
+from bamf_lib.nets.pretrained import load_pretrained
 from bamf_lib.nets.scoring import PATHS, score_map, score_masked
 
 P = 16

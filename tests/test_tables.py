@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from _score_table import _result, _row
 
 from bamf_lib.evaluation.table1 import METRICS
 from bamf_lib.evaluation.tables import compare_to_best, format_table, paper_result
 
 
-def test_format_table_layout():
-    text = format_table(_result())
+def test_format_table_layout(score_result):
+    text = format_table(score_result())
     lines = text.splitlines()
     assert lines[0] == "| Metric | base | ours | ours-w/o |"
     mi = next(line for line in lines if line.startswith("| Q_MI"))
@@ -19,17 +18,17 @@ def test_format_table_layout():
     assert "base 2" in text and "2 pairs" in text
 
 
-def test_format_table_common_means_average_the_same_pairs():
-    result = _result()
+def test_format_table_common_means_average_the_same_pairs(score_result):
+    result = score_result()
     text = format_table(result, means="common")
     assert "**1.1000** (1)" in text and "2 of 3 pairs" in text
     with pytest.raises(ValueError, match="means"):
         format_table(result, means="all")
 
 
-def test_format_table_marks_methods_without_results():
-    table = {"a": {"p": _row(1, 1, 1, 1)}, "b": {"p": None}}
-    text = format_table(_result(table, compete=("a",)))
+def test_format_table_marks_methods_without_results(score_result, score_row):
+    table = {"a": {"p": score_row(1, 1, 1, 1)}, "b": {"p": None}}
+    text = format_table(score_result(table, compete=("a",)))
     assert "| n/a |" in text
 
 
@@ -43,8 +42,8 @@ def test_paper_table_as_printed_is_consistent():
     assert "**1.2002** (23)" in format_table(result) and "| 1.2000 |" in format_table(result)
 
 
-def test_compare_to_best_uses_common_pairs_and_per_pair_margins():
-    cmp = compare_to_best(_result(), "ours", ["base"])
+def test_compare_to_best_uses_common_pairs_and_per_pair_margins(score_result):
+    cmp = compare_to_best(score_result(), "ours", ["base"])
     mi = cmp["Q_MI"]
     assert mi["pairs"] == ["p1", "p2"]
     assert mi["mean"] == pytest.approx(1.05) and mi["best"] == "base" and mi["best_mean"] == pytest.approx(1.1)
@@ -52,11 +51,11 @@ def test_compare_to_best_uses_common_pairs_and_per_pair_margins():
     assert mi["margin"] == pytest.approx({"p1": 0.1, "p2": -0.2})
     assert mi["beats_pairs"] == 1 and mi["wins"] == 1 and mi["top_wins"] == 1 and mi["most_wins"] is True
     assert cmp["Q_G"]["beats_mean"] is True and cmp["Q_G"]["beats_pairs"] == 1  # tie on p1 is no win
-    assert compare_to_best(_result(), "ours-w/o", ["base"])["Q_MI"]["wins"] is None
+    assert compare_to_best(score_result(), "ours-w/o", ["base"])["Q_MI"]["wins"] is None
     with pytest.raises(ValueError, match="method"):
-        compare_to_best(_result(), "nobody")
+        compare_to_best(score_result(), "nobody")
     with pytest.raises(ValueError, match="baselines"):
-        compare_to_best(_result(), "ours", ["nobody"])
+        compare_to_best(score_result(), "ours", ["nobody"])
 
 
 @pytest.mark.requires_data("published")
@@ -80,11 +79,11 @@ def test_survey_ranking_places_a_method_among_the_18():
         survey_ranking(EvaluationResult(names[:3], ["bamf"], {"bamf": {n: best for n in names[:3]}}, {}, {}, {}, [], []))
 
 
-def test_format_table_methods_as_rows_is_the_transpose():
-    text = format_table(_result(), methods_as_rows=True)
+def test_format_table_methods_as_rows_is_the_transpose(score_result):
+    text = format_table(score_result(), methods_as_rows=True)
     lines = text.splitlines()
     assert lines[0] == "| Method | Q_MI | Q_G | Q_Y | Q_CB |"
     ours = next(line for line in lines if line.startswith("| ours |"))
     assert ours.split(" | ")[1] == "**1.3667** (1)"
     assert next(line for line in lines if line.startswith("| ours-w/o |")).count("9.0000") == 4
-    assert text.split("\n\n")[1] == format_table(_result()).split("\n\n")[1]  # the same notes
+    assert text.split("\n\n")[1] == format_table(score_result()).split("\n\n")[1]  # the same notes

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from _upstream_server import serve
 from bamf_lib.book import reproduce
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,8 +54,8 @@ def _run_step(step: dict, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-ec", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_dry_run_of_the_data_and_build_steps_against_a_local_server(tmp_path, monkeypatch):
-    server, registry_file, _ = serve(tmp_path, tampered=False)
+def test_dry_run_of_the_data_and_build_steps_against_a_local_server(tmp_path, monkeypatch, serve_upstream):
+    server, registry_file, _ = serve_upstream(tampered=False)
     try:
         _, steps = _steps()
         cache = tmp_path / "home-cache-bamf"

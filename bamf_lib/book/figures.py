@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bamf_lib.io import rgb2gray
+from bamf_lib.colour import rgb2gray
 
 __all__ = ["difference_map", "compare_maps", "top_windows", "captioned_table", "provenance"]
 

@@ -1,6 +1,9 @@
 """The ``bamf fuse`` command: one stack (``SOURCES -o OUTPUT``) or many (``--batch DIR``,
 ``--list FILE``; :mod:`bamf_lib.fusion.batch`).
 
+The networks are resolved here, once per command (:func:`bamf_lib.fusion.scorers.load_scorer`),
+and every stack is fused with the same two scorers.
+
 Every output is checked before any work (a folder, an input, an existing file without
 ``--force``, an unknown format, an unwritable folder), so bad input fails in one line with
 nothing written.  A batch fuses a stack per core at once on ONNX Runtime (``--jobs``), each on
@@ -18,6 +21,11 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+
+from bamf_lib.fusion import pipeline, scorers
+from bamf_lib.fusion.batch import run_batch, stacks_for
+from bamf_lib.io import check_sources, read_image, write_image
+from bamf_lib.runtime import onnx
 
 __all__ = ["cmd_fuse", "one_line"]
 
@@ -67,21 +75,25 @@ def _check_output(path: str | None, force: bool, inputs: list[str] = (), option:
     _check_writable(out.parent, option)
 
 
-def _fuse_stack(args: argparse.Namespace, source_paths: list, output: str | Path, decision_map: str | None = None,
-                progress: bool = True, exclusive: threading.Lock | None = None) -> str:
-    """Fuse one stack and write it (and its decision map); returns the line to report.
+def _scorers(args: argparse.Namespace) -> dict:
+    """The initial and boundary scorers the command's options name, loaded once."""
+    load = dict(device=args.device, backend=args.backend, path=args.path)
+    return {net: scorers.load_scorer(net, args.weights, **load) for net in ("initial", "boundary")}
+
+
+def _fuse_stack(args: argparse.Namespace, nets: dict, source_paths: list, output: str | Path,
+                decision_map: str | None = None, progress: bool = True,
+                exclusive: threading.Lock | None = None) -> str:
+    """Fuse one stack with ``nets`` (:func:`_scorers`, or a callable returning them) and write it
+    (and its decision map); returns the line to report.
 
     ``exclusive``: in a batch fusing stacks side by side, a stack of over ``_PROGRESS_PIXELS``
     takes this lock and all the cores, so that large stacks fuse one at a time (memory).  A stack
     that gets the lock after the batch was interrupted stops before its first tile (the worker's
     stop event, :func:`bamf_lib.runtime.onnx.set_stop`)."""
-    from bamf_lib.io import check_sources, read_image, write_image
-
-    from bamf_lib.fusion.pipeline import MAX_SOURCES, fuse
-
     out = Path(output)
-    if len(source_paths) > MAX_SOURCES:
-        raise ValueError(f"{len(source_paths)} sources, more than the {MAX_SOURCES} one decision map can index; "
+    if len(source_paths) > pipeline.MAX_SOURCES:
+        raise ValueError(f"{len(source_paths)} sources, more than the {pipeline.MAX_SOURCES} one decision map can index; "
                          f"fuse them in groups, then fuse the groups' results")
     _check_output(str(output), args.force, source_paths)
     _check_output(decision_map, args.force, source_paths, "--decision-map")
@@ -89,16 +101,15 @@ def _fuse_stack(args: argparse.Namespace, source_paths: list, output: str | Path
         raise ValueError(f"--decision-map and -o name the same file {out}")
     sources = check_sources([read_image(p, max_pixels=args.max_pixels) for p in source_paths],
                             names=[str(p) for p in source_paths])
+    nets = nets() if callable(nets) else nets
 
     large = sources[0].shape[0] * sources[0].shape[1] >= _PROGRESS_PIXELS
     with contextlib.ExitStack() as alone:
         if large and exclusive is not None:
-            from bamf_lib.runtime.onnx import threads
-
             alone.enter_context(exclusive)
-            alone.enter_context(threads(None))
-        result = fuse(sources, path=args.path, device=args.device, align=args.align, progress=large and progress,
-                      weights=args.weights, backend=args.backend)
+            alone.enter_context(onnx.threads(None))
+        result = pipeline.fuse(sources, path=args.path, device=args.device, align=args.align, progress=large and progress,
+                      initial=nets["initial"], boundary=nets["boundary"])
     # both images are ready before either is written, so a failure leaves no output
     write_image(out, result.fused, overwrite=args.force)
     if decision_map:
@@ -116,50 +127,42 @@ def cmd_fuse(args: argparse.Namespace) -> int:
         raise ValueError("name the source images and -o OUTPUT (or many stacks: --batch DIR, --list FILE)")
     if args.jobs is not None:
         raise ValueError("--jobs is for many stacks (--batch DIR, --list FILE); one stack already uses every core")
-    line = _fuse_stack(args, args.sources, args.output, args.decision_map, progress=not args.quiet)
+    # the outputs and inputs are checked before the networks load
+    line = _fuse_stack(args, functools.partial(_scorers, args), args.sources, args.output, args.decision_map,
+                       progress=not args.quiet)
     if not args.quiet:
         print(line, file=sys.stderr)
     return 0
 
 
-def _batch_jobs(args: argparse.Namespace) -> int:
+def _batch_jobs(args: argparse.Namespace, nets: dict) -> int:
     """Stacks a batch fuses at once: ``--jobs``, by default one per core up to 4; 1 where the
     networks do not run on ONNX Runtime (torch and CUDA use their own threads)."""
-    if args.jobs is not None and args.jobs < 1:
-        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
-    from bamf_lib.fusion.pipeline import load_net
-    from bamf_lib.runtime.onnx import OnnxNet
-
-    try:
-        onnx = isinstance(load_net("initial", args.weights, device=args.device, backend=args.backend, path=args.path),
-                          OnnxNet)
-    except (OSError, ValueError):  # no networks: every stack fails and says why
-        onnx = False
+    onnx = all(n.backend == "onnx" for n in nets.values())
     return (args.jobs or min(os.cpu_count() or 1, 4)) if onnx else 1
 
 
 def _worker_setup(threads: int, stop: threading.Event) -> None:
     """A batch worker thread: the networks on ``threads`` threads, stopping between tiles on ``stop``."""
-    from bamf_lib.runtime.onnx import set_stop, set_threads
-
-    set_threads(threads)
-    set_stop(stop)
+    onnx.set_threads(threads)
+    onnx.set_stop(stop)
 
 
 def _cmd_fuse_batch(args: argparse.Namespace) -> int:
     """``bamf fuse --batch DIR [-o OUTDIR]`` or ``--list FILE``: many stacks, one process."""
-    from bamf_lib.fusion.batch import run_batch, stacks_for
-
     if args.sources or args.decision_map:
         raise ValueError("--batch and --list name the stacks themselves; give no source images or --decision-map")
     stacks = stacks_for(batch=args.batch, list_file=args.list, output=args.output, suffix=args.suffix)
-    jobs, setup, lock, stop = _batch_jobs(args), None, threading.Lock(), threading.Event()
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    nets = _scorers(args)
+    jobs, setup, lock, stop = _batch_jobs(args, nets), None, threading.Lock(), threading.Event()
     if jobs > 1:
         setup = functools.partial(_worker_setup, max(1, (os.cpu_count() or 1) // jobs), stop)
     fused = []
 
     def fuse_one(stack):
-        _fuse_stack(args, list(stack.sources), stack.output, progress=False, exclusive=lock)
+        _fuse_stack(args, nets, list(stack.sources), stack.output, progress=False, exclusive=lock)
         fused.append(stack)
 
     try:

@@ -214,7 +214,7 @@ def _sigterm_unwinds() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "weights", None):
-        from bamf_lib.nets.weightfile import weights_folder
+        from bamf_lib.runtime.locate import weights_folder
 
         if not weights_folder(args.weights).is_dir():
             print(f"bamf {args.command}: error: --weights {args.weights} is not a folder (nor a set shipped "

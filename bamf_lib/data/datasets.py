@@ -19,16 +19,15 @@ synthesis code never reads them.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import sys
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from bamf_lib.data.locations import data_dir  # public here: where the datasets are read from
 from bamf_lib.io import read_image
-from bamf_lib.data.registry import DataIntegrityError, DatasetNotFoundError  # defined beside the registry, public here
+from bamf_lib.data.registry import DataIntegrityError, DatasetNotFoundError, file_hash  # public here too
 
 __all__ = [
     "DataIntegrityError",
@@ -47,8 +46,6 @@ __all__ = [
     "nyud_pair",
     "natural_backgrounds",
     "NYUD_INDICES",
-    "coco_backgrounds",
-    "fetch_coco_backgrounds",
     "embedded_images",
     "TEST_DATASETS",
     "LYTRO_INDICES",
@@ -82,21 +79,6 @@ def url(name: str) -> str:
 
     _check_registered(name)
     return entries()[name].url
-
-
-def data_dir() -> Path | None:
-    """``BAMF_DATA_DIR`` as a Path, or None when unset."""
-    value = os.environ.get("BAMF_DATA_DIR")
-    return Path(value).expanduser() if value else None
-
-
-def file_hash(file: str | os.PathLike, algorithm: str = "sha256") -> str:
-    """Hex digest of a file, read in 1 MiB blocks."""
-    h = hashlib.new(algorithm)
-    with open(file, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 _VERIFIED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> hash already checked
@@ -229,84 +211,6 @@ def published_fused(method: str, kind: str, n: int) -> np.ndarray:
     return read_image(path(f"published/{kind}/{method}/{kind[0]}_{n:02d}.png"))
 
 
-COCO_ZIP = "coco/zips/val2017.zip"  # COCO publishes MD5 only for its archives
-
-
-def _cache_dir() -> Path:
-    from bamf_lib.data.download import cache_dir
-
-    return cache_dir()
-
-
-def _min_tile_sharpness(gray: np.ndarray, tiles: int = 3) -> float:
-    """Mean |Laplacian| of the least sharp tile of a ``tiles x tiles`` grid: low when any part is blurred."""
-    import cv2
-
-    lap = np.abs(cv2.Laplacian(gray.astype(np.float32), cv2.CV_32F))
-    h, w = lap.shape
-    return float(min(lap[i * h // tiles:(i + 1) * h // tiles, j * w // tiles:(j + 1) * w // tiles].mean()
-                     for i in range(tiles) for j in range(tiles)))
-
-
-def fetch_coco_backgrounds(n: int = 700, *, progress: bool = False) -> Path:
-    """Choose and extract the paper's 700 COCO 2017 backgrounds "without obvious defocus".
-
-    The paper does not list its images.  Ours are fixed by a rule: of the 5,000 val2017
-    images (``coco/zips/val2017.zip``, MD5-checked), the ``n`` whose least sharp third-by-third
-    tile is sharpest, so no part of the picture is out of focus.  They are extracted to
-    ``<cache>/coco/val2017/`` with ``backgrounds.txt`` (``name sha256``), which pins them from
-    then on.  Needs internet (or ``BAMF_DATA_DIR/coco/zips/val2017.zip``); takes minutes.
-    """
-    import zipfile
-
-    import cv2
-    from tqdm.auto import tqdm
-
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    out = _cache_dir() / "coco"
-    with zipfile.ZipFile(path(COCO_ZIP)) as zf:
-        members = sorted(m for m in zf.namelist() if m.endswith(".jpg"))
-        scores = [
-            _min_tile_sharpness(cv2.imdecode(np.frombuffer(zf.read(m), np.uint8), cv2.IMREAD_GRAYSCALE))
-            for m in tqdm(members, desc="screening COCO", disable=not progress)
-        ]
-        keep = sorted(members[i] for i in np.argsort(scores, kind="stable")[::-1][:n])
-        lines = []
-        for m in keep:
-            raw = zf.read(m)
-            target = out / "val2017" / Path(m).name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(raw)
-            lines.append(f"val2017/{target.name} {hashlib.sha256(raw).hexdigest()}")
-    (out / "backgrounds.txt").write_text("\n".join(lines) + "\n")
-    return out
-
-
-def coco_backgrounds() -> list[tuple[str, np.ndarray]]:
-    """The chosen COCO 2017 backgrounds, if they are here; else an empty list.
-
-    Reads ``coco/backgrounds.txt`` (``name sha256`` per line, written by
-    :func:`fetch_coco_backgrounds`) from ``BAMF_DATA_DIR`` when set, else from the cache, and
-    hash-checks every listed image.  Synthesis falls back to the embedded backgrounds when
-    this is empty; it never downloads by itself.
-    """
-    root = data_dir()
-    base = (root if root is not None else _cache_dir()) / "coco"
-    listing = base / "backgrounds.txt"
-    if not listing.is_file():
-        return []
-    out = []
-    for line in listing.read_text().split("\n"):
-        if line.strip():
-            name, digest = line.split()
-            file = base / name
-            if not file.is_file():
-                raise DatasetNotFoundError(f"{file} is listed in {listing} but missing: run fetch_coco_backgrounds()")
-            out.append((Path(name).stem, read_image(verify(file, digest))))
-    return out
-
-
 # --------------------------------------------------------------------------- embedded source
 
 # scikit-image's bundled photographs and textures (no download).  Three disjoint groups:
@@ -336,18 +240,3 @@ def embedded_images(group: str = "foreground") -> list[tuple[str, np.ndarray]]:
     if group not in EMBEDDED_GROUPS:
         raise ValueError(f"group must be one of {sorted(EMBEDDED_GROUPS)}, got {group!r}")
     return [(n, _embedded(n)) for n in EMBEDDED_GROUPS[group]]
-
-
-def _main(argv: list[str]) -> int:
-    """``python -m bamf_lib.data.datasets hash DIR``: print registry lines for every file under DIR."""
-    if len(argv) != 2 or argv[0] != "hash":
-        print("usage: python -m bamf_lib.data.datasets hash DIR", file=sys.stderr)
-        return 2
-    root = Path(argv[1])
-    for file in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "README.md"):
-        print(f"{file.relative_to(root).as_posix()} {file_hash(file)}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main(sys.argv[1:]))

@@ -24,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 from bamf_lib.data import registry
+from bamf_lib.data.locations import cache_dir  # public here: where downloads go
 from bamf_lib.data.registry import DataIntegrityError, DatasetNotFoundError
 
 __all__ = ["cache_dir", "fetch", "fetch_many", "check", "missing_message", "convert", "mat_to_scores_csv"]
@@ -31,13 +32,6 @@ __all__ = ["cache_dir", "fetch", "fetch_many", "check", "missing_message", "conv
 RETRIES = 4  # tries after the first, for 429/5xx answers and broken connections
 BACKOFF = 1.0  # seconds; urllib3 waits BACKOFF * 2**(n-1) before retry n (from the second on)
 TIMEOUT = 60  # seconds to connect or between two received bytes
-
-
-def cache_dir() -> Path:
-    """``BAMF_CACHE_DIR``, else the OS cache folder ``bamf`` (``~/.cache/bamf`` on Linux)."""
-    import pooch
-
-    return Path(os.environ.get("BAMF_CACHE_DIR") or pooch.os_cache("bamf")).expanduser()
 
 
 def _digest(data: bytes | Path, expected: str) -> str:

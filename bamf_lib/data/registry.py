@@ -22,12 +22,15 @@ give: the COCO archive and the score tables exported from the survey's ``.mat`` 
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote
+
+from bamf_lib.data.locations import registry_override
 
 __all__ = ["Entry", "CONVERSIONS", "DataIntegrityError", "DatasetNotFoundError", "registry_file", "entries", "groups",
            "select", "github_url", "build", "TOOLBOX_METHODS", "TOOLBOX_METRICS"]
@@ -92,8 +95,16 @@ class Entry:
 
 def registry_file() -> Path:
     """``BAMF_REGISTRY`` when set, else the packaged ``registry.txt``."""
-    value = os.environ.get("BAMF_REGISTRY")
-    return Path(value).expanduser() if value else DEFAULT_FILE
+    return registry_override() or DEFAULT_FILE
+
+
+def file_hash(file: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in 1 MiB blocks."""
+    h = hashlib.new(algorithm)
+    with open(file, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def entries(file: str | os.PathLike | None = None) -> dict[str, Entry]:
@@ -187,9 +198,15 @@ def _lines(file: str | os.PathLike) -> dict[str, str]:
 
 
 def _main(argv: list[str]) -> int:
-    """``python -m bamf_lib.data.registry build UPSTREAM.tsv [-o FILE]`` (default: the packaged registry.txt)."""
+    """``python -m bamf_lib.data.registry build UPSTREAM.tsv [-o FILE]`` (default: the packaged
+    registry.txt), or ``hash DIR``: a ``path sha256`` line for every file under DIR."""
+    if len(argv) == 2 and argv[0] == "hash":
+        root = Path(argv[1])
+        for file in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "README.md"):
+            print(f"{file.relative_to(root).as_posix()} {file_hash(file)}")
+        return 0
     if len(argv) not in (2, 4) or argv[0] != "build" or (len(argv) == 4 and argv[2] != "-o"):
-        print("usage: python -m bamf_lib.data.registry build UPSTREAM.tsv [-o FILE]", file=sys.stderr)
+        print("usage: python -m bamf_lib.data.registry build UPSTREAM.tsv [-o FILE] | hash DIR", file=sys.stderr)
         return 2
     out = Path(argv[3]) if len(argv) == 4 else DEFAULT_FILE
     try:

@@ -10,14 +10,14 @@ never an image of a test set.  Pools are converted to gray once and cached.
 from __future__ import annotations
 
 import math
-import os
 from functools import lru_cache
 
 import cv2
 import numpy as np
 
 from bamf_lib.config import SynthesisConfig
-from bamf_lib.io import rgb2gray
+from bamf_lib.data.locations import environment
+from bamf_lib.colour import rgb2gray
 
 __all__ = ["soft_alpha_mask", "load_foregrounds", "load_backgrounds", "fit_background"]
 
@@ -64,7 +64,7 @@ def _resize_scale(image: np.ndarray, scale: float, interpolation: int) -> np.nda
 
 def _env_key() -> tuple:
     """What decides where data comes from: part of the pools' cache key."""
-    return os.environ.get("BAMF_DATA_DIR"), os.environ.get("BAMF_CACHE_DIR")
+    return environment()
 
 
 def load_foregrounds(cfg: SynthesisConfig, *, role: str = "train") -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -179,7 +179,7 @@ def load_backgrounds(cfg: SynthesisConfig, *, role: str = "train") -> list[tuple
 
 @lru_cache(maxsize=4)
 def _backgrounds(cfg: SynthesisConfig, role: str, _env: tuple) -> list[tuple[str, np.ndarray]]:
-    from bamf_lib.data import datasets
+    from bamf_lib.data import coco, datasets
 
     if role == "train" and cfg.backgrounds in ("natural", "mixed"):
         textures = datasets.embedded_images("background") if cfg.backgrounds == "mixed" else []
@@ -188,7 +188,7 @@ def _backgrounds(cfg: SynthesisConfig, role: str, _env: tuple) -> list[tuple[str
         count = cfg.n_backgrounds or len(images)
         images = [(n, np.ascontiguousarray(im)) for n, im in images]
     else:
-        images = datasets.coco_backgrounds() if role == "train" and cfg.backgrounds == "default" else []
+        images = coco.coco_backgrounds() if role == "train" and cfg.backgrounds == "default" else []
         if not images:
             images = datasets.embedded_images("background" if role == "train" else "test_background")
             # the embedded backgrounds are few: each also serves in its four rotations

@@ -20,7 +20,7 @@ Choices the paper leaves open, and ours:
   then mostly the sharp foreground in A and mostly blurred in B; ``G <= 0.5`` gives label 0.
   The same rule marks pixels focused/defocused for the boundary subset.
 * **Centre pixel** of an even patch of size P is ``(P // 2, P // 2)``.
-* **Gray.**  Foreground and background are converted to gray (``io.rgb2gray``) *before*
+* **Gray.**  Foreground and background are converted to gray (``colour.rgb2gray``) *before*
   blurring and compositing.  Both operations are linear, so this equals the gray of the
   colour composite up to one grey level of rounding, at a third of the cost.
 * **Augmentation.**  Each patch pair is also added with its channels swapped and the

@@ -212,7 +212,7 @@ def default_deciders(fdb=None, weights=None) -> dict[str, Decider]:
     """Decision-map makers ``(a, b) -> bool (H, W)`` (True where A is taken) for
     :func:`evaluate_decisions`: ``bamf-initial``, ``bamf`` (the shipped weights or the folder
     ``weights``'s, CPU, ``fdb`` or the values tuned for the initial net,
-    :func:`bamf_lib.fusion.pipeline.fdb_for`) and ``gff`` (:func:`bamf_lib.fusion.baselines.gff_decision_map`)."""
+    :func:`bamf_lib.fusion.boundary.fdb_for`) and ``gff`` (:func:`bamf_lib.fusion.baselines.gff_decision_map`)."""
     from bamf_lib.fusion.baselines import gff_decision_map
 
     def bamf(refine: bool) -> Decider:

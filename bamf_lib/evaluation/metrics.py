@@ -17,7 +17,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from bamf_lib.io import check_sources, matlab_round, rgb2gray
+from bamf_lib.io import check_sources
+
+from bamf_lib.colour import matlab_round, rgb2gray
 
 __all__ = [
     "q_mi",

@@ -32,7 +32,9 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from bamf_lib.io import check_sources, matlab_uint8, rgb2gray
+from bamf_lib.io import check_sources
+
+from bamf_lib.colour import matlab_uint8, rgb2gray
 
 __all__ = ["box_mean", "guided_filter", "gff_weights", "gff_fuse", "gff_decision_map"]
 

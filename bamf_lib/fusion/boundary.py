@@ -9,11 +9,12 @@ those pixels.
 
 The paper gives no values for ``k`` and ``tau``, and the functions here take them as
 arguments, with no defaults of their own: the one source of truth is the initial network's
-weights (``metadata["fdb"]``, read by :func:`bamf_lib.fusion.pipeline.fdb_for`), falling back to
-:class:`bamf_lib.config.FDBConfig`.  Those values were chosen with :func:`tune_fdb` (the best-deciding
-rule of :func:`select_fdb`, both shipped networks) on synthetic pairs with known decision maps from
-:func:`bamf_lib.evaluation.groundtruth.groundtruth_set` (held-out images, never the Lytro or
-classic test pairs); chapter 5 repeats the computation live.
+weights (``metadata["fdb"]``), and :func:`fdb_for` is the one function that reads them (falling
+back to :class:`bamf_lib.config.FDBConfig` for weights that carry none).  Those values are chosen
+with :func:`tune_fdb` (the best-deciding rule of :func:`select_fdb`, both networks) on synthetic
+pairs with known decision maps from :func:`bamf_lib.evaluation.groundtruth.groundtruth_set`
+(held-out images, never the Lytro or classic test pairs), and stored by the one script that
+tunes them, ``scripts/select_weights.py --store``; chapter 5 repeats the computation live.
 """
 
 from __future__ import annotations
@@ -23,14 +24,30 @@ from collections.abc import Iterable, Sequence
 import cv2
 import numpy as np
 
-from bamf_lib.runtime.onnx import OnnxNet
+from bamf_lib.config import FDBConfig
+from bamf_lib.fusion.scorers import as_scorer
 
-__all__ = ["smooth_scores", "near_boundary", "refine", "select_fdb", "tune_fdb", "WHOLE_IMAGE_ABOVE"]
+__all__ = ["fdb_for", "smooth_scores", "near_boundary", "refine", "select_fdb", "tune_fdb"]
 
-# On the whole-image scoring paths, a band larger than this share of the image is scored by
-# one pass of the boundary net over the whole image (only the band's values are kept); the
-# measurement behind it is in bamf_lib/weights/MODEL_CARD.md.
-WHOLE_IMAGE_ABOVE = 0.005
+
+def fdb_for(initial) -> FDBConfig:
+    """The FDB window and margin to use with the initial network ``initial`` (a scorer or a
+    torch network): its weights' ``"fdb"`` metadata, where ``scripts/select_weights.py --store``
+    writes the tuned values, else :class:`~bamf_lib.config.FDBConfig`'s defaults.
+
+    This is the one reader of the stored values; :func:`bamf_lib.fuse` uses it unless given
+    ``fdb``, and records what it used in ``FusionResult.fdb``.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> fdb_for(SimpleNamespace(metadata={"fdb": {"k": 5, "tau": 0.2}}))
+    FDBConfig(k=5, tau=0.2)
+    >>> fdb_for(SimpleNamespace(metadata={})) == FDBConfig()
+    True
+    """
+    tuned = (getattr(initial, "metadata", None) or {}).get("fdb")
+    return FDBConfig(**tuned) if tuned else FDBConfig()
 
 
 def _check_score(score: np.ndarray, name: str = "score") -> np.ndarray:
@@ -119,19 +136,15 @@ def refine(
         Initial score map from the initial network.
     a, b : ndarray of float32, shape (H, W)
         The gray sources in [0, 1] that produced ``score``.
-    boundary_model : torch.nn.Module or OnnxNet
-        The boundary network (same interface as the initial one), on torch or ONNX Runtime
-        (:class:`bamf_lib.runtime.onnx.OnnxNet`, which scores the band's tiles or the whole image,
-        whichever is cheaper).
+    boundary_model : Scorer or torch.nn.Module
+        The boundary network as a :class:`~bamf_lib.runtime.scorer.Scorer`, which scores the band
+        the cheapest way its backend knows (:meth:`~bamf_lib.runtime.scorer.Scorer.score_masked`),
+        or a torch network, scored on ``path`` and ``device``.
     k, tau : int, float
         FDB window and margin (see :func:`near_boundary`).
-    path, device : str
-        Scoring path and device.  On ``"reference"`` only the band's patches are evaluated
-        (:func:`bamf_lib.nets.scoring.score_masked`); on the whole-image paths the boundary net
-        scores the whole image in one pass when the band exceeds :data:`WHOLE_IMAGE_ABOVE`
-        (cheaper than masked tiles; the values outside the band are discarded).
-    optimized : bool
-        Passed to the scoring functions (False: the plain network).
+    path, device, optimized : str, str, bool
+        How a torch ``boundary_model`` is scored (:class:`bamf_lib.nets.scorer.TorchScorer`);
+        a scorer already carries its own.
 
     Returns
     -------
@@ -145,16 +158,9 @@ def refine(
         raise ValueError(f"a {np.shape(a)} and b {np.shape(b)} must have the score map's shape {score.shape}")
     mask = near_boundary(score, k, tau)
     refined = score.copy()
-    if mask.any() and isinstance(boundary_model, OnnxNet):  # it picks masked tiles or the whole image by cost
-        refined[mask] = boundary_model.score_masked(a, b, mask)[mask]
-    elif mask.any():
-        from bamf_lib.nets import scoring
-
-        if path == "reference" or mask.mean() < WHOLE_IMAGE_ABOVE:
-            rescored = scoring.score_masked(boundary_model, a, b, mask, path=path, device=device, optimized=optimized)
-        else:
-            rescored = scoring.score_map(boundary_model, a, b, path=path, device=device, optimized=optimized)
-        refined[mask] = rescored[mask]
+    if mask.any():
+        scorer = as_scorer(boundary_model, path=path, device=device, optimized=optimized)
+        refined[mask] = scorer.score_masked(a, b, mask)[mask]
     return refined, mask
 
 
@@ -240,15 +246,15 @@ def tune_fdb(initial_model, pairs, boundary_model=None, *, path: str = "fast", d
 
     Parameters
     ----------
-    initial_model : torch.nn.Module
-        The initial network.
+    initial_model : Scorer or torch.nn.Module
+        The initial network (a torch network is scored on ``path`` and ``device``).
     pairs : sequence
         Items with uint8 gray ``a``, ``b`` and bool ``truth`` (True where A is focused),
         e.g. :func:`bamf_lib.evaluation.groundtruth.groundtruth_set` (never the real test pairs).
-    boundary_model : torch.nn.Module, optional
+    boundary_model : Scorer or torch.nn.Module, optional
         The boundary network; with it the choice maximises the refined decision's accuracy.
     path, device : str
-        Passed to :func:`bamf_lib.nets.scoring.score_map`.
+        How torch networks are scored (:class:`bamf_lib.nets.scorer.TorchScorer`).
     **grid
         ``ks``, ``taus``, ``coverage`` and ``tolerance`` for :func:`select_fdb`.
 
@@ -259,16 +265,16 @@ def tune_fdb(initial_model, pairs, boundary_model=None, *, path: str = "fast", d
         (with a boundary model) ``accuracy_initial``, the post-processed initial decision's
         accuracy without any refinement.
     """
-    from bamf_lib.nets import scoring
-    from bamf_lib.io import to_float_gray
+    from bamf_lib.colour import to_float_gray
     from bamf_lib.fusion.postprocess import decision_map
 
     grays = [(to_float_gray(p.a), to_float_gray(p.b)) for p in pairs]
-    scores = [scoring.score_map(initial_model, a, b, path=path, device=device) for a, b in grays]
+    initial = as_scorer(initial_model, path=path, device=device)
+    scores = [initial.score_map(a, b) for a, b in grays]
     truths = [np.asarray(p.truth, bool) for p in pairs]
     # scoring the whole image once lets every grid point's band be cut from it
-    bscores = None if boundary_model is None else [
-        scoring.score_map(boundary_model, a, b, path=path, device=device) for a, b in grays]
+    boundary = None if boundary_model is None else as_scorer(boundary_model, path=path, device=device)
+    bscores = None if boundary is None else [boundary.score_map(a, b) for a, b in grays]
     result = select_fdb(scores, truths, bscores, **grid)
     n_pixels = sum(t.size for t in truths)
     result["error_rate"] = sum(int(((s > 0.5) != t).sum()) for s, t in zip(scores, truths)) / n_pixels

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from bamf_lib.config import TrainConfig
-from bamf_lib.io import atomic_write
+from bamf_lib.files import atomic_write
 
 __all__ = ["config_key", "rng_state", "set_rng_state", "seed_everything", "save_checkpoint", "load_checkpoint",
            "read_log"]

@@ -25,11 +25,12 @@ import numpy as np
 import torch
 
 from bamf_lib.nets.inference import inference_copy
-from bamf_lib.io import atomic_write
+from bamf_lib.files import atomic_write
 from bamf_lib.nets.models import FocusResNet
-from bamf_lib.runtime.onnx import SOURCE_KEY, OnnxNet, onnx_path
+from bamf_lib.runtime.onnx import SOURCE_KEY, OnnxScorer, onnx_path
 from bamf_lib.nets.scoring import _pooled_logit_gap, score_map
-from bamf_lib.nets.weightfile import WEIGHTS_DIR, load_weights
+from bamf_lib.runtime.locate import WEIGHTS_DIR
+from bamf_lib.nets.weightfile import load_weights
 
 __all__ = ["export_onnx", "export_weights", "main", "TOLERANCE"]
 
@@ -116,7 +117,7 @@ def export_onnx(model: FocusResNet, path: str | Path, *, source_sha256: str = ""
 def _check_export(model: FocusResNet, path: Path) -> None:
     rng = np.random.default_rng(0)
     a, b = (rng.random((75, 90), dtype=np.float32) for _ in range(2))
-    net = OnnxNet(path, model.config, {}, path)
+    net = OnnxScorer(path, model.config, {}, path)
     gap = float(np.abs(net.score_map(a, b) - score_map(model, a, b, device="cpu")).max())
     if not gap <= TOLERANCE:
         raise ValueError(f"the ONNX export differs from the torch scores by {gap:.2e} (> {TOLERANCE:.0e}); not written")
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folders", nargs="*", default=[str(WEIGHTS_DIR)],
                         help="folders of .safetensors weights (default: the shipped bamf_lib/weights)")
     args = parser.parse_args(argv)
-    from bamf_lib.nets.weightfile import header_info
+    from bamf_lib.runtime.header import header_info
 
     for folder in map(Path, args.folders):
         files = sorted(folder.glob("*.safetensors"))

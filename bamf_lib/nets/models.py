@@ -28,7 +28,6 @@ Weight files are :mod:`bamf_lib.nets.weightfile`; the faster inference copies of
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
@@ -38,7 +37,6 @@ from torch import nn
 from bamf_lib.config import ModelConfig
 
 __all__ = [
-    "resolve_device",
     "BasicBlock",
     "PreActBottleneck",
     "FocusResNet",
@@ -310,29 +308,6 @@ class FocusResNet(nn.Module):
             w = g[:, None] * g[None, :]
             return (w / w.sum()).view(1, 1, f, f)
         return torch.full((1, 1, f, f), 1.0 / (f * f), dtype=self.fc.weight.dtype, device=self.fc.weight.device)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """The torch device to run on: ``"auto"`` is CUDA when present, else the CPU.
-
-    ``"cuda"`` without an index is this process's GPU (torchrun's ``LOCAL_RANK``, else 0).
-    Anything but ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``, and CUDA on a machine
-    without it, is a ``ValueError``.
-    """
-    if str(device) == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        dev = None
-    if dev is None or dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {str(device)!r} was asked for, but torch sees no CUDA GPU here; use 'cpu' or 'auto'")
-        if dev.index is None:
-            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return dev
 
 
 def build_model(cfg: ModelConfig) -> FocusResNet:

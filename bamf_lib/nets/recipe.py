@@ -24,8 +24,9 @@ from torch.utils.data import TensorDataset
 
 from bamf_lib.nets.checkpoint import load_checkpoint, seed_everything
 from bamf_lib.config import get_profile
-from bamf_lib.io import atomic_write
-from bamf_lib.nets.models import build_model, receptive_field, resolve_device
+from bamf_lib.files import atomic_write
+from bamf_lib.nets.models import build_model, receptive_field
+from bamf_lib.nets.device import resolve_device
 from bamf_lib.data.sources import load_backgrounds, load_foregrounds
 from bamf_lib.data.synthesis import generate_patches, generate_regions
 from bamf_lib.nets.training import CHECKPOINT, train

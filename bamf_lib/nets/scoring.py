@@ -69,7 +69,8 @@ from tqdm.auto import tqdm
 
 from bamf_lib.config import SCORING_PATHS
 from bamf_lib.nets.inference import cached_copy, dilated_copy, fused_features
-from bamf_lib.nets.models import FocusResNet, receptive_field, resolve_device
+from bamf_lib.nets.models import FocusResNet, receptive_field
+from bamf_lib.nets.device import resolve_device
 
 __all__ = ["score_map", "score_masked", "PATHS", "FAST_METHOD"]
 
@@ -96,7 +97,7 @@ def _check_inputs(model: FocusResNet, a: np.ndarray, b: np.ndarray, path: str) -
         if img.ndim != 2:
             raise ValueError(f"{name} must be a gray H x W image, got shape {img.shape}")
         if not np.issubdtype(img.dtype, np.floating):
-            raise ValueError(f"{name} must be float gray in [0, 1], got dtype {img.dtype}; use bamf_lib.io.to_float_gray")
+            raise ValueError(f"{name} must be float gray in [0, 1], got dtype {img.dtype}; use bamf_lib.colour.to_float_gray")
         lo, hi = float(img.min()), float(img.max())
         if lo < -1e-3 or hi > 1 + 1e-3:
             raise ValueError(f"{name} must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}]")

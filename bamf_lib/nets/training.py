@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorData
 
 from bamf_lib.nets.checkpoint import load_checkpoint, read_log, rng_state, save_checkpoint, seed_everything, set_rng_state
 from bamf_lib.config import TrainConfig
-from bamf_lib.nets.models import resolve_device
+from bamf_lib.nets.device import resolve_device
 from bamf_lib.data.patches import IGNORE
 
 __all__ = ["lr_factor", "train", "train_step", "train_epoch", "freeze_batchnorm", "evaluate", "read_log"]

@@ -1,39 +1,32 @@
-"""Weight files: safetensors with the network's config and metadata, where they are, and
-the one loader everyone calls.
+"""Weight files with torch: writing a network as safetensors, and loading one back, checked.
 
-A file holds the network's state and, in its header, the
-:class:`~bamf_lib.config.ModelConfig` (key ``"config"``) and free-form metadata as JSON
-(key ``"metadata"``: profile, data, accuracy, the command that trained it, tuned FDB
-values ...); nothing is ever unpickled.  The shipped nets live in the data folder
-``bamf_lib/weights/`` next to this module (see its ``MODEL_CARD.md``).
-
-:func:`load_pretrained` is the loader for a named net (``initial`` or ``boundary``), the
-shipped one or one from a folder; it loads a file once per device and hands out the same
-network afterwards.
+A file holds the network's state and, in its header, the :class:`~bamf_lib.config.ModelConfig`
+and free-form metadata as JSON (the header format, and its torch-free reader, are
+:mod:`bamf_lib.runtime.header`); nothing is ever unpickled.  Loading checks the header's tensors
+against the network its config builds before any tensor is allocated.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
-from bamf_lib.config import ModelConfig
-from bamf_lib.io import atomic_write
+from bamf_lib.files import atomic_write
+from bamf_lib.runtime.header import header_config, read_header
 
 if TYPE_CHECKING:  # torch is imported where a network is built: reading headers and paths needs none
     import torch
 
     from bamf_lib.nets.models import FocusResNet
 
-__all__ = ["WEIGHTS_DIR", "save_weights", "load_weights", "read_header", "header_info", "weights_folder", "weights_path", "load_pretrained"]
+__all__ = ["save_weights", "load_weights"]
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-NETS = ("initial", "boundary")
+# a bamf network has well under this many parameters (the paper's Res56 0.86 M); a hostile header asks for billions
+_MAX_PARAMETERS = 100_000_000
+_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64", "int64": "I64"}
 
 
 def save_weights(model: FocusResNet, path: str | os.PathLike, metadata: dict | None = None, *, overwrite: bool = True) -> Path:
@@ -70,77 +63,6 @@ def save_weights(model: FocusResNet, path: str | os.PathLike, metadata: dict | N
     with atomic_write(path, overwrite=overwrite) as tmp:
         save_file(state, str(tmp), metadata=header)
     return path
-
-
-# bounds a header must keep before anything is built from it: the paper's Res56 has
-# 0.86 M parameters, the largest profile a few M; a hostile header asks for billions
-_MAX_HEADER_BYTES = 16 * 2**20
-_MAX_PARAMETERS = 100_000_000
-_SANE = {"depth": 1000, "width": 4096, "patch_size": 4096, "in_channels": 16, "num_classes": 16}
-_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64", "int64": "I64"}
-
-
-def read_header(path: str | os.PathLike) -> dict:
-    """The JSON header of a safetensors file (tensor names, dtypes, shapes, offsets and
-    ``"__metadata__"``), read without touching the tensors.
-
-    Raises
-    ------
-    ValueError
-        If the file is too short, or its header length or JSON is malformed.
-    """
-    path = Path(path)
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-        n = int.from_bytes(head, "little") if len(head) == 8 else -1
-        if not 2 <= n <= min(_MAX_HEADER_BYTES, size - 8):
-            raise ValueError(f"{path} is not a safetensors file (header length {n} in a file of {size} bytes)")
-        try:
-            header = json.loads(fh.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path} is not a safetensors file (its header is not JSON: {exc})") from None
-    if not isinstance(header, dict):
-        raise ValueError(f"{path} is not a safetensors file (its header is not a JSON object)")
-    return header
-
-
-def _header_config(path: Path, header: dict) -> ModelConfig:
-    """The ModelConfig a header names, refused when unknown keys, odd values or insane sizes."""
-    meta = header.get("__metadata__") or {}
-    if not isinstance(meta, dict) or "config" not in meta:
-        raise ValueError(f"{path} has no 'config' entry in its safetensors header; was it written by save_weights?")
-    try:
-        raw = json.loads(meta["config"])
-        unknown = sorted(set(raw) - {f.name for f in fields(ModelConfig)})
-        if unknown:
-            raise ValueError(f"unknown config key(s) {unknown}")
-        for key, bound in _SANE.items():
-            if key in raw and not (isinstance(raw[key], int) and 1 <= raw[key] <= bound):
-                raise ValueError(f"config {key}={raw[key]!r} is outside 1..{bound}")
-        return ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{path}: its header's network config is refused ({exc}); "
-                         f"use weights written by save_weights / bamf train") from None
-
-
-def header_info(path: str | os.PathLike) -> tuple[ModelConfig, dict]:
-    """The network config and metadata a weights file's header names, read without torch
-    (what ONNX Runtime fusion needs: the patch size, whether the net is dense-capable, tuned FDB values).
-
-    Raises
-    ------
-    ValueError
-        If the file is not a safetensors file written by :func:`save_weights`.
-    """
-    path = Path(path)
-    header = read_header(path)
-    config = _header_config(path, header)
-    try:
-        metadata = json.loads(header["__metadata__"].get("metadata", "{}"))
-    except (json.JSONDecodeError, TypeError, AttributeError):
-        raise ValueError(f"{path}: the 'metadata' entry of its header is not JSON") from None
-    return config, metadata if isinstance(metadata, dict) else {}
 
 
 def _check_tensors(path: Path, header: dict, model: torch.nn.Module) -> None:
@@ -187,7 +109,7 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     header = read_header(path)
-    cfg = _header_config(path, header)
+    cfg = header_config(path, header)
     try:
         with torch.device("meta"):
             shell = build_model(cfg)
@@ -211,72 +133,3 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     return model.to(device).eval()
 
 
-def weights_folder(name: str | os.PathLike) -> Path:
-    """A folder of weights: ``name`` itself, or a set shipped under ``bamf_lib/weights``
-    (``"padded"``: the earlier zero-padded ResNet-20 nets trained on a GPU).
-
-    Examples
-    --------
-    >>> weights_folder("padded") == WEIGHTS_DIR / "padded"
-    True
-    """
-    folder = Path(name)
-    if not folder.is_dir() and (WEIGHTS_DIR / folder).is_dir() and not folder.is_absolute():
-        return WEIGHTS_DIR / folder
-    return folder
-
-
-def weights_path(net: str = "initial", weights: str | os.PathLike | None = None) -> Path:
-    """Where ``net``'s weights are: the folder ``weights`` (see :func:`weights_folder`; default
-    the shipped ``bamf_lib/weights``) holding ``<net>.safetensors`` or, as ``bamf train``
-    writes them, exactly one ``<profile>-<net>.safetensors``.
-
-    Examples
-    --------
-    >>> weights_path("boundary") == WEIGHTS_DIR / "boundary.safetensors"
-    True
-    """
-    if net not in NETS:
-        raise ValueError(f"net must be 'initial' or 'boundary', got {net!r}")
-    folder = weights_folder(weights) if weights else WEIGHTS_DIR
-    path = folder / f"{net}.safetensors"
-    if path.is_file() or folder == WEIGHTS_DIR:
-        return path
-    trained = sorted(folder.glob(f"*-{net}.safetensors"))
-    if len(trained) > 1:
-        raise ValueError(f"{folder} holds several {net} networks ({', '.join(p.name for p in trained)}); "
-                         f"name one {net}.safetensors")
-    return trained[0] if trained else path
-
-
-def load_pretrained(net: str = "initial", weights: str | os.PathLike | None = None, *,
-                    device: str | torch.device = "cpu") -> FocusResNet:
-    """The ``initial`` or ``boundary`` network, in eval mode: the shipped one, or the one in
-    the folder ``weights`` (see :func:`weights_path`).
-
-    A file is read once per device (and again when it changes on disk); later calls return
-    the same network, so deep-copy it before training it further.
-
-    Raises
-    ------
-    FileNotFoundError
-        If the weights are not there, with the command that trains them.
-
-    Examples
-    --------
-    >>> load_pretrained("initial") is load_pretrained("initial")
-    True
-    """
-    path = weights_path(net, weights)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no {net} weights at {path}. Train them with "
-            f"`bamf train --profile quick --net {net}` (or --profile cpu for better ones) "
-            f"and copy the resulting .safetensors file to {path}"
-        )
-    return _load_once(str(path.resolve()), path.stat().st_mtime_ns, str(device))
-
-
-@functools.lru_cache(maxsize=8)
-def _load_once(path: str, mtime_ns: int, device: str) -> FocusResNet:
-    return load_weights(path, device)

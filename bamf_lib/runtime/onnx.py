@@ -8,16 +8,17 @@ sigmoid, the computation of :mod:`bamf_lib.nets.scoring`'s fast path.  :mod:`bam
 writes that function as an ONNX graph (dynamic height and width; its convolutions pad and one
 crop at the end takes the padding off again, which ONNX Runtime runs faster) and checks it
 against the torch path to 1e-5; this module runs it with ONNX Runtime on the CPU, in tiles of
-one size, each input shape with a session of its own (:meth:`OnnxNet.session`).  Importing it, and
-fusing with it, never imports torch (``tests/test_onnxnet.py`` checks), which saves the
-1.7 s ``import torch`` costs a ``bamf fuse`` process.
+one size, each input shape with a session of its own (:meth:`OnnxScorer.session`).  Importing it,
+and fusing with it, never imports torch (``tests/test_imports.py`` checks), so ``bamf fuse``
+neither needs PyTorch installed nor pays for importing it.
 
 Where the graph comes from.  Each weights file ``NAME.safetensors`` may have ``NAME.onnx``
 beside it (the shipped nets do; ``python -m bamf_lib.nets.export FOLDER`` writes them), whose
 metadata records the SHA-256 of the weights it was exported from.  :func:`load_onnx`
 uses it only if that hash is the weights' hash; otherwise it looks in the cache
-(``BAMF_CACHE_DIR``/onnx, named by the hash); :func:`bamf_lib.fusion.pipeline.load_net` exports it
-there once when PyTorch is installed (a network you trained).  A stale or foreign graph is never used.
+(``BAMF_CACHE_DIR``/onnx, named by the hash), and without either it raises
+:class:`StaleGraphError` naming the export command.  Nothing here writes a graph, and a stale or
+foreign graph is never used.
 """
 
 from __future__ import annotations
@@ -35,8 +36,20 @@ from pathlib import Path
 import numpy as np
 
 from bamf_lib.config import ModelConfig
+from bamf_lib.runtime.header import header_info
 
-__all__ = ["OnnxNet", "load_onnx", "onnx_path", "cache_path", "StaleGraphError", "SOURCE_KEY", "available", "threads", "set_threads", "set_stop", "Stopped"]
+__all__ = [
+    "OnnxScorer",
+    "load_onnx",
+    "onnx_path",
+    "cache_path",
+    "StaleGraphError",
+    "SOURCE_KEY",
+    "threads",
+    "set_threads",
+    "set_stop",
+    "Stopped",
+]
 
 #: ONNX metadata key holding the SHA-256 of the safetensors file the graph was exported from
 SOURCE_KEY = "bamf.source_sha256"
@@ -84,13 +97,6 @@ def set_threads(n: int | None) -> None:
     _LOCAL.threads = None if n is None else max(1, int(n))
 
 
-def available() -> bool:
-    """Whether ONNX Runtime is installed (``pip install bamf`` brings it)."""
-    import importlib.util
-
-    return importlib.util.find_spec("onnxruntime") is not None
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -100,8 +106,9 @@ def onnx_path(weights_file: str | os.PathLike) -> Path:
     return Path(weights_file).with_suffix(".onnx")
 
 
-class StaleGraphError(LookupError):
-    """No ONNX graph exported from these exact weights exists; ``.cache`` is where one may be written."""
+class StaleGraphError(ValueError):
+    """No ONNX graph exported from these exact weights exists; the message names the command that
+    makes one (nothing here writes a graph), ``.cache`` is where one may also be put."""
 
     def __init__(self, message: str, cache: Path) -> None:
         super().__init__(message)
@@ -110,13 +117,14 @@ class StaleGraphError(LookupError):
 
 def cache_path(sha: str) -> Path:
     """Where a graph exported from weights with SHA-256 ``sha`` is cached (``BAMF_CACHE_DIR``/onnx)."""
-    from bamf_lib.data.download import cache_dir
+    from bamf_lib.data.locations import cache_dir
 
     return cache_dir() / "onnx" / f"{sha}.onnx"
 
 
-class OnnxNet:
-    """A dense-capable network as an ONNX Runtime session, with the scoring functions fusion needs.
+class OnnxScorer:
+    """A dense-capable network as ONNX Runtime sessions: the :class:`~bamf_lib.runtime.scorer.Scorer`
+    that ``bamf fuse`` runs.
 
     Attributes
     ----------
@@ -126,19 +134,31 @@ class OnnxNet:
         The weights' metadata (profile, tuned FDB values ...).
     source : Path
         The weights file the graph was exported from.
+    sha256 : str
+        That file's SHA-256 (recorded in the graph).
     """
 
-    def __init__(self, graph: str | os.PathLike, config: ModelConfig, metadata: dict, source: Path) -> None:
+    backend = "onnx"
+
+    def __init__(
+        self, graph: str | os.PathLike, config: ModelConfig, metadata: dict, source: Path, sha256: str = ""
+    ) -> None:
         self.graph, self.config, self.metadata, self.source = Path(graph), config, metadata, Path(source)
+        self.sha256 = sha256
         self._sessions: collections.OrderedDict = collections.OrderedDict()
         self._lock = threading.Lock()
         width = config.width * max(int(m) for m in config.stage_widths)
         side = int(math.sqrt(_TILE_BUDGET_BYTES / (4 * _LIVE_TENSORS * width))) - config.patch_size + 1
         self.tile = max(min(_MASK_TILES), side)
 
+    @property
+    def name(self) -> str:
+        """The weights file's name."""
+        return self.source.name
+
     def __repr__(self) -> str:
         c = self.config
-        return f"OnnxNet({self.source.name}: {c.version}-{c.depth} w{c.width} P{c.patch_size})"
+        return f"OnnxScorer({self.source.name}: {c.version}-{c.depth} w{c.width} P{c.patch_size})"
 
     def _region(self, a: np.ndarray, b: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """The (1, 2, h + P - 1, w + P - 1) input whose patches are centred on output pixels
@@ -242,7 +262,7 @@ def _tiles(h: int, w: int, side: int) -> list[tuple[int, int, int, int]]:
 
 def _session(path: Path, shape: tuple[int, int] | None = None, threads: int | None = None):
     """An ONNX Runtime session of the graph at ``path`` on the CPU, for inputs of ``shape``
-    (height, width) only when given (:meth:`OnnxNet.session`), else of any size, on ``threads``
+    (height, width) only when given (:meth:`OnnxScorer.session`), else of any size, on ``threads``
     threads (None: one per core)."""
     import onnxruntime as ort
 
@@ -291,7 +311,7 @@ def _matching_session(path: Path, sha: str):
     return session if session.get_modelmeta().custom_metadata_map.get(SOURCE_KEY) == sha else None
 
 
-def load_onnx(weights_file: str | os.PathLike) -> OnnxNet:
+def load_onnx(weights_file: str | os.PathLike) -> OnnxScorer:
     """The ONNX Runtime copy of the network in ``weights_file`` (a ``.safetensors`` file).
 
     Uses the graph beside the file or in the cache when its recorded hash is the file's;
@@ -304,8 +324,8 @@ def load_onnx(weights_file: str | os.PathLike) -> OnnxNet:
         If the network is not dense-capable (padding-free, stride 1): its whole-image pass
         is not the per-patch computation, so it runs on the torch path only.
     StaleGraphError
-        If no graph exported from these weights exists (:func:`bamf_lib.nets.export.export_weights`
-        makes one; :func:`bamf_lib.fusion.pipeline.load_net` does so on first use when torch is installed).
+        If no graph exported from these weights exists; its message names the command that
+        makes one (``python -m bamf_lib.nets.export FOLDER``, which needs torch).
     """
     path = Path(weights_file).resolve()
     if not path.is_file():
@@ -314,9 +334,7 @@ def load_onnx(weights_file: str | os.PathLike) -> OnnxNet:
 
 
 @functools.lru_cache(maxsize=8)
-def _load_once(path: str, mtime_ns: int) -> OnnxNet:
-    from bamf_lib.nets.weightfile import header_info
-
+def _load_once(path: str, mtime_ns: int) -> OnnxScorer:
     path = Path(path)
     config, metadata = header_info(path)
     if not config.dense_capable:
@@ -326,8 +344,10 @@ def _load_once(path: str, mtime_ns: int) -> OnnxNet:
     for candidate in (lambda: onnx_path(path), lambda: cache_path(sha)):  # the cache only when needed (pooch)
         graph = candidate()
         if _matching_session(graph, sha) is not None:
-            return OnnxNet(graph, config, metadata, path)
+            return OnnxScorer(graph, config, metadata, path, sha)
     raise StaleGraphError(
-        f"{path} has no matching ONNX graph ({onnx_path(path).name} is missing or was exported from other weights); "
-        f"make one with `python -m bamf_lib.nets.export {path.parent}` (needs PyTorch: pip install 'bamf[train]')",
-        cache_path(sha))
+        f"{path} has no matching ONNX graph ({onnx_path(path).name} is missing or was exported from other "
+        f"weights); make one with `python -m bamf_lib.nets.export {path.parent}` (needs PyTorch: "
+        f"pip install 'bamf[train]'), or run these weights on torch with --backend torch",
+        cache_path(sha),
+    )

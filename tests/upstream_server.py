@@ -1,4 +1,6 @@
-"""An upstream-shaped folder served on 127.0.0.1, with a registry made for it (test helper).
+"""An upstream-shaped folder served on 127.0.0.1, with a registry made for it.
+
+Used through the ``serve_upstream`` fixture of ``conftest.py``, never imported by a test module.
 
 ``serve(tmp_path)`` writes ``<repository>/<commit>/<upstream path>`` files like the GitHub
 repositories the real registry points at: a TIFF pair that must become PNG, a JPEG taken as
@@ -86,4 +88,5 @@ def serve(tmp_path: Path, tampered: bool = True):
         lines.append(Entry(local, _sha(result), conversion, upstream_hash, url).line())
         expected[local] = pixels if pixels is not None else result
     (tmp_path / "registry.txt").write_text("# made by tests/_upstream_server.py\n" + "\n".join(lines) + "\n")
+    server.commit = COMMIT
     return server, tmp_path / "registry.txt", expected

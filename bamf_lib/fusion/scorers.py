@@ -1,0 +1,89 @@
+"""The edge where networks become scorers: chosen, located and loaded once, then passed down.
+
+:func:`load_scorer` turns a net name and a weights folder into a
+:class:`~bamf_lib.runtime.scorer.Scorer`: ONNX Runtime where it computes the same scores (no
+torch imported), else PyTorch (:func:`bamf_lib.runtime.backend.choose_backend` decides).
+:func:`as_scorer` accepts either a scorer or a bare torch network (as the book's chapters pass
+them) and hands fusion a scorer.  ``fuse()`` and the CLI call these; nothing below them does.
+"""
+
+from __future__ import annotations
+
+import os
+
+from bamf_lib.runtime import onnx
+from bamf_lib.runtime.backend import choose_backend
+from bamf_lib.runtime.header import header_info
+from bamf_lib.runtime.locate import existing_weights
+from bamf_lib.runtime.scorer import Scorer, is_scorer
+
+__all__ = ["load_scorer", "as_scorer"]
+
+
+def _torch_needed(why: str | None) -> ValueError:
+    return ValueError(f"{why}: that needs PyTorch, which is not installed here; pip install 'bamf[train]'")
+
+
+def load_scorer(
+    net: str = "initial",
+    weights: str | os.PathLike | None = None,
+    *,
+    device: str = "auto",
+    backend: str = "auto",
+    path: str = "fast",
+    optimized: bool = True,
+) -> Scorer:
+    """The ``initial`` or ``boundary`` network of ``weights`` as :func:`bamf_lib.fuse` runs it.
+
+    Parameters
+    ----------
+    net : {"initial", "boundary"}
+    weights : path-like, optional
+        Folder of the networks (:func:`bamf_lib.runtime.locate.weights_path`); default the shipped ones.
+    device : {"auto", "cpu", "cuda", "cuda:N"}
+    backend : {"auto", "onnx", "torch"}
+        See :func:`bamf_lib.runtime.backend.choose_backend`.
+    path : str
+        The scoring path (the reference path is torch's).
+    optimized : bool
+        Torch only: score with the network's inference copies (default) or the plain network.
+
+    Returns
+    -------
+    Scorer
+        An :class:`~bamf_lib.runtime.onnx.OnnxScorer` or a :class:`~bamf_lib.nets.scorer.TorchScorer`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the weights are not there (saying how to train them).
+    ValueError
+        If the chosen backend cannot run here: ONNX Runtime without a graph exported from these
+        weights (the message names the export command; nothing is written), torch not installed.
+    """
+    file = existing_weights(net, weights)
+    chosen, reason = choose_backend(header_info(file)[0], backend=backend, device=device, path=path, what=str(file))
+    if chosen == "onnx":
+        return onnx.load_onnx(file)
+    try:
+        from bamf_lib.nets.device import resolve_device
+        from bamf_lib.nets.pretrained import load_pretrained
+        from bamf_lib.nets.scorer import TorchScorer
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        raise _torch_needed("--backend torch" if backend == "torch" else reason) from None
+    on = resolve_device(device)
+    model = load_pretrained(net, weights, device=on)
+    return TorchScorer(model, device=on, path=path, optimized=optimized, source=file)
+
+
+def as_scorer(net, *, path: str = "fast", device: str = "auto", optimized: bool = True) -> Scorer:
+    """``net`` itself if it is a :class:`~bamf_lib.runtime.scorer.Scorer`, else (a torch network,
+    e.g. :func:`bamf_lib.load_pretrained`'s) a :class:`~bamf_lib.nets.scorer.TorchScorer` of it
+    on ``device`` and ``path``."""
+    if is_scorer(net):
+        return net
+    from bamf_lib.nets.scorer import TorchScorer
+
+    return TorchScorer(net, device=device, path=path, optimized=optimized)

@@ -1,0 +1,94 @@
+"""The Scorer protocol and its implementations: what fusion sees of a network, whatever runs it."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from bamf_lib.config import ModelConfig
+from bamf_lib.fusion.scorers import as_scorer, load_scorer
+from bamf_lib.nets import scoring
+from bamf_lib.nets.models import build_model
+from bamf_lib.nets.scorer import WHOLE_IMAGE_ABOVE, TorchScorer
+from bamf_lib.runtime.backend import choose_backend
+from bamf_lib.runtime.locate import WEIGHTS_DIR
+from bamf_lib.runtime.scorer import is_scorer
+
+
+def _tiny_net():
+    torch.manual_seed(0)
+    return build_model(ModelConfig(version="v1", depth=8, width=4, patch_size=16)).eval()
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """The torch scoring functions TorchScorer calls, replaced by recorders of what they were asked."""
+    calls = []
+
+    def score_map(model, a, b, **kw):
+        calls.append(("map", kw["path"]))
+        return np.full(a.shape, 0.25, np.float32)
+
+    def score_masked(model, a, b, mask, **kw):
+        calls.append(("masked", kw["path"]))
+        return np.where(mask, 0.75, np.nan).astype(np.float32)
+
+    monkeypatch.setattr(scoring, "score_map", score_map)
+    monkeypatch.setattr(scoring, "score_masked", score_masked)
+    return calls
+
+
+@pytest.mark.parametrize(("path", "band", "expected"), [
+    ("reference", 0.5, "masked"),  # the reference path evaluates only the band's patches
+    ("fast", WHOLE_IMAGE_ABOVE / 2, "masked"),  # a tiny band: its tiles
+    ("fast", 0.5, "map"),  # a large band: one whole-image pass is cheaper
+])
+def test_the_torch_scorer_scores_a_band_the_cheapest_way(recorded, path, band, expected):
+    scorer = TorchScorer(_tiny_net(), device="cpu", path=path)
+    mask = np.zeros((100, 100), bool)
+    mask.flat[: int(band * mask.size)] = True
+    a = np.zeros((100, 100), np.float32)
+    out = scorer.score_masked(a, a, mask)
+    assert recorded == [(expected, path)]
+    assert np.isnan(out[~mask]).all() and np.isfinite(out[mask]).all()  # NaN off the band either way
+
+
+def test_scorers_report_their_name_and_the_hash_of_their_weights():
+    file = WEIGHTS_DIR / "initial.safetensors"
+    sha = hashlib.sha256(file.read_bytes()).hexdigest()
+    onnx, torch_ = load_scorer("initial", device="cpu"), load_scorer("initial", backend="torch", device="cpu")
+    assert (onnx.backend, torch_.backend) == ("onnx", "torch")
+    assert onnx.name == torch_.name == "initial.safetensors" and onnx.sha256 == torch_.sha256 == sha
+    assert is_scorer(onnx) and is_scorer(torch_)
+    unnamed = TorchScorer(_tiny_net(), device="cpu")
+    other = _tiny_net()
+    with torch.no_grad():
+        other.fc.bias.add_(1.0)
+    assert unnamed.sha256 != TorchScorer(other, device="cpu").sha256  # the state's hash tells nets apart
+    assert unnamed.sha256 == TorchScorer(_tiny_net(), device="cpu").sha256
+
+
+def test_as_scorer_wraps_a_torch_network_and_passes_a_scorer_through():
+    net = _tiny_net()
+    assert not is_scorer(net)
+    wrapped = as_scorer(net, path="reference", device="cpu")
+    assert is_scorer(wrapped) and wrapped.model is net and wrapped.path == "reference"
+    assert wrapped.device == torch.device("cpu")
+    assert as_scorer(wrapped, path="fast") is wrapped
+    a = np.random.default_rng(0).random((40, 50), dtype=np.float32)
+    np.testing.assert_array_equal(wrapped.score_map(a, a[::-1].copy()),
+                                  scoring.score_map(net, a, a[::-1].copy(), path="reference"))
+
+
+def test_choose_backend_says_why_onnx_runtime_does_not_run_a_network():
+    dense = ModelConfig(version="v1", depth=8, width=4, patch_size=16, padding="valid", stage_strides=(1, 1, 1))
+    assert dense.dense_capable
+    assert choose_backend(dense, device="cpu") == ("onnx", None)
+    assert choose_backend(dense, device="cuda")[0] == "torch"
+    assert "reference" in choose_backend(dense, device="cpu", path="reference")[1]
+    assert "padding-free" in choose_backend(ModelConfig(), device="cpu")[1]
+    with pytest.raises(ValueError, match="cannot run net.safetensors"):
+        choose_backend(ModelConfig(), backend="onnx", what="net.safetensors")
