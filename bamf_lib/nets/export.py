@@ -47,10 +47,9 @@ class _DenseScore(torch.nn.Module):
     of :attr:`shrink` pixels (what the padding-free convolutions would have taken off each side)
     comes at the very end, on the head's 1-channel output.  An output pixel whose receptive field
     lies inside the input never sees the zero padding, so the cropped map is the padding-free
-    network's.
-    The crops it saves cost more than the borders it adds: measured on a 583 x 583 input
-    (a 520 x 520 tile), 2 threads, 0.128 s padding-free, 0.100 s this way (the 18 crops and the
-    layout changes around them were 45 % of the run).
+    network's.  The shape exists for speed: the per-block crops and the layout changes around
+    them cost ONNX Runtime more than the borders this adds (``benchmarks/bench_cli.py`` and the
+    model card have the figures).
     """
 
     def __init__(self, model: FocusResNet) -> None:

@@ -134,8 +134,8 @@ def fused_features(model: FocusResNet, x: torch.Tensor) -> torch.Tensor:
 
     For ``"v1"`` on CPU every convolution is fused with the ReLU and, in the second
     convolution of a block, the shortcut addition that follow it, into one oneDNN
-    primitive each (no separate passes over the activations: about 1.3x faster than the
-    folded eager network on 2 cores).  Elsewhere (GPU, ``"v2"``, a torch whose fused op is
+    primitive each (no separate passes over the activations; ``benchmarks/bench_scoring.py``
+    measures the gain).  Elsewhere (GPU, ``"v2"``, a torch whose fused op is
     missing or fails :func:`onednn_fusion_available`) it is ``model.features(x)``.
     Inference only: no gradients flow through the fused ops.
     """
@@ -156,7 +156,7 @@ _COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def cached_copy(model: FocusResNet, dense: bool = False) -> FocusResNet:
-    """:func:`inference_copy` of ``model`` (about 2x faster on CPU), :func:`dilated_copy`
+    """:func:`inference_copy` of ``model`` (the faster copy scoring runs), :func:`dilated_copy`
     of it for ``dense``, built once per model.
 
     The fingerprint (storage and in-place version of every parameter and buffer) changes

@@ -18,7 +18,8 @@ Paths
     on the stride grid.  Between grid points the logit is interpolated bilinearly.
 ``"dilated"``
     The same with strides turned into dilations ("a trous", :func:`~bamf_lib.nets.inference.dilated_copy`):
-    a logit at every pixel, no interpolation, about 7x the work of ``"strided"``.
+    a logit at every pixel, no interpolation, several times the work of ``"strided"``
+    (stride squared, 16 for the paper's nets).
 ``"coarse-to-fine"``
     ``"strided"`` everywhere, then the reference path on the pixels whose strided score
     is uncertain (``|S - 0.5| < UNCERTAIN``): the paper's exact scores where the
@@ -327,8 +328,8 @@ def score_map(
         Output tile side of the whole-image paths (default: from a memory budget).
     optimized : bool
         Run the whole-image paths on the model's :func:`~bamf_lib.nets.inference.cached_copy`
-        (BatchNorm folded, channels_last; same scores within about 1e-6, about twice as
-        fast on CPU).  False runs the model as it is.
+        (BatchNorm folded, channels_last; the same function in another float32 order, faster
+        on CPU).  False runs the model as it is.
 
     Returns
     -------

@@ -216,9 +216,8 @@ class OnnxScorer:
 
         A session made for one fixed shape lets ONNX Runtime's blocked-layout (NCHWc) pass see
         that every residual addition adds tensors of one shape, and fuse it, with its ReLU,
-        into the convolution before it: measured on a 583 x 583 input, 2 threads, 0.087 s
-        against 0.101 s for the graph's dynamic shape.  Making one takes under 10 ms; the
-        tiles of one image all have one shape (:func:`_tiles`).
+        into the convolution before it, which the graph's dynamic shape prevents.  Making one is
+        cheap, and the tiles of one image all have one shape (:func:`_tiles`).
         """
         key = (int(height), int(width), getattr(_LOCAL, "threads", None))
         with self._lock:  # the workers of a batch share the networks
@@ -284,9 +283,9 @@ def _session(path: Path, shape: tuple[int, int] | None = None, threads: int | No
 
 def _shared_arena() -> bool:
     """Register one CPU memory arena for every session of this process (once), so the two
-    networks, and every tile shape, reuse one tile's activations instead of each keeping its own:
-    24 MP peaks at 1.01 GB instead of 1.17 GB with the same tiles.  False if this ONNX Runtime
-    cannot (each session then has its own arena)."""
+    networks, and every tile shape, reuse one tile's activations instead of each keeping its own
+    (the peak memory it saves is in ``benchmarks/bench_cli.py``'s figures).  False if this ONNX
+    Runtime cannot (each session then has its own arena)."""
     with _ARENA["lock"]:
         if _ARENA["made"] is None:
             import onnxruntime as ort
