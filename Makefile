@@ -17,7 +17,7 @@ endif
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: setup book test notebooks clean
+.PHONY: setup book lint test notebooks clean
 
 $(BIN)/bamf: requirements.lock pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,9 +32,15 @@ setup: $(BIN)/bamf
 book: setup
 	$(BIN)/bamf reproduce --profile $(PROFILE)
 
+# Lint and format check of the Python files (configured in pyproject.toml): seconds, so first
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
 # Each notebook is executed once: papermill runs the chapters for the book, then pytest runs the
 # unit tests, checks every executed chapter (tests/test_notebooks.py) and opens the built book.
-test: setup
+# A lint or format violation fails before any of that starts.
+test: setup lint
 	$(BIN)/bamf reproduce --profile $(PROFILE)
 	BAMF_BOOK_REQUIRED=1 $(BIN)/python -m pytest tests bamf_lib -p no:cacheprovider
 

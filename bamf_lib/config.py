@@ -75,8 +75,7 @@ class ModelConfig:
         step = 6 if self.version == "v1" else 9
         if self.depth < step + 2 or (self.depth - 2) % step:
             raise ValueError(
-                f"ModelConfig.depth={self.depth} is not valid for {self.version}: "
-                f"it must be {step}n + 2 with n >= 1"
+                f"ModelConfig.depth={self.depth} is not valid for {self.version}: it must be {step}n + 2 with n >= 1"
             )
         if self.patch_size < 8 or self.patch_size % 4:
             raise ValueError(f"ModelConfig.patch_size must be a multiple of 4 and >= 8, got {self.patch_size}")
@@ -93,9 +92,12 @@ class ModelConfig:
         if self.version != "v1" and (tuple(self.stage_strides) != (1, 2, 2) or tuple(self.stage_widths) != (1, 2, 4)):
             raise ValueError("ModelConfig.stage_strides/stage_widths can be changed for version 'v1' only")
         if len(self.stage_dilations) != 3 or any(int(d) < 1 for d in self.stage_dilations):
-            raise ValueError(f"ModelConfig.stage_dilations must be three positive dilations, got {self.stage_dilations}")
-        if tuple(self.stage_dilations) != (1, 1, 1) and (self.padding != "valid" or self.stem_stride != 1
-                                                        or tuple(self.stage_strides) != (1, 1, 1)):
+            raise ValueError(
+                f"ModelConfig.stage_dilations must be three positive dilations, got {self.stage_dilations}"
+            )
+        if tuple(self.stage_dilations) != (1, 1, 1) and (
+            self.padding != "valid" or self.stem_stride != 1 or tuple(self.stage_strides) != (1, 1, 1)
+        ):
             raise ValueError("ModelConfig.stage_dilations need padding='valid' and stride 1 throughout")
         if self.head not in ("gap", "centre", "keras"):
             raise ValueError(f"ModelConfig.head must be 'gap', 'centre' or 'keras', got {self.head!r}")
@@ -134,7 +136,9 @@ class SynthesisConfig:
 
     def __post_init__(self) -> None:
         if self.backgrounds not in BACKGROUND_SOURCES:
-            raise ValueError(f"SynthesisConfig.backgrounds must be one of {BACKGROUND_SOURCES}, got {self.backgrounds!r}")
+            raise ValueError(
+                f"SynthesisConfig.backgrounds must be one of {BACKGROUND_SOURCES}, got {self.backgrounds!r}"
+            )
         if self.blur not in ("gaussian", "disk", "mix"):
             raise ValueError(f"SynthesisConfig.blur must be 'gaussian', 'disk' or 'mix', got {self.blur!r}")
         if self.sigma_law not in ("uniform", "loguniform"):
@@ -145,8 +149,9 @@ class SynthesisConfig:
         if not 0.0 <= lo <= hi:
             raise ValueError(f"SynthesisConfig.noise_range must satisfy 0 <= low <= high, got {self.noise_range}")
         if self.jpeg_quality is not None and not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
-            raise ValueError(f"SynthesisConfig.jpeg_quality must be None or 1 <= low <= high <= 100, "
-                             f"got {self.jpeg_quality}")
+            raise ValueError(
+                f"SynthesisConfig.jpeg_quality must be None or 1 <= low <= high <= 100, got {self.jpeg_quality}"
+            )
 
 
 @dataclass(frozen=True)
@@ -262,8 +267,17 @@ PROFILES: dict[str, Profile] = {
         "the paper, trained densely: each 72x72 region is 81 labelled patches in one pass.  Batches of 256 "
         "regions: with a few large regions per batch, BatchNorm learns to lean on each batch's statistics "
         "and fails with the running ones.",
-        model=ModelConfig(version="v1", depth=8, width=16, patch_size=64, padding="valid", stage_strides=(1, 1, 1),
-                          stage_widths=(1, 1, 1), stage_dilations=(1, 2, 4), head="centre"),
+        model=ModelConfig(
+            version="v1",
+            depth=8,
+            width=16,
+            patch_size=64,
+            padding="valid",
+            stage_strides=(1, 1, 1),
+            stage_widths=(1, 1, 1),
+            stage_dilations=(1, 2, 4),
+            head="centre",
+        ),
         synthesis=SynthesisConfig(source="alphamatting", patch_size=64, pairs_per_image=10),
         train=TrainConfig(epochs=6, batch_size=256, optimizer="sgd", lr=0.05, region=72, regions_per_pair=64),
         extra={"val_samples": 4_000},
@@ -276,11 +290,28 @@ PROFILES: dict[str, Profile] = {
         "batches of 64 regions, BatchNorm frozen for the last quarter so training ends as evaluation runs.  An "
         "'epoch' is 12,800 regions (200 steps) drawn afresh from the set, so a time budget cuts the run (and "
         "rescales its schedule) at a fine grain.",
-        model=ModelConfig(version="v1", depth=20, width=16, patch_size=64, padding="valid", stage_strides=(1, 1, 1),
-                          stage_widths=(1, 1, 1), stage_dilations=(1, 2, 2), head="centre"),
+        model=ModelConfig(
+            version="v1",
+            depth=20,
+            width=16,
+            patch_size=64,
+            padding="valid",
+            stage_strides=(1, 1, 1),
+            stage_widths=(1, 1, 1),
+            stage_dilations=(1, 2, 2),
+            head="centre",
+        ),
         synthesis=SynthesisConfig(source="alphamatting", patch_size=64, pairs_per_image=10, backgrounds="mixed"),
-        train=TrainConfig(epochs=12, batch_size=64, optimizer="sgd", lr=0.05, bn_freeze=0.75, max_samples=12_800,
-                          region=96, regions_per_pair=12),
+        train=TrainConfig(
+            epochs=12,
+            batch_size=64,
+            optimizer="sgd",
+            lr=0.05,
+            bn_freeze=0.75,
+            max_samples=12_800,
+            region=96,
+            regions_per_pair=12,
+        ),
         extra={"val_samples": 4_000},
     ),
     "camera": Profile(
@@ -291,13 +322,39 @@ PROFILES: dict[str, Profile] = {
         "ramp, sensor noise up to 3 grey levels and JPEG re-compression (quality 75-100).  A campaign: 40 "
         "epochs of 200 steps of 64 regions (8,000 steps, 10x the whole profile's 800), fixed in advance so "
         "that runs of a few hours each resume one learning-rate schedule (bamf train --stop-after).",
-        model=ModelConfig(version="v1", depth=20, width=16, patch_size=64, padding="valid", stage_strides=(1, 1, 1),
-                          stage_widths=(1, 1, 1), stage_dilations=(1, 2, 2), head="centre"),
-        synthesis=SynthesisConfig(source="alphamatting", patch_size=64, pairs_per_image=10, backgrounds="mixed",
-                                  sigma_range=(0.5, 5.0), blur="mix", sigma_law="loguniform", depth_ramp=0.4,
-                                  noise_range=(0.0, 3.0), jpeg_quality=(75, 100)),
-        train=TrainConfig(epochs=40, batch_size=64, optimizer="sgd", lr=0.05, bn_freeze=0.75, max_samples=12_800,
-                          region=96, regions_per_pair=12),
+        model=ModelConfig(
+            version="v1",
+            depth=20,
+            width=16,
+            patch_size=64,
+            padding="valid",
+            stage_strides=(1, 1, 1),
+            stage_widths=(1, 1, 1),
+            stage_dilations=(1, 2, 2),
+            head="centre",
+        ),
+        synthesis=SynthesisConfig(
+            source="alphamatting",
+            patch_size=64,
+            pairs_per_image=10,
+            backgrounds="mixed",
+            sigma_range=(0.5, 5.0),
+            blur="mix",
+            sigma_law="loguniform",
+            depth_ramp=0.4,
+            noise_range=(0.0, 3.0),
+            jpeg_quality=(75, 100),
+        ),
+        train=TrainConfig(
+            epochs=40,
+            batch_size=64,
+            optimizer="sgd",
+            lr=0.05,
+            bn_freeze=0.75,
+            max_samples=12_800,
+            region=96,
+            regions_per_pair=12,
+        ),
         extra={"val_samples": 4_000},
     ),
     "paper": Profile(

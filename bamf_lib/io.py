@@ -80,8 +80,9 @@ def _open_checked(path: Path, max_pixels: int) -> Image.Image:
             im = Image.open(path)
     except Image.DecompressionBombError as exc:  # over twice the budget: Pillow refuses first
         found = re.search(r"\((\d+) pixels\)", str(exc))
-        raise _budget_error(path, f"{int(found.group(1)):,} pixels" if found else "over twice that",
-                            max_pixels) from None
+        raise _budget_error(
+            path, f"{int(found.group(1)):,} pixels" if found else "over twice that", max_pixels
+        ) from None
     width, height = im.size
     if width * height > max_pixels:
         im.close()
@@ -153,8 +154,10 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = MAX_PIXELS) 
     except MemoryError:
         raise ValueError(f"{path}: not enough memory to decode it; lower --max-pixels or downscale it") from None
     except Exception as exc:  # Pillow's decoders raise many kinds on malformed files
-        raise ValueError(f"cannot read {path} as an image ({type(exc).__name__}: {exc}); "
-                         f"check that it is an intact PNG, JPEG, TIFF or BMP file") from None
+        raise ValueError(
+            f"cannot read {path} as an image ({type(exc).__name__}: {exc}); "
+            f"check that it is an intact PNG, JPEG, TIFF or BMP file"
+        ) from None
 
     if mode in ("I;16", "I;16B", "I;16L", "I") or arr.dtype == np.uint16:
         arr = np.clip(np.round(arr.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
@@ -199,8 +202,13 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, overwrite: bool =
     return path
 
 
-def check_sources(sources: Sequence[np.ndarray], *, min_size: int = 1, names: Sequence[str] | None = None,
-                  minimum: str = "the network's patch") -> list[np.ndarray]:
+def check_sources(
+    sources: Sequence[np.ndarray],
+    *,
+    min_size: int = 1,
+    names: Sequence[str] | None = None,
+    minimum: str = "the network's patch",
+) -> list[np.ndarray]:
     """Validate a stack of source images; return them as a list of uint8 arrays.
 
     All must be uint8, all gray or all RGB, of one size, at least ``min_size`` pixels
@@ -217,14 +225,9 @@ def check_sources(sources: Sequence[np.ndarray], *, min_size: int = 1, names: Se
             raise ValueError(f"{n} has shape {s.shape}; sources must be H x W (gray) or H x W x 3 (RGB)")
     shapes = {s.shape for s in sources}
     if len({s.ndim for s in sources}) > 1:
-        raise ValueError(
-            "sources mix gray and colour: "
-            + ", ".join(f"{n} {s.shape}" for s, n in zip(sources, names))
-        )
+        raise ValueError("sources mix gray and colour: " + ", ".join(f"{n} {s.shape}" for s, n in zip(sources, names)))
     if len(shapes) > 1:
-        raise ValueError(
-            "sources differ in size: " + ", ".join(f"{n} {s.shape}" for s, n in zip(sources, names))
-        )
+        raise ValueError("sources differ in size: " + ", ".join(f"{n} {s.shape}" for s, n in zip(sources, names)))
     h, w = sources[0].shape[:2]
     if min(h, w) < min_size:
         raise ValueError(f"sources are {h}x{w}, smaller than {minimum} ({min_size}x{min_size})")

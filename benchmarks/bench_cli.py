@@ -37,8 +37,10 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 
-from bamf_lib.data.datasets import LYTRO_INDICES, lytro_pair, path as data_path
+from bamf_lib.data.datasets import LYTRO_INDICES, lytro_pair
+from bamf_lib.data.datasets import path as data_path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,14 +66,19 @@ def run_bamf(*argv: str) -> dict:
     """One ``bamf fuse`` process: wall seconds, peak RSS (MB, 10^6 bytes), exit status, its stderr's last line."""
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     t0 = time.perf_counter()
-    run = subprocess.run([sys.executable, "-c", _CHILD, *argv], env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True)
+    run = subprocess.run(
+        [sys.executable, "-c", _CHILD, *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     seconds = time.perf_counter() - t0
     lines = [line for line in run.stderr.strip().splitlines() if line.strip()]
     peak = [int(line.split()[1]) for line in lines if line.startswith("bench-peak-kb ")]
     said = [line for line in lines if not line.startswith("bench-peak-kb ")]
-    return {"seconds": seconds, "peak_mb": peak[-1] * 1024 / 1e6 if peak else float("nan"), "rc": run.returncode,
-            "said": said[-1] if said else ""}
+    return {
+        "seconds": seconds,
+        "peak_mb": peak[-1] * 1024 / 1e6 if peak else float("nan"),
+        "rc": run.returncode,
+        "said": said[-1] if said else "",
+    }
 
 
 def bench_pair(tmp: Path, repeats: int) -> dict:
@@ -85,13 +92,20 @@ def bench_pair(tmp: Path, repeats: int) -> dict:
             if r["rc"]:
                 raise RuntimeError(f"bamf fuse --backend {backend} failed: {r['said']}")
             runs.append(r)
-    out = {k: {"median_s": statistics.median(r["seconds"] for r in v), "min_s": min(r["seconds"] for r in v),
-               "peak_mb": max(r["peak_mb"] for r in v), "said": v[-1]["said"]} for k, v in paths.items()}
+    out = {
+        k: {
+            "median_s": statistics.median(r["seconds"] for r in v),
+            "min_s": min(r["seconds"] for r in v),
+            "peak_mb": max(r["peak_mb"] for r in v),
+            "said": v[-1]["said"],
+        }
+        for k, v in paths.items()
+    }
     out["ratio"] = out["torch"]["median_s"] / out["onnx"]["median_s"]
     return out
 
 
-def _float64_scores(sources, net: str = "initial") -> "np.ndarray":
+def _float64_scores(sources, net: str = "initial") -> np.ndarray:
     """The shipped ``net``'s scores of a pair, computed in float64 (the plain network, no tiles)."""
     import copy
 
@@ -99,8 +113,8 @@ def _float64_scores(sources, net: str = "initial") -> "np.ndarray":
     import torch
 
     from bamf_lib.colour import to_float_gray
-    from bamf_lib.nets.scoring import _pooled_logit_gap
     from bamf_lib.nets.pretrained import load_pretrained
+    from bamf_lib.nets.scoring import _pooled_logit_gap
 
     net = copy.deepcopy(load_pretrained(net)).double().eval()
     p = net.config.patch_size
@@ -147,10 +161,17 @@ def check_lytro(tmp: Path) -> tuple[dict, dict]:
         if differ.any():
             tie = max(tie, float(np.abs(torch.refined_score_map[differ] - 0.5).max()))
     cli = {"pairs": len(same), "identical_maps": same_maps, "identical_fused": same_fused}
-    return cli, {"pairs": len(same), "identical": sum(same), "identical_to_plain": sum(same_plain),
-                 "pixels_differing": flips, "max_tie_distance": tie,
-                 "max_initial_difference": initial, "vs_float64": exact,
-                 "max_refined_difference": refined, "band_pixels_differing": band_pixels}
+    return cli, {
+        "pairs": len(same),
+        "identical": sum(same),
+        "identical_to_plain": sum(same_plain),
+        "pixels_differing": flips,
+        "max_tie_distance": tie,
+        "max_initial_difference": initial,
+        "vs_float64": exact,
+        "max_refined_difference": refined,
+        "band_pixels_differing": band_pixels,
+    }
 
 
 def bench_batch(tmp: Path, copies: int = 5) -> dict:
@@ -193,10 +214,12 @@ def bench_gpu(repeats: int) -> dict | None:
 
     out = {"device": torch.cuda.get_device_name(0)}
     pair = list(lytro_pair(5))
-    for name, sources in (("520x520", pair),
-                          ("24MP", [cv2.resize(s, (6000, 4000), interpolation=cv2.INTER_CUBIC) for s in pair])):
+    for name, sources in (
+        ("520x520", pair),
+        ("24MP", [cv2.resize(s, (6000, 4000), interpolation=cv2.INTER_CUBIC) for s in pair]),
+    ):
         runs = []
-        for i in range(repeats + 1):
+        for _ in range(repeats + 1):
             t = fuse(sources, device="cuda", backend="torch").timings
             runs.append(t["score"] + t["refine"])
         out[name] = statistics.median(runs[1:])
@@ -215,61 +238,83 @@ def main(argv: list[str] | None = None) -> int:
     from bamf_lib.runtime.locate import weights_path
 
     cfg, meta = header_info(weights_path("initial"))
-    print(f"shipped weights: profile {meta.get('profile', '?')}, {cfg.version}-{cfg.depth} w{cfg.width} "
-          f"P{cfg.patch_size} dilations {cfg.stage_dilations}; {os.cpu_count()} CPUs; no GPU used")
+    print(
+        f"shipped weights: profile {meta.get('profile', '?')}, {cfg.version}-{cfg.depth} w{cfg.width} "
+        f"P{cfg.patch_size} dilations {cfg.stage_dilations}; {os.cpu_count()} CPUs; no GPU used"
+    )
     figures: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
         tmp = Path(tmp)
-        print(f"\n1. bamf fuse lytro-05-A.jpg lytro-05-B.jpg -o out.png, whole process, median of {args.repeats}, "
-              f"ONNX Runtime and torch alternating  [{_load()} before]")
+        print(
+            f"\n1. bamf fuse lytro-05-A.jpg lytro-05-B.jpg -o out.png, whole process, median of {args.repeats}, "
+            f"ONNX Runtime and torch alternating  [{_load()} before]"
+        )
         pair = figures["pair"] = bench_pair(tmp, args.repeats)
         for k in ("onnx", "torch"):
             v = pair[k]
-            print(f"   {k:5s}: median {v['median_s']:.2f} s (min {v['min_s']:.2f}), peak {v['peak_mb']:.0f} MB; "
-                  f"{v['said']}")
-        print(f"   torch / onnx = {pair['ratio']:.2f}x  [goal <= 1.0 s: "
-              f"{'met' if pair['onnx']['median_s'] <= 1.0 else 'NOT met'}]  [{_load()} after]")
+            print(
+                f"   {k:5s}: median {v['median_s']:.2f} s (min {v['min_s']:.2f}), peak {v['peak_mb']:.0f} MB; "
+                f"{v['said']}"
+            )
+        print(
+            f"   torch / onnx = {pair['ratio']:.2f}x  [goal <= 1.0 s: "
+            f"{'met' if pair['onnx']['median_s'] <= 1.0 else 'NOT met'}]  [{_load()} after]"
+        )
         if args.check_lytro:
             cli, agree = figures["cli_vs_in_process"], figures["agreement"] = check_lytro(tmp)
-            print(f"\n2. bamf fuse (a process per pair, ONNX Runtime) against fuse() in process (default backend, "
-                  f"ONNX Runtime) on all {cli['pairs']} Lytro pairs: decision maps identical on {cli['identical_maps']}, "
-                  f"fused images on {cli['identical_fused']}  [goal: all identical: "
-                  f"{'met' if cli['identical_maps'] == cli['pairs'] else 'NOT met'}]")
-            print(f"   ONNX Runtime vs torch on all {agree['pairs']} Lytro pairs: decision maps identical to "
-                  f"torch's optimised (oneDNN) path on {agree['identical']}, to the plain network on "
-                  f"{agree['identical_to_plain']}; {agree['pixels_differing']} pixels differ from the optimised path, "
-                  f"each a float32 tie (|score - 0.5| <= {agree['max_tie_distance']:.1e}); max |score difference| {agree['max_initial_difference']:.1e} (initial net), "
-                  f"{agree['max_refined_difference']:.1e} (refined, where both bands agree); initial scores vs a "
-                  f"float64 evaluation: ONNX {agree['vs_float64']['onnx']:.1e}, torch {agree['vs_float64']['torch']:.1e}; "
-                  f"{agree['band_pixels_differing']} band pixels differ (smoothed score at tau within float32 "
-                  f"rounding)  [torch is another float32 implementation: identical but for float32 ties]")
+            print(
+                f"\n2. bamf fuse (a process per pair, ONNX Runtime) against fuse() in process (default backend, "
+                f"ONNX Runtime) on all {cli['pairs']} Lytro pairs: decision maps identical on {cli['identical_maps']}, "
+                f"fused images on {cli['identical_fused']}  [goal: all identical: "
+                f"{'met' if cli['identical_maps'] == cli['pairs'] else 'NOT met'}]"
+            )
+            print(
+                f"   ONNX Runtime vs torch on all {agree['pairs']} Lytro pairs: decision maps identical to "
+                f"torch's optimised (oneDNN) path on {agree['identical']}, to the plain network on "
+                f"{agree['identical_to_plain']}; {agree['pixels_differing']} pixels differ from the optimised path, "
+                f"each a float32 tie (|score - 0.5| <= {agree['max_tie_distance']:.1e}); max |score difference| {agree['max_initial_difference']:.1e} (initial net), "
+                f"{agree['max_refined_difference']:.1e} (refined, where both bands agree); initial scores vs a "
+                f"float64 evaluation: ONNX {agree['vs_float64']['onnx']:.1e}, torch {agree['vs_float64']['torch']:.1e}; "
+                f"{agree['band_pixels_differing']} band pixels differ (smoothed score at tau within float32 "
+                f"rounding)  [torch is another float32 implementation: identical but for float32 ties]"
+            )
         if not args.skip_batch:
             batch = figures["batch"] = bench_batch(tmp)
-            print(f"\n3. bamf fuse --batch (default --jobs: {min(os.cpu_count() or 1, 4)} stacks at once): "
-                  f"{batch['stacks']} Lytro-sized stacks in one process: {batch['seconds']:.1f} s "
-                  f"({batch['seconds'] / batch['stacks']:.2f} s a stack), peak {batch['peak_mb']:.0f} MB, "
-                  f"{batch['written']} written, exit {batch['rc']}  [goal <= 20 s: "
-                  f"{'met' if batch['seconds'] <= 20 else 'NOT met'}]  [{_load()}]")
+            print(
+                f"\n3. bamf fuse --batch (default --jobs: {min(os.cpu_count() or 1, 4)} stacks at once): "
+                f"{batch['stacks']} Lytro-sized stacks in one process: {batch['seconds']:.1f} s "
+                f"({batch['seconds'] / batch['stacks']:.2f} s a stack), peak {batch['peak_mb']:.0f} MB, "
+                f"{batch['written']} written, exit {batch['rc']}  [goal <= 20 s: "
+                f"{'met' if batch['seconds'] <= 20 else 'NOT met'}]  [{_load()}]"
+            )
         if not args.skip_large:
             from bamf_lib.fusion.scorers import load_scorer
 
             tile = load_scorer("initial").tile
-            print(f"\n4. large photos (lytro-05 upscaled), JPEG in, PNG out; tiles of up to {tile} x {tile} output "
-                  f"pixels, ONNX Runtime threads = {os.cpu_count()} (idle threads sleep)")
+            print(
+                f"\n4. large photos (lytro-05 upscaled), JPEG in, PNG out; tiles of up to {tile} x {tile} output "
+                f"pixels, ONNX Runtime threads = {os.cpu_count()} (idle threads sleep)"
+            )
             for size, goal_s, goal_gb in (((6000, 4000), 20, 1.5), ((8000, 6000), None, 3.0)):
                 r = figures[f"{size[0]}x{size[1]}"] = bench_large(tmp, size)
                 mp = size[0] * size[1] / 1e6
                 time_goal = f"<= {goal_s} s: {'met' if r['seconds'] <= goal_s else 'NOT met'}, " if goal_s else ""
-                print(f"   {mp:.0f} MP: {r['seconds']:.1f} s whole process, peak {r['peak_mb'] / 1000:.2f} GB, exit "
-                      f"{r['rc']}; {r['said']}  [goal {time_goal}<= {goal_gb} GB: "
-                      f"{'met' if r['peak_mb'] / 1000 <= goal_gb else 'NOT met'}]  [{_load()}]")
+                print(
+                    f"   {mp:.0f} MP: {r['seconds']:.1f} s whole process, peak {r['peak_mb'] / 1000:.2f} GB, exit "
+                    f"{r['rc']}; {r['said']}  [goal {time_goal}<= {goal_gb} GB: "
+                    f"{'met' if r['peak_mb'] / 1000 <= goal_gb else 'NOT met'}]  [{_load()}]"
+                )
     gpu = figures["gpu"] = bench_gpu(args.repeats)
     if gpu is None:
-        print("\n5. GPU: no CUDA device here (or no torch): not measured  [goals <= 5 ms (520 x 520), <= 100 ms (24 MP)]")
+        print(
+            "\n5. GPU: no CUDA device here (or no torch): not measured  [goals <= 5 ms (520 x 520), <= 100 ms (24 MP)]"
+        )
     else:
-        print(f"\n5. GPU ({gpu['device']}, torch): compute of fuse(), median of {args.repeats}: 520 x 520 "
-              f"{gpu['520x520'] * 1e3:.1f} ms [goal <= 5 ms: {'met' if gpu['520x520'] <= 0.005 else 'NOT met'}], "
-              f"24 MP {gpu['24MP'] * 1e3:.0f} ms [goal <= 100 ms: {'met' if gpu['24MP'] <= 0.1 else 'NOT met'}]")
+        print(
+            f"\n5. GPU ({gpu['device']}, torch): compute of fuse(), median of {args.repeats}: 520 x 520 "
+            f"{gpu['520x520'] * 1e3:.1f} ms [goal <= 5 ms: {'met' if gpu['520x520'] <= 0.005 else 'NOT met'}], "
+            f"24 MP {gpu['24MP'] * 1e3:.0f} ms [goal <= 100 ms: {'met' if gpu['24MP'] <= 0.1 else 'NOT met'}]"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))
     return 0

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -42,10 +41,10 @@ import torch
 
 from bamf_lib.config import FDBConfig, PostprocessConfig
 from bamf_lib.data.datasets import lytro_pair
+from bamf_lib.evaluation.groundtruth import decision_edges
 from bamf_lib.fusion.boundary import fdb_for
 from bamf_lib.fusion.pipeline import fuse
 from bamf_lib.nets.pretrained import load_pretrained
-from bamf_lib.evaluation.groundtruth import decision_edges
 
 PAIRS = (2, 5, 10, 17)
 
@@ -61,8 +60,10 @@ def describe_weights() -> str:
     net = NETS.get("initial") or load_pretrained("initial")
     meta = getattr(net, "metadata", {}) or {}
     cfg = net.config
-    return (f"{'weights from --weights' if NETS else 'shipped weights'}: profile {meta.get('profile', '?')}, "
-            f"{cfg.version}-{cfg.depth} w{cfg.width} P{cfg.patch_size} {cfg.padding}-padded")
+    return (
+        f"{'weights from --weights' if NETS else 'shipped weights'}: profile {meta.get('profile', '?')}, "
+        f"{cfg.version}-{cfg.depth} w{cfg.width} P{cfg.patch_size} {cfg.padding}-padded"
+    )
 
 
 def bench_end_to_end(repeats: int = 7) -> dict:
@@ -88,12 +89,22 @@ def bench_end_to_end(repeats: int = 7) -> dict:
         torch.set_num_threads(threads)
     out = {"threads": threads, "variants": []}
     for opt, n in variants:
-        out["variants"].append({
-            "optimized": opt, "threads": n, "median_s": statistics.median(runs[opt, n]), "min_s": min(runs[opt, n]),
-            "stages": {k: statistics.median(s[k] for s in stages[opt, n]) for k in stages[opt, n][0]}})
+        out["variants"].append(
+            {
+                "optimized": opt,
+                "threads": n,
+                "median_s": statistics.median(runs[opt, n]),
+                "min_s": min(runs[opt, n]),
+                "stages": {k: statistics.median(s[k] for s in stages[opt, n]) for k in stages[opt, n][0]},
+            }
+        )
     fast, plain = results[True, threads], results[False, threads]
-    out["max_score_difference"] = float(max(np.abs(fast.score_map - plain.score_map).max(),
-                                            np.abs(fast.refined_score_map - plain.refined_score_map).max()))
+    out["max_score_difference"] = float(
+        max(
+            np.abs(fast.score_map - plain.score_map).max(),
+            np.abs(fast.refined_score_map - plain.refined_score_map).max(),
+        )
+    )
     out["same_band"] = bool(np.array_equal(fast.near_boundary, plain.near_boundary))
     out["same_decision"] = bool(np.array_equal(fast.decision_map, plain.decision_map))
     out["band_fraction"] = float(fast.near_boundary.mean())
@@ -108,7 +119,7 @@ def _crop_centre(decision: np.ndarray, side: int) -> tuple[int, int]:
     density = cv2.blur(band.astype(np.float32), (side, side))
     h, w = band.shape
     half = side // 2
-    density[:half], density[h - half:], density[:, :half], density[:, w - half:] = 0, 0, 0, 0
+    density[:half], density[h - half :], density[:, :half], density[:, w - half :] = 0, 0, 0, 0
     y, x = np.unravel_index(np.argmax(density), density.shape)
     return y - half, x - half
 
@@ -131,18 +142,25 @@ def bench_fast_vs_reference(side: int, fdb: FDBConfig, post: PostprocessConfig, 
         per_pixel = ref.timings["score"] / (side * side)
         per_band_pixel = ref.timings["refine"] / max(1, int(ref.near_boundary.sum()))
         t_ref_full = per_pixel * a8.shape[0] * a8.shape[1] + per_band_pixel * int(full.near_boundary.sum())
-        rows.append({
-            "pair": f"lytro-{n:02d}", "crop": [int(y), int(x), side],
-            "fast_s": t_fast, "reference_crop_s": ref.timings["score"] + ref.timings["refine"],
-            "reference_full_est_s": t_ref_full, "speedup": t_ref_full / t_fast,
-            "score_agreement": float(np.mean((ref.refined_score_map > 0.5) == (fast.refined_score_map > 0.5))),
-            "decision_agreement": float(np.mean(ref.decision_map == fast.decision_map)),
-            "band_in_crop": float(ref.near_boundary.mean()),
-        })
-    return {"pairs": rows,
-            "min_speedup": min(r["speedup"] for r in rows),
-            "min_decision_agreement": min(r["decision_agreement"] for r in rows),
-            "mean_decision_agreement": float(np.mean([r["decision_agreement"] for r in rows]))}
+        rows.append(
+            {
+                "pair": f"lytro-{n:02d}",
+                "crop": [int(y), int(x), side],
+                "fast_s": t_fast,
+                "reference_crop_s": ref.timings["score"] + ref.timings["refine"],
+                "reference_full_est_s": t_ref_full,
+                "speedup": t_ref_full / t_fast,
+                "score_agreement": float(np.mean((ref.refined_score_map > 0.5) == (fast.refined_score_map > 0.5))),
+                "decision_agreement": float(np.mean(ref.decision_map == fast.decision_map)),
+                "band_in_crop": float(ref.near_boundary.mean()),
+            }
+        )
+    return {
+        "pairs": rows,
+        "min_speedup": min(r["speedup"] for r in rows),
+        "min_decision_agreement": min(r["decision_agreement"] for r in rows),
+        "mean_decision_agreement": float(np.mean([r["decision_agreement"] for r in rows])),
+    }
 
 
 _MEMORY_CHILD = r"""
@@ -168,22 +186,29 @@ print(json.dumps({"peak_rss_kib": peak, "rss_before_fuse_kib": base, "traced_pea
 
 def bench_memory(threads: int | None = None, weights: str | None = None) -> dict:
     child = _MEMORY_CHILD if not threads else f"import torch; torch.set_num_threads({threads})\n" + _MEMORY_CHILD
-    out = subprocess.run([sys.executable, "-c", child, *([weights] if weights else [])], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", child, *([weights] if weights else [])], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _print_end_to_end(e2e: dict, repeats: int) -> None:
-    print(f"\n1. end-to-end fuse of lytro-05 (520x520 RGB, CPU), median of {repeats} interleaved runs "
-          f"per variant  [goal <= 1.0 s]")
+    print(
+        f"\n1. end-to-end fuse of lytro-05 (520x520 RGB, CPU), median of {repeats} interleaved runs "
+        f"per variant  [goal <= 1.0 s]"
+    )
     base = {v["threads"]: v["median_s"] for v in e2e["variants"] if not v["optimized"]}
     for v in e2e["variants"]:
         name = f"{'optimised' if v['optimized'] else 'plain    '} net, {v['threads']} thread{'s' if v['threads'] > 1 else ' '}"
-        print(f"   {name}: median {v['median_s']:.3f} s (min {v['min_s']:.3f}; x{base[v['threads']] / v['median_s']:.2f} "
-              f"vs plain at these threads) [{'met' if v['median_s'] <= 1.0 else 'NOT met'}]; stages "
-              + ", ".join(f"{k} {t:.3f}" for k, t in v["stages"].items() if k != "align"))
-    print(f"   optimised vs plain: max |score difference| {e2e['max_score_difference']:.1e}, same near-FDB band "
-          f"{e2e['same_band']}, same decision map {e2e['same_decision']}; band {100 * e2e['band_fraction']:.1f} % of pixels")
+        print(
+            f"   {name}: median {v['median_s']:.3f} s (min {v['min_s']:.3f}; x{base[v['threads']] / v['median_s']:.2f} "
+            f"vs plain at these threads) [{'met' if v['median_s'] <= 1.0 else 'NOT met'}]; stages "
+            + ", ".join(f"{k} {t:.3f}" for k, t in v["stages"].items() if k != "align")
+        )
+    print(
+        f"   optimised vs plain: max |score difference| {e2e['max_score_difference']:.1e}, same near-FDB band "
+        f"{e2e['same_band']}, same decision map {e2e['same_decision']}; band {100 * e2e['band_fraction']:.1f} % of pixels"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,8 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--threads", type=int, help="torch CPU threads (bench_scoring.py's table uses 1)")
     parser.add_argument("--json", help="also write all figures here")
-    parser.add_argument("--weights", help="networks to use instead of the shipped default: a folder (as for "
-                        "bamf fuse --weights) or 'padded', the shipped zero-padded nets")
+    parser.add_argument(
+        "--weights",
+        help="networks to use instead of the shipped default: a folder (as for "
+        "bamf fuse --weights) or 'padded', the shipped zero-padded nets",
+    )
     parser.add_argument("--path", default="fast", help="the fast path to compare with the reference")
     parser.add_argument("--skip-end-to-end", action="store_true")
     args = parser.parse_args(argv)
@@ -203,9 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.weights:
         NETS.update({net: load_pretrained(net, args.weights) for net in ("initial", "boundary")})
     fdb, post = fdb_for(NETS.get("initial") or load_pretrained("initial")), PostprocessConfig()
-    print(f"{describe_weights()}; FDB k={fdb.k} tau={fdb.tau}; threshold {post.threshold}, "
-          f"area {post.area_fraction}; CPU, "
-          f"{torch.get_num_threads()} torch threads")
+    print(
+        f"{describe_weights()}; FDB k={fdb.k} tau={fdb.tau}; threshold {post.threshold}, "
+        f"area {post.area_fraction}; CPU, "
+        f"{torch.get_num_threads()} torch threads"
+    )
 
     e2e = None if args.skip_end_to_end else bench_end_to_end(args.repeats)
     if e2e:
@@ -213,24 +243,32 @@ def main(argv: list[str] | None = None) -> int:
 
     cmp = bench_fast_vs_reference(args.crop, fdb, post, args.path)
     print(f"\n2. {args.path} vs reference on {args.crop}x{args.crop} crops at the focus boundary")
-    print(f"   {'pair':9s} {'crop y,x':>9s} {'fast s':>7s} {'ref crop s':>10s} {'ref full est s':>14s} "
-          f"{'speed-up':>9s} {'S agr':>7s} {'D agr':>7s} {'band':>6s}")
+    print(
+        f"   {'pair':9s} {'crop y,x':>9s} {'fast s':>7s} {'ref crop s':>10s} {'ref full est s':>14s} "
+        f"{'speed-up':>9s} {'S agr':>7s} {'D agr':>7s} {'band':>6s}"
+    )
     for r in cmp["pairs"]:
-        print(f"   {r['pair']:9s} {r['crop'][0]:4d},{r['crop'][1]:<4d} {r['fast_s']:7.2f} {r['reference_crop_s']:10.2f} "
-              f"{r['reference_full_est_s']:14.0f} {r['speedup']:8.0f}x {100 * r['score_agreement']:6.2f}% "
-              f"{100 * r['decision_agreement']:6.2f}% {100 * r['band_in_crop']:5.1f}%")
-    print(f"   min speed-up {cmp['min_speedup']:.0f}x [goal >= 1000x: {'met' if cmp['min_speedup'] >= 1000 else 'NOT met'}]; "
-          f"min decision agreement {100 * cmp['min_decision_agreement']:.2f} % [goal >= 99.5 %: "
-          f"{'met' if cmp['min_decision_agreement'] >= 0.995 else 'NOT met'}]")
+        print(
+            f"   {r['pair']:9s} {r['crop'][0]:4d},{r['crop'][1]:<4d} {r['fast_s']:7.2f} {r['reference_crop_s']:10.2f} "
+            f"{r['reference_full_est_s']:14.0f} {r['speedup']:8.0f}x {100 * r['score_agreement']:6.2f}% "
+            f"{100 * r['decision_agreement']:6.2f}% {100 * r['band_in_crop']:5.1f}%"
+        )
+    print(
+        f"   min speed-up {cmp['min_speedup']:.0f}x [goal >= 1000x: {'met' if cmp['min_speedup'] >= 1000 else 'NOT met'}]; "
+        f"min decision agreement {100 * cmp['min_decision_agreement']:.2f} % [goal >= 99.5 %: "
+        f"{'met' if cmp['min_decision_agreement'] >= 0.995 else 'NOT met'}]"
+    )
 
     mem = None
     if not args.skip_memory:
         mem = bench_memory(args.threads, args.weights)
         gib = mem["peak_rss_kib"] * 1024 / 2**30
-        print(f"\n3. 24-MP pair (6000x4000 RGB): peak RSS {gib:.2f} GiB "
-              f"(before fuse {mem['rss_before_fuse_kib'] / 2**20:.2f} GiB; Python allocations peak "
-              f"{mem['traced_peak_bytes'] / 2**30:.2f} GiB), {mem['seconds']:.0f} s  "
-              f"[goal <= 2 GB: {'met' if mem['peak_rss_kib'] * 1024 <= 2e9 else 'NOT met'}]")
+        print(
+            f"\n3. 24-MP pair (6000x4000 RGB): peak RSS {gib:.2f} GiB "
+            f"(before fuse {mem['rss_before_fuse_kib'] / 2**20:.2f} GiB; Python allocations peak "
+            f"{mem['traced_peak_bytes'] / 2**30:.2f} GiB), {mem['seconds']:.0f} s  "
+            f"[goal <= 2 GB: {'met' if mem['peak_rss_kib'] * 1024 <= 2e9 else 'NOT met'}]"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"end_to_end": e2e, "fast_vs_reference": cmp, "memory": mem}, f, indent=1)

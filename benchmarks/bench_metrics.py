@@ -70,7 +70,9 @@ def main() -> None:
         best, median = _time(lambda fn=fn: fn(a, b, f), args.repeat)
         print(f"{name:5s} best {best * 1e3:7.1f} ms   median {median * 1e3:7.1f} ms")
     best, median = _time(lambda: metrics.all_metrics(a, b, f), args.repeat)
-    print(f"all_metrics best {best:.3f} s   median {median:.3f} s   budget {BUDGET_S} s   median/budget {median / BUDGET_S:.2f}")
+    print(
+        f"all_metrics best {best:.3f} s   median {median:.3f} s   budget {BUDGET_S} s   median/budget {median / BUDGET_S:.2f}"
+    )
 
 
 if __name__ == "__main__":

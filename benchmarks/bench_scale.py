@@ -72,10 +72,18 @@ def main() -> None:
             shares.append(max(d.mean(), 1 - d.mean()))
         worst = min(worst, *agree)
         flagged += [f"{name} x{s:g}" for s, sh in zip([1.0, *args.scales], shares) if sh > 0.97]
-        print(f"| {name} | " + " | ".join(f"{a:.4f}" for a in agree) + " | "
-              + ", ".join(f"{sh:.3f}" for sh in shares) + " |", flush=True)
-    print(f"\nworst agreement {worst:.4f} (goal >= 0.95 for every pair); one source > 97 % of the map: "
-          f"{', '.join(flagged) if flagged else 'none'}; {time.perf_counter() - t0:.0f} s")
+        print(
+            f"| {name} | "
+            + " | ".join(f"{a:.4f}" for a in agree)
+            + " | "
+            + ", ".join(f"{sh:.3f}" for sh in shares)
+            + " |",
+            flush=True,
+        )
+    print(
+        f"\nworst agreement {worst:.4f} (goal >= 0.95 for every pair); one source > 97 % of the map: "
+        f"{', '.join(flagged) if flagged else 'none'}; {time.perf_counter() - t0:.0f} s"
+    )
 
 
 if __name__ == "__main__":

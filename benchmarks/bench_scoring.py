@@ -26,13 +26,13 @@ import cv2
 import numpy as np
 import torch
 
-from bamf_lib.data import datasets
-from bamf_lib.config import get_profile
 from bamf_lib.colour import to_float_gray
+from bamf_lib.config import get_profile
+from bamf_lib.data import datasets
 from bamf_lib.nets.models import build_model
 from bamf_lib.nets.pretrained import load_pretrained
-from bamf_lib.nets.weightfile import load_weights
 from bamf_lib.nets.scoring import score_map, score_masked
+from bamf_lib.nets.weightfile import load_weights
 
 FAST = ("strided", "dilated", "coarse-to-fine")
 
@@ -66,7 +66,7 @@ def _model(weights: str | None):
     try:
         return load_pretrained("initial"), "shipped initial"
     except FileNotFoundError:
-        warnings.warn("no shipped weights: using an untrained quick net, agreement numbers mean little")
+        warnings.warn("no shipped weights: using an untrained quick net, agreement numbers mean little", stacklevel=2)
         return build_model(get_profile("quick").model).eval(), "untrained quick"
 
 
@@ -85,8 +85,10 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     model, source = _model(args.weights)
     cfg = model.config
-    print(f"net {cfg.version}-{cfg.depth} w{cfg.width} P{cfg.patch_size} ({source}); device {args.device}; "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"net {cfg.version}-{cfg.depth} w{cfg.width} P{cfg.patch_size} ({source}); device {args.device}; "
+        f"torch threads {torch.get_num_threads()}"
+    )
 
     sets = ("random", "boundary")
     rows = {(m, k): {"diff": [], "max": [], "agree": []} for m in FAST for k in sets}
@@ -102,42 +104,62 @@ def main(argv=None) -> dict:
         y0, x0 = _least_certain(model, a, b, args.crop)
         where["boundary"][y0 : y0 + args.crop, x0 : x0 + args.crop] = True
         mask = where["random"] | where["boundary"]
-        ref, t_ref = _timed(lambda: score_masked(model, a, b, mask, path="reference", device=args.device,
-                                                  batch_size=args.batch_size), args.device)
+        ref, t_ref = _timed(
+            lambda: score_masked(model, a, b, mask, path="reference", device=args.device, batch_size=args.batch_size),
+            args.device,
+        )
         ref_rate.append(mask.sum() / t_ref)
         line = [f"lytro-{n:02d}: reference {ref_rate[-1]:.0f} patches/s"]
         for m in FAST:
             score_map(model, a[:64, :64], b[:64, :64], path=m, device=args.device)  # warm-up
             fast, t = _timed(lambda: score_map(model, a, b, path=m, device=args.device), args.device)
             seconds[m].append(t)
-            _, t_plain = _timed(lambda: score_map(model, a, b, path=m, device=args.device, optimized=False), args.device)
+            _, t_plain = _timed(
+                lambda: score_map(model, a, b, path=m, device=args.device, optimized=False), args.device
+            )
             plain_seconds[m].append(t_plain)
             for k in sets:
                 f, r = fast[where[k]], ref[where[k]]
                 rows[m, k]["diff"].append(float(np.abs(f - r).mean()))
                 rows[m, k]["max"].append(float(np.abs(f - r).max()))
                 rows[m, k]["agree"].append(float(((f > 0.5) == (r > 0.5)).mean()))
-            line.append(f"{m} {t:.2f} s, agree {rows[m, 'random']['agree'][-1]:.4f} (random px) "
-                        f"{rows[m, 'boundary']['agree'][-1]:.4f} (boundary)")
+            line.append(
+                f"{m} {t:.2f} s, agree {rows[m, 'random']['agree'][-1]:.4f} (random px) "
+                f"{rows[m, 'boundary']['agree'][-1]:.4f} (boundary)"
+            )
         print("; ".join(line))
 
     rate = float(np.mean(ref_rate))
     ref_seconds = 520 * 520 / rate
-    summary = {"net": f"{cfg.version}-{cfg.depth} w{cfg.width} P{cfg.patch_size}", "weights": source,
-               "device": args.device, "threads": torch.get_num_threads(), "samples_per_set": args.crop**2,
-               "pairs": args.pairs, "reference_patches_per_s": rate,
-               "reference_seconds_520": ref_seconds, "paths": {}}
+    summary = {
+        "net": f"{cfg.version}-{cfg.depth} w{cfg.width} P{cfg.patch_size}",
+        "weights": source,
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "samples_per_set": args.crop**2,
+        "pairs": args.pairs,
+        "reference_patches_per_s": rate,
+        "reference_seconds_520": ref_seconds,
+        "paths": {},
+    }
     print(f"\nreference: {rate:.0f} patches/s -> {ref_seconds:.0f} s for a 520x520 pair (extrapolated)")
-    print(f"{'path':<16}{'s / 520^2':>10}{'plain net':>10}{'speed-up':>10}{'set':>10}{'mean|dS|':>10}{'max|dS|':>9}{'agree@0.5':>11}")
+    print(
+        f"{'path':<16}{'s / 520^2':>10}{'plain net':>10}{'speed-up':>10}{'set':>10}{'mean|dS|':>10}{'max|dS|':>9}{'agree@0.5':>11}"
+    )
     for m in FAST:
         sec, plain = float(np.mean(seconds[m])), float(np.mean(plain_seconds[m]))
         summary["paths"][m] = {"seconds_520": sec, "seconds_520_plain_net": plain, "speedup": ref_seconds / sec}
         for k in sets:
-            r = {"mean_abs_diff": float(np.mean(rows[m, k]["diff"])), "max_abs_diff": float(np.max(rows[m, k]["max"])),
-                 "binary_agreement": float(np.mean(rows[m, k]["agree"]))}
+            r = {
+                "mean_abs_diff": float(np.mean(rows[m, k]["diff"])),
+                "max_abs_diff": float(np.max(rows[m, k]["max"])),
+                "binary_agreement": float(np.mean(rows[m, k]["agree"])),
+            }
             summary["paths"][m][k] = r
-            print(f"{m:<16}{sec:>10.2f}{plain:>10.2f}{ref_seconds / sec:>10.0f}{k:>10}{r['mean_abs_diff']:>10.4f}"
-                  f"{r['max_abs_diff']:>9.3f}{r['binary_agreement']:>11.4f}")
+            print(
+                f"{m:<16}{sec:>10.2f}{plain:>10.2f}{ref_seconds / sec:>10.0f}{k:>10}{r['mean_abs_diff']:>10.4f}"
+                f"{r['max_abs_diff']:>9.3f}{r['binary_agreement']:>11.4f}"
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=1)

@@ -19,8 +19,8 @@ import argparse
 import time
 from dataclasses import replace
 
-from bamf_lib.data import synthesis
 from bamf_lib.config import SynthesisConfig
+from bamf_lib.data import synthesis
 from bamf_lib.data.datasets import data_dir
 
 GOAL = 2000.0
@@ -40,8 +40,14 @@ def bench(cfg: SynthesisConfig, repeat: int) -> dict[str, float]:
     t0 = time.perf_counter()
     X, _ = synthesis.generate_patches(cfg)
     mem_s = time.perf_counter() - t0
-    return {"pool": f"{n_fg} fg x {n_bg} bg", "load_s": load_s, "samples": n, "stream": n / best,
-            "crops": n / per_crop / best, "memory": len(X) / mem_s}
+    return {
+        "pool": f"{n_fg} fg x {n_bg} bg",
+        "load_s": load_s,
+        "samples": n,
+        "stream": n / best,
+        "crops": n / per_crop / best,
+        "memory": len(X) / mem_s,
+    }
 
 
 def main() -> None:
@@ -57,8 +63,10 @@ def main() -> None:
         r = bench(cfg, args.repeat)
         verdict = "meets" if r["stream"] >= GOAL else "MISSES"
         print(f"{source:>12} ({r['pool']}, train split, {r['samples']:,} samples; pools loaded in {r['load_s']:.2f} s)")
-        print(f"{'':>12} stream   : {r['stream']:>9,.0f} labelled samples/s  ({verdict} the goal), "
-              f"{r['crops']:,.0f} distinct crops/s")
+        print(
+            f"{'':>12} stream   : {r['stream']:>9,.0f} labelled samples/s  ({verdict} the goal), "
+            f"{r['crops']:,.0f} distinct crops/s"
+        )
         print(f"{'':>12} in memory: {r['memory']:>9,.0f} samples/s")
 
 

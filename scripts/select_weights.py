@@ -40,20 +40,31 @@ from bamf_lib.fusion.pipeline import fuse
 from bamf_lib.nets.weightfile import load_weights, save_weights
 from bamf_lib.runtime.locate import weights_path
 
-_META = ("profile", "backgrounds", "receptive_field", "val_acc", "val_boundary_acc", "samples_seen", "epochs",
-         "seconds", "device")
+_META = (
+    "profile",
+    "backgrounds",
+    "receptive_field",
+    "val_acc",
+    "val_boundary_acc",
+    "samples_seen",
+    "epochs",
+    "seconds",
+    "device",
+)
 
 
 def _deciders(initial, boundary, fdb: FDBConfig) -> dict:
     def run(refine: bool):
-        return lambda a, b: fuse([a, b], refine=refine, fdb=fdb, device="cpu", initial=initial,
-                                 boundary=boundary).decision_map == 0
+        return lambda a, b: (
+            fuse([a, b], refine=refine, fdb=fdb, device="cpu", initial=initial, boundary=boundary).decision_map == 0
+        )
 
     return {"initial only": run(False), "refined": run(True)}
 
 
-def report(folder: str | None, pairs: int, boundary_from: str | None = None, store: bool = False,
-           tune_on: str = "kodak") -> dict:
+def report(
+    folder: str | None, pairs: int, boundary_from: str | None = None, store: bool = False, tune_on: str = "kodak"
+) -> dict:
     ipath = weights_path("initial", folder)
     bpath = weights_path("boundary", boundary_from or folder)
     initial, boundary = load_weights(ipath).eval(), load_weights(bpath).eval()
@@ -72,8 +83,10 @@ def report(folder: str | None, pairs: int, boundary_from: str | None = None, sto
         initial.metadata["fdb_tuned_on"] = tuned_on
         save_weights(initial, ipath, initial.metadata)
     for kind in ("kodak", "embedded"):
-        scored = evaluate_decisions(groundtruth_set(pairs, seed=2, **({"images": "kodak"} if kind == "kodak" else {})),
-                                    _deciders(initial, boundary, fdb))
+        scored = evaluate_decisions(
+            groundtruth_set(pairs, seed=2, **({"images": "kodak"} if kind == "kodak" else {})),
+            _deciders(initial, boundary, fdb),
+        )
         out[f"validation_{kind}"] = {name: r["mean"] for name, r in scored.items()}
     return out
 
@@ -82,8 +95,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="*", help="candidate weight folders (default: the shipped default nets)")
     parser.add_argument("--pairs", type=int, default=8)
-    parser.add_argument("--tune-on", choices=["kodak", "embedded"], default="kodak",
-                        help="images of the tuning pairs (the shipped exact and padded sets were tuned on embedded)")
+    parser.add_argument(
+        "--tune-on",
+        choices=["kodak", "embedded"],
+        default="kodak",
+        help="images of the tuning pairs (the shipped exact and padded sets were tuned on embedded)",
+    )
     parser.add_argument("--boundary-from", help="take every candidate's boundary net from this folder")
     parser.add_argument("--json")
     parser.add_argument("--store", action="store_true", help="write the tuned (k, tau) into each initial net")
@@ -91,19 +108,25 @@ def main() -> None:
     torch.set_num_threads(1)
     folders = args.folders or [None]
     results = {str(f): report(f, args.pairs, args.boundary_from, args.store, args.tune_on) for f in folders}
-    print("| candidate | backgrounds | RF | patch val acc | k | tau | Kodak acc (initial) | Kodak acc (refined) "
-          "| embedded acc (refined) |")
+    print(
+        "| candidate | backgrounds | RF | patch val acc | k | tau | Kodak acc (initial) | Kodak acc (refined) "
+        "| embedded acc (refined) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
-    for f, r in results.items():
+    for r in results.values():
         m = r["initial_meta"]
-        print(f"| {Path(r['initial']).parent.name} | {m['backgrounds']} | {m['receptive_field']} | {m['val_acc']} "
-              f"| {r['fdb']['k']} | {r['fdb']['tau']} | {r['validation_kodak']['initial only']['accuracy']:.4f} "
-              f"| {r['validation_kodak']['refined']['accuracy']:.4f} "
-              f"| {r['validation_embedded']['refined']['accuracy']:.4f} |")
+        print(
+            f"| {Path(r['initial']).parent.name} | {m['backgrounds']} | {m['receptive_field']} | {m['val_acc']} "
+            f"| {r['fdb']['k']} | {r['fdb']['tau']} | {r['validation_kodak']['initial only']['accuracy']:.4f} "
+            f"| {r['validation_kodak']['refined']['accuracy']:.4f} "
+            f"| {r['validation_embedded']['refined']['accuracy']:.4f} |"
+        )
 
     def score(f: str) -> float:
-        return (results[f]["validation_kodak"]["refined"]["accuracy"]
-                + results[f]["validation_embedded"]["refined"]["accuracy"]) / 2
+        return (
+            results[f]["validation_kodak"]["refined"]["accuracy"]
+            + results[f]["validation_embedded"]["refined"]["accuracy"]
+        ) / 2
 
     if len(results) > 1:
         best = max(results, key=score)

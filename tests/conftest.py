@@ -166,8 +166,9 @@ def score_result(score_table):
     def result(table=None, compete=("base", "ours")):
         table = score_table if table is None else table
         means, n_pairs, wins, win_pairs = summarize(table, compete=list(compete))
-        return EvaluationResult(list(next(iter(table.values()))), list(table), dict(table), means, n_pairs, wins,
-                                list(compete), win_pairs)
+        return EvaluationResult(
+            list(next(iter(table.values()))), list(table), dict(table), means, n_pairs, wins, list(compete), win_pairs
+        )
 
     return result
 

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import pytest
 
-from bamf_lib.fusion.baselines import box_mean, gff_fuse, guided_filter
 from bamf_lib.data.datasets import published_fused
+from bamf_lib.fusion.baselines import box_mean, gff_fuse, guided_filter
 from bamf_lib.io import read_image
 
 DATA = os.environ.get("BAMF_DATA_DIR")

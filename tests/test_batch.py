@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bamf_lib.fusion.batch import stacks_in_list
 from bamf_lib.cli import main
+from bamf_lib.fusion.batch import stacks_in_list
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,8 +42,8 @@ def test_a_folder_of_stacks_fuses_the_good_ones_and_reports_the_bad(shoot, tmp_p
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["bee.png", "fern.png"]
     assert np.asarray(Image.open(tmp_path / "out" / "fern.png")).shape == (96, 128, 3)
     lines = err.strip().splitlines()
-    assert any(l.startswith("bamf fuse: failed lone") and "at least two" in l for l in lines)
-    assert any(l.startswith("bamf fuse: failed torn") and "1.jpg" in l for l in lines)
+    assert any(line.startswith("bamf fuse: failed lone") and "at least two" in line for line in lines)
+    assert any(line.startswith("bamf fuse: failed torn") and "1.jpg" in line for line in lines)
     assert lines[-1] == ("bamf fuse: 4 stacks: 2 fused, 0 skipped (output exists; --force replaces it), 2 failed")
 
 
@@ -69,14 +69,23 @@ def test_all_good_stacks_exit_zero_and_default_to_beside_the_stacks(shoot, capsy
 def test_a_list_file_with_quotes_comments_and_relative_paths(shoot, tmp_path, capsys):
     (shoot / "bee" / "a b.png").write_bytes((shoot / "bee" / "0.png").read_bytes())
     listing = shoot / "stacks.txt"
-    listing.write_text("# bee twice\n'bee/a b.png' bee/1.png -> out/one.png\n\nbee/0.png bee/1.png -> out/two.jpg  # jpeg\n")
+    listing.write_text(
+        "# bee twice\n'bee/a b.png' bee/1.png -> out/one.png\n\nbee/0.png bee/1.png -> out/two.jpg  # jpeg\n"
+    )
     rc, err = run(capsys, "--list", listing, "-q")
     assert rc == 0, err
     assert (shoot / "out" / "one.png").exists() and (shoot / "out" / "two.jpg").exists()
 
 
-@pytest.mark.parametrize("line, words", [("a.png b.png out.png", "expected"), ("a.png -> ", "expected"),
-                                         ("'a.png b.png -> o.png", "l.txt:1: No closing"), ("a.png -> o.png -> p.png", "expected")])
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        ("a.png b.png out.png", "expected"),
+        ("a.png -> ", "expected"),
+        ("'a.png b.png -> o.png", "l.txt:1: No closing"),
+        ("a.png -> o.png -> p.png", "expected"),
+    ],
+)
 def test_a_malformed_list_line_is_named(tmp_path, line, words):
     (tmp_path / "l.txt").write_text(line + "\n")
     with pytest.raises(ValueError, match=words):
@@ -90,13 +99,16 @@ def test_two_stacks_writing_one_file_both_fail(shoot, capsys):
     assert rc == 2 and "more than one stack" in err and not (shoot / "same.png").exists()
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--batch", "{shoot}", "--list", "{shoot}/x.txt"], "not both"),
-    (["--batch", "{shoot}", "{shoot}/bee/0.png"], "no source images"),
-    (["--list", "{shoot}/x.txt", "-o", "o.png"], "drop -o"),
-    (["--batch", "{shoot}/notes.txt"], "not a folder"),
-    (["{shoot}/bee/0.png", "{shoot}/bee/1.png"], "-o OUTPUT"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--batch", "{shoot}", "--list", "{shoot}/x.txt"], "not both"),
+        (["--batch", "{shoot}", "{shoot}/bee/0.png"], "no source images"),
+        (["--list", "{shoot}/x.txt", "-o", "o.png"], "drop -o"),
+        (["--batch", "{shoot}/notes.txt"], "not a folder"),
+        (["{shoot}/bee/0.png", "{shoot}/bee/1.png"], "-o OUTPUT"),
+    ],
+)
 def test_batch_usage_errors_are_one_line(shoot, capsys, argv, words):
     rc, err = run(capsys, *(a.format(shoot=shoot) for a in argv))
     assert rc == 2 and len(err.strip().splitlines()) == 1 and words in err
@@ -156,10 +168,13 @@ def test_jobs_fuse_exactly_what_one_job_fuses(tmp_path, capsys):
         np.testing.assert_array_equal(one, two)
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--batch", "{shoot}", "--jobs", "0"], "at least 1"),
-    (["{shoot}/bee/0.png", "{shoot}/bee/1.png", "-o", "{shoot}/f.png", "--jobs", "2"], "many stacks"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--batch", "{shoot}", "--jobs", "0"], "at least 1"),
+        (["{shoot}/bee/0.png", "{shoot}/bee/1.png", "-o", "{shoot}/f.png", "--jobs", "2"], "many stacks"),
+    ],
+)
 def test_jobs_errors_are_one_line(shoot, capsys, argv, words):
     rc, err = run(capsys, *(a.format(shoot=shoot) for a in argv))
     assert rc == 2 and len(err.strip().splitlines()) == 1 and words in err
@@ -172,10 +187,13 @@ def test_an_interrupted_batch_stops_early_and_keeps_what_it_finished(tmp_path, s
     most one more output appears (the one being written); without the stop there would be three."""
     root = _synthetic_stacks(tmp_path, seed=11, size=(1200, 1100))
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "bamf_lib.cli", "fuse", "--batch", str(root), "-o", str(out), "-q",
-                             "--jobs", "2"], stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)},
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bamf_lib.cli", "fuse", "--batch", str(root), "-o", str(out), "-q", "--jobs", "2"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # as from a terminal
     deadline = time.monotonic() + 120
     while not (out.is_dir() and list(out.glob("s*.png"))):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()

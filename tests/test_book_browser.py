@@ -65,8 +65,14 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
         "--window-size=1280,1600",
     ):
         options.add_argument(flag)
@@ -212,8 +218,9 @@ def layouts(browser, server):
                 SHOTS.mkdir(parents=True, exist_ok=True)
                 browser.save_screenshot(str(SHOTS / f"{chapter}-{width}px.png"))
     lengths = {c: round(out[c, WIDTHS[0]]["height"] / out[c, WIDTHS[0]]["screen"], 1) for c in ["intro"] + CHAPTERS}
-    (SHOTS / "page-lengths.json").write_text(json.dumps(
-        {"width": WIDTHS[0], "screen_height": SCREEN_HEIGHT, "screens": lengths}, indent=1))
+    (SHOTS / "page-lengths.json").write_text(
+        json.dumps({"width": WIDTHS[0], "screen_height": SCREEN_HEIGHT, "screens": lengths}, indent=1)
+    )
     return out
 
 
@@ -242,7 +249,8 @@ def test_alt_texts_describe_the_pictures(layouts, chapter):
     for image in layouts[chapter, WIDTHS[0]]["images"]:
         alt = image["alt"]
         assert len(alt.split()) >= 4 and not re.search(r"(\.png|\.jpg|/|_images)", alt), (
-            f"{chapter}: alt text {alt!r} does not describe the picture ({image['src']})")
+            f"{chapter}: alt text {alt!r} does not describe the picture ({image['src']})"
+        )
 
 
 @pytest.mark.parametrize("chapter", ["intro"] + CHAPTERS)
@@ -251,7 +259,9 @@ def test_no_plumbing_on_the_page(layouts, chapter):
     assert page["parameterCells"] == 0, f"{chapter}: a parameters cell is on the page"
     for what, pattern in _RESIDUE.items():
         hit = re.search(pattern, page["text"], flags=re.M)
-        assert not hit, f"{chapter}: the page shows {what}: ...{page['text'][max(0, hit.start() - 60):hit.end() + 40]!r}"
+        assert not hit, (
+            f"{chapter}: the page shows {what}: ...{page['text'][max(0, hit.start() - 60) : hit.end() + 40]!r}"
+        )
 
 
 def test_captions_counted_and_page_lengths_recorded(layouts):
@@ -259,4 +269,6 @@ def test_captions_counted_and_page_lengths_recorded(layouts):
     assert sum(counts.values()) >= 3 * len(CHAPTERS), f"captions per chapter: {counts}"
     assert json.loads((SHOTS / "page-lengths.json").read_text())["screens"]["intro"] > 0
     intro = layouts["intro", WIDTHS[0]]
-    assert intro["images"] and re.search(r"bamf.s mean", intro["text"]), "the introduction shows no fused result or verdict"
+    assert intro["images"] and re.search(r"bamf.s mean", intro["text"]), (
+        "the introduction shows no fused result or verdict"
+    )

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from bamf_lib.fusion.boundary import near_boundary, refine, select_fdb, smooth_scores, tune_fdb
 from bamf_lib.colour import to_float_gray
+from bamf_lib.fusion.boundary import near_boundary, refine, select_fdb, smooth_scores, tune_fdb
 
 
 def step_map(h=40, w=60, edge=30):
@@ -16,7 +16,7 @@ def test_smooth_scores_is_box_mean_with_mirrored_borders():
     s = rng.random((20, 30)).astype(np.float32)
     k = 5
     padded = np.pad(s, k // 2, mode="symmetric")
-    expected = np.mean([padded[i:i + 20, j:j + 30] for i in range(k) for j in range(k)], axis=0)
+    expected = np.mean([padded[i : i + 20, j : j + 30] for i in range(k) for j in range(k)], axis=0)
     np.testing.assert_allclose(smooth_scores(s, k), expected, atol=1e-6)
     assert np.allclose(smooth_scores(np.full((9, 9), 0.7), 7), 0.7)
 
@@ -94,8 +94,8 @@ def test_tune_fdb_reports_the_choice_and_the_error_rate(stand_in, textured_pair)
 def test_with_boundary_scores_the_best_deciding_band_wins():
     truth = step_map(60, 80, 40).astype(bool)
     score = truth.astype(np.float32)
-    score[:, 32:40] = 0.3          # initial net wrong over 8 columns left of the edge
-    score[20:40, 10:30] = 0.45     # and hesitant (but right) far from it
+    score[:, 32:40] = 0.3  # initial net wrong over 8 columns left of the edge
+    score[20:40, 10:30] = 0.45  # and hesitant (but right) far from it
     bscore = truth.astype(np.float32)  # the boundary net is right everywhere
     choice = select_fdb([score], [truth], [bscore], ks=(3, 9, 21), taus=(0.05, 0.35))
     assert choice["accuracy"] == 1.0

@@ -27,7 +27,9 @@ def assert_refused(rc, err, folder, before, *words):
 
 
 def test_fuses_a_pair_and_writes_the_decision_map(folder, capsys):
-    rc, err = run(capsys, folder / "a.png", folder / "b.png", "-o", folder / "f.png", "--decision-map", folder / "d.png")
+    rc, err = run(
+        capsys, folder / "a.png", folder / "b.png", "-o", folder / "f.png", "--decision-map", folder / "d.png"
+    )
     assert rc == 0 and "wrote" in err
     fused = np.asarray(Image.open(folder / "f.png"))
     dm = np.asarray(Image.open(folder / "d.png"))
@@ -39,8 +41,17 @@ def test_fuses_a_pair_and_writes_the_decision_map(folder, capsys):
 def test_three_sources_scale_the_map_to_the_index(folder, capsys):
     a = np.asarray(Image.open(folder / "a.png"))
     Image.fromarray(a).save(folder / "c.png")
-    rc, _ = run(capsys, folder / "a.png", folder / "b.png", folder / "c.png", "-o", folder / "f.png",
-                "--decision-map", folder / "d.png", "-q")
+    rc, _ = run(
+        capsys,
+        folder / "a.png",
+        folder / "b.png",
+        folder / "c.png",
+        "-o",
+        folder / "f.png",
+        "--decision-map",
+        folder / "d.png",
+        "-q",
+    )
     assert rc == 0
     assert set(np.unique(np.asarray(Image.open(folder / "d.png")))) <= {0, 127, 254}
 
@@ -58,7 +69,9 @@ def test_existing_output_needs_force(folder, capsys):
 def test_existing_decision_map_needs_force(folder, capsys):
     (folder / "d.png").write_bytes(b"old")
     before = sorted(p.name for p in folder.iterdir())
-    rc, err = run(capsys, folder / "a.png", folder / "b.png", "-o", folder / "f.png", "--decision-map", folder / "d.png")
+    rc, err = run(
+        capsys, folder / "a.png", folder / "b.png", "-o", folder / "f.png", "--decision-map", folder / "d.png"
+    )
     assert_refused(rc, err, folder, before, "d.png", "exists")
 
 
@@ -114,7 +127,9 @@ def test_unknown_output_format_is_refused_before_work(folder, capsys):
 
 def test_same_file_for_both_outputs_is_refused(folder, capsys):
     before = sorted(p.name for p in folder.iterdir())
-    rc, err = run(capsys, folder / "a.png", folder / "b.png", "-o", folder / "f.png", "--decision-map", folder / "f.png")
+    rc, err = run(
+        capsys, folder / "a.png", folder / "b.png", "-o", folder / "f.png", "--decision-map", folder / "f.png"
+    )
     assert_refused(rc, err, folder, before, "same file")
 
 

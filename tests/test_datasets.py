@@ -12,7 +12,11 @@ needs_data = pytest.mark.requires_data
 
 @needs_data
 def test_every_file_in_the_data_dir_is_registered_and_verifies():
-    files = sorted(p.relative_to(DATA).as_posix() for p in DATA.rglob("*") if p.is_file() and p.name not in ("README.md", "UPSTREAM.tsv"))
+    files = sorted(
+        p.relative_to(DATA).as_posix()
+        for p in DATA.rglob("*")
+        if p.is_file() and p.name not in ("README.md", "UPSTREAM.tsv")
+    )
     assert files, "BAMF_DATA_DIR holds no files"
     unregistered = [f for f in files if f not in datasets.registry()]
     assert not unregistered, f"files missing from registry.txt: {unregistered[:5]}"
@@ -107,8 +111,8 @@ def test_coco_backgrounds_are_chosen_extracted_and_pinned(tmp_path, monkeypatch)
 
     import cv2
 
-    from bamf_lib.data import synthesis
     from bamf_lib.config import SynthesisConfig
+    from bamf_lib.data import synthesis
 
     rng = np.random.default_rng(0)
     archive = tmp_path / "val2017.zip"

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from bamf_lib import cli
-from bamf_lib.data import datasets, download, registry
 from bamf_lib.book import reproduce
+from bamf_lib.data import datasets, download, registry
 
 DATA = datasets.data_dir()
 needs_data = pytest.mark.requires_data("UPSTREAM.tsv")
@@ -108,7 +108,11 @@ def test_bamf_data_fetch_and_check(upstream, tmp_path, capsys):
     assert cli.main(["data", "fetch", str(out), "--only", "lytro,grayscale", "-q"]) == 0
     assert str(out.resolve()) in capsys.readouterr().out
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
-        "grayscale/g_01_1.png", "grayscale/g_01_2.png", "lytro/lytro-01-A.jpg", "lytro/triple/lytro-01-A.jpg"]
+        "grayscale/g_01_1.png",
+        "grayscale/g_01_2.png",
+        "lytro/lytro-01-A.jpg",
+        "lytro/triple/lytro-01-A.jpg",
+    ]
     assert cli.main(["data", "check", str(out), "--only", "lytro", "--only", "grayscale"]) == 0
     (out / "lytro/lytro-01-A.jpg").write_bytes(b"changed")
     assert cli.main(["data", "check", str(out), "--only", "lytro"]) == 1
@@ -139,14 +143,17 @@ def test_the_book_stops_on_an_incomplete_data_dir(tmp_path, monkeypatch):
 def test_registry_build_pins_commits_and_encodes_paths(tmp_path):
     tsv = tmp_path / "UPSTREAM.tsv"
     head = "path\tsha256\trepository\tcommit\tupstream_path\tupstream_sha256\tconversion\n"
-    tsv.write_text(head + f"nyud/nyud-51-A.jpg\t{'a' * 64}\tx/y\t{COMMIT}\tNYU-D-100/source_1/NYU-D (51).jpg\t"
-                   f"{'a' * 64}\tnone\n" + f"published/Q_color.mat\t{'b' * 64}\tx/y\t{COMMIT}\tevaluation/Q_color.mat\t"
-                   f"{'b' * 64}\tnone\n" + f"published/Q_grayscale.mat\t{'c' * 64}\tx/y\t{COMMIT}\tQ_grayscale.mat\t"
-                   f"{'c' * 64}\tnone\n")
+    tsv.write_text(
+        head + f"nyud/nyud-51-A.jpg\t{'a' * 64}\tx/y\t{COMMIT}\tNYU-D-100/source_1/NYU-D (51).jpg\t"
+        f"{'a' * 64}\tnone\n" + f"published/Q_color.mat\t{'b' * 64}\tx/y\t{COMMIT}\tevaluation/Q_color.mat\t"
+        f"{'b' * 64}\tnone\n" + f"published/Q_grayscale.mat\t{'c' * 64}\tx/y\t{COMMIT}\tQ_grayscale.mat\t"
+        f"{'c' * 64}\tnone\n"
+    )
     (tmp_path / "registry.txt").write_text(registry.build(tsv))
     entries = registry.entries(tmp_path / "registry.txt")
     assert entries["nyud/nyud-51-A.jpg"].url == (
-        f"https://raw.githubusercontent.com/x/y/{COMMIT}/NYU-D-100/source_1/NYU-D%20%2851%29.jpg")
+        f"https://raw.githubusercontent.com/x/y/{COMMIT}/NYU-D-100/source_1/NYU-D%20%2851%29.jpg"
+    )
     csv_entry = entries["published/scores_color.csv"]
     assert (csv_entry.conversion, csv_entry.upstream_hash) == ("mat-to-scores-csv", "b" * 64)
     assert entries["coco/zips/val2017.zip"].hash.startswith("md5:")

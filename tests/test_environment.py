@@ -14,7 +14,7 @@ CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 def _lock_pins():
     lines = (ROOT / "requirements.lock").read_text().splitlines()
-    return {l.strip() for l in lines if l.strip() and not l.startswith("#")}
+    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
 
 
 def _lock_versions():
@@ -38,7 +38,7 @@ def test_every_lock_line_is_an_exact_pin():
 
 
 def test_environment_yml_matches_lock():
-    lock, env = _lock_pins(), {l for l in _environment_pip_lines() if "==" in l}
+    lock, env = _lock_pins(), {line for line in _environment_pip_lines() if "==" in line}
     assert lock == env, f"only in lock: {sorted(lock - env)}; only in environment.yml: {sorted(env - lock)}"
 
 

@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-
-from bamf_lib.evaluation import table1 as ev
 from bamf_lib.cli.evaluate import evaluate_cli
+from bamf_lib.evaluation import table1 as ev
 from bamf_lib.evaluation.table1 import Pair, evaluate, pair_set, summarize
-from bamf_lib.io import read_image
 from bamf_lib.evaluation.tables import format_table
+from bamf_lib.io import read_image
 
 DATA = os.environ.get("BAMF_DATA_DIR")
 needs_data = pytest.mark.requires_data("published")
@@ -126,7 +125,9 @@ def test_evaluate_saves_fused_images_and_refuses_to_overwrite(score_row, tmp_pat
 def test_evaluate_cli_prints_table_and_writes_json(tmp_path, monkeypatch, capsys):
     two = [p for p in pair_set("grayscale10") if p.name in ("g_05", "g_10")]
     monkeypatch.setattr(ev, "pair_set", lambda name: two)
-    monkeypatch.setattr(ev, "default_methods", lambda weights=None, path="fast": {"GF": "published:GF", "bamf": lambda s: s[1]})
+    monkeypatch.setattr(
+        ev, "default_methods", lambda weights=None, path="fast": {"GF": "published:GF", "bamf": lambda s: s[1]}
+    )
     out = tmp_path / "scores.json"
     args = argparse.Namespace(pairs="grayscale10", json_out=str(out), save_fused=str(tmp_path / "fused"))
     assert evaluate_cli(args) == 0
@@ -182,13 +183,17 @@ def test_evaluate_reuses_earlier_scores_instead_of_fusing_again(score_row, monke
     metric = lambda a, b, f: score_row(float(f[0, 0]), 0.0, 0.0, 0.0)  # noqa: E731
     first = evaluate(_fake_pairs(monkeypatch, ["p1", "p2"]), {"m": method}, metric_fn=metric, progress=False)
     assert calls == [1, 2]
-    second = evaluate(_fake_pairs(monkeypatch, ["p2", "p3"]), {"m": method}, metric_fn=metric, progress=False, reuse=first)
+    second = evaluate(
+        _fake_pairs(monkeypatch, ["p2", "p3"]), {"m": method}, metric_fn=metric, progress=False, reuse=first
+    )
     assert calls == [1, 2, 3]  # p2 came from the earlier result
     assert second.scores["m"]["p2"] == first.scores["m"]["p2"] and second.scores["m"]["p3"]["Q_MI"] == 3.0
     assert second.seconds["m"]["p2"] == first.seconds["m"]["p2"]
     assert second.means["m"]["Q_MI"] == pytest.approx(2.5)
     # a method the earlier result lacks forces the pair to be computed
-    evaluate(_fake_pairs(monkeypatch, ["p2"]), {"m": method, "n": method}, metric_fn=metric, progress=False, reuse=first)
+    evaluate(
+        _fake_pairs(monkeypatch, ["p2"]), {"m": method, "n": method}, metric_fn=metric, progress=False, reuse=first
+    )
     assert calls == [1, 2, 3, 2, 2]
     with pytest.raises(ValueError, match="reuse"):
         evaluate(_fake_pairs(monkeypatch, ["p2"]), {"m": method}, metric_fn=metric, progress=False, reuse={"m": {}})

@@ -58,7 +58,7 @@ def test_top_windows_are_greedy_inside_and_disjoint():
     assert abs(y0 - y1) >= 8 or abs(x0 - x1) >= 8
     for y, x in corners:
         assert 0 <= y <= 32 and 0 <= x <= 42
-    assert w[y1:y1 + 8, x1:x1 + 8].sum() == 8.0
+    assert w[y1 : y1 + 8, x1 : x1 + 8].sum() == 8.0
     with pytest.raises(ValueError, match="side"):
         top_windows(w, 41, 1)
     with pytest.raises(ValueError, match="non-negative"):
@@ -78,8 +78,12 @@ def test_captioned_table_is_a_myst_table_directive_with_notes_below():
 
 
 def test_provenance_names_profile_net_and_training_once():
-    meta = {"profile": "gpu", "architecture": "ResNet v1 depth 20 width 16, 32x32 patches, 2 channels",
-            "seconds": 120.0, "device": "cuda"}
+    meta = {
+        "profile": "gpu",
+        "architecture": "ResNet v1 depth 20 width 16, 32x32 patches, 2 channels",
+        "seconds": 120.0,
+        "device": "cuda",
+    }
     text = provenance(meta, where="padded")
     assert text == "padded `gpu` weights (ResNet v1-20, width 16, 32x32 patches; trained 2 min on cuda)"
     assert provenance({"profile": "p", "architecture": "odd net, more"}) == "shipped `p` weights (odd net)"

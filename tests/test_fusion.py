@@ -8,8 +8,8 @@ import pytest
 from bamf_lib.config import FDBConfig, PostprocessConfig
 from bamf_lib.fusion.align import align_sources
 from bamf_lib.fusion.pipeline import FusionResult, fuse
-from bamf_lib.nets.device import resolve_device
 from bamf_lib.io import read_image
+from bamf_lib.nets.device import resolve_device
 
 DATA = Path(os.environ.get("BAMF_DATA_DIR", "."))
 
@@ -125,8 +125,9 @@ def test_align_undoes_a_known_shift(textured_pair, nets):
 
 @pytest.mark.requires_data("lytro/triple")
 def test_lytro_triple_fuses_all_three(nets):
-    stack = [cv2.resize(read_image(DATA / "lytro" / "triple" / f"lytro-01-{c}.jpg"), (0, 0), fx=0.5, fy=0.5)
-             for c in "ABC"]
+    stack = [
+        cv2.resize(read_image(DATA / "lytro" / "triple" / f"lytro-01-{c}.jpg"), (0, 0), fx=0.5, fy=0.5) for c in "ABC"
+    ]
     r = fuse(stack, device="cpu", **nets)
     assert r.fused.shape == stack[0].shape and r.fused.dtype == np.uint8
     assert set(np.unique(r.decision_map)) <= {0, 1, 2} and len(np.unique(r.decision_map)) >= 2

@@ -22,9 +22,9 @@ from bamf_lib.fusion.pipeline import fuse
 from bamf_lib.io import check_sources, read_image
 
 
-
 def fuzz(kind: str) -> settings:
     return settings(max_examples=EXAMPLES[kind], deadline=None, derandomize=True, database=None)
+
 
 EXAMPLES = {"bytes": 300, "png": 300, "pillow": 400, "arrays": 300, "fuse": 100}
 _TMP = Path(tempfile.mkdtemp(prefix="bamf-fuzz-"))
@@ -44,8 +44,11 @@ def _read(data: bytes, suffix: str) -> None:
 
 
 @fuzz("bytes")
-@given(st.binary(max_size=2048), st.sampled_from([".png", ".jpg", ".tif", ".bmp", ".gif", ".bin"]),
-       st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM", b"GIF89a"]))
+@given(
+    st.binary(max_size=2048),
+    st.sampled_from([".png", ".jpg", ".tif", ".bmp", ".gif", ".bin"]),
+    st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM", b"GIF89a"]),
+)
 def test_random_bytes(data, suffix, magic):
     _read(magic + data, suffix)
 
@@ -55,17 +58,32 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 
 @fuzz("png")
-@given(st.integers(0, 2**31 + 5), st.integers(0, 2**31 + 5), st.sampled_from([1, 2, 4, 8, 16, 3, 0]),
-       st.sampled_from([0, 2, 3, 4, 6, 1, 7]), st.integers(0, 2), st.binary(max_size=512))
+@given(
+    st.integers(0, 2**31 + 5),
+    st.integers(0, 2**31 + 5),
+    st.sampled_from([1, 2, 4, 8, 16, 3, 0]),
+    st.sampled_from([0, 2, 3, 4, 6, 1, 7]),
+    st.integers(0, 2),
+    st.binary(max_size=512),
+)
 def test_png_headers_declaring_odd_sizes_and_modes(width, height, depth, colour, interlace, pixels):
     ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, interlace)
     plte = _chunk(b"PLTE", bytes(range(48))) if colour == 3 else b""
-    _read(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + plte + _chunk(b"IDAT", zlib.compress(pixels))
-          + _chunk(b"IEND", b""), ".png")
+    _read(
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + plte
+        + _chunk(b"IDAT", zlib.compress(pixels))
+        + _chunk(b"IEND", b""),
+        ".png",
+    )
 
 
-_MODES = {"PNG": ["1", "L", "LA", "P", "RGB", "RGBA", "I;16"], "JPEG": ["L", "RGB", "CMYK"],
-          "TIFF": ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "I", "F", "YCbCr"]}
+_MODES = {
+    "PNG": ["1", "L", "LA", "P", "RGB", "RGBA", "I;16"],
+    "JPEG": ["L", "RGB", "CMYK"],
+    "TIFF": ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "I", "F", "YCbCr"],
+}
 
 
 @st.composite

@@ -15,8 +15,14 @@ def test_evaluate_decisions_scores_each_decider_against_the_truth():
     truth[:, 12:] = True
     img = np.zeros((32, 32), np.uint8)
     pairs = [types.SimpleNamespace(name=f"s{i}", a=img, b=img, truth=truth) for i in range(2)]
-    out = evaluate_decisions(pairs, {"right": lambda a, b: truth, "wrong": lambda a, b: ~truth,
-                                        "left-shift": lambda a, b: np.roll(truth, -4, axis=1)})
+    out = evaluate_decisions(
+        pairs,
+        {
+            "right": lambda a, b: truth,
+            "wrong": lambda a, b: ~truth,
+            "left-shift": lambda a, b: np.roll(truth, -4, axis=1),
+        },
+    )
     assert out["right"]["mean"] == {"accuracy": 1.0, "boundary_accuracy": 1.0, "boundary_f": 1.0}
     assert out["wrong"]["mean"]["accuracy"] == 0.0
     shifted = out["left-shift"]["mean"]

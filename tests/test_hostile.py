@@ -45,6 +45,7 @@ def refused(capsys, argv, *words, status=2):
 
 def _png_header(width: int, height: int) -> bytes:
     """A tiny PNG that declares ``width`` x ``height`` (its pixel data cut short)."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -116,8 +117,12 @@ def test_output_equal_to_an_input_is_refused_even_with_force(folder, capsys):
     a = folder / "a.png"
     before = a.read_bytes()
     refused(capsys, ["fuse", a, folder / "b.png", "-o", a, "--force"], a, "never replaces an input")
-    refused(capsys, ["fuse", a, folder / "b.png", "-o", folder / "f.png", "--decision-map", folder / "b.png",
-                     "--force"], "--decision-map", "b.png")
+    refused(
+        capsys,
+        ["fuse", a, folder / "b.png", "-o", folder / "f.png", "--decision-map", folder / "b.png", "--force"],
+        "--decision-map",
+        "b.png",
+    )
     os.symlink(a, folder / "link.png")  # the same file under another name
     refused(capsys, ["fuse", a, folder / "b.png", "-o", folder / "link.png", "--force"], "link.png")
     assert a.read_bytes() == before
@@ -125,19 +130,30 @@ def test_output_equal_to_an_input_is_refused_even_with_force(folder, capsys):
 
 def test_output_that_is_a_folder_is_refused_even_with_force(folder, capsys):
     (folder / "out").mkdir()
-    refused(capsys, ["fuse", folder / "a.png", folder / "b.png", "-o", folder / "out", "--force"], "is a folder",
-            folder / "out" / "fused.png")
+    refused(
+        capsys,
+        ["fuse", folder / "a.png", folder / "b.png", "-o", folder / "out", "--force"],
+        "is a folder",
+        folder / "out" / "fused.png",
+    )
 
 
 def test_read_only_output_folder_is_refused_before_fusing(folder, capsys, monkeypatch):
-    monkeypatch.setattr(bamf_lib.fusion.pipeline, "fuse", lambda *a, **k: pytest.fail("fused before checking the output"))
+    monkeypatch.setattr(
+        bamf_lib.fusion.pipeline, "fuse", lambda *a, **k: pytest.fail("fused before checking the output")
+    )
     if os.geteuid() == 0:  # root writes anywhere permissions allow; sysfs refuses even root
         target = Path("/sys/fused.png")
     else:
         (folder / "ro").mkdir(mode=0o555)
         target = folder / "ro" / "fused.png"
-    refused(capsys, ["fuse", folder / "a.png", folder / "b.png", "-o", target], target.parent, "cannot write",
-            "writable folder")
+    refused(
+        capsys,
+        ["fuse", folder / "a.png", folder / "b.png", "-o", target],
+        target.parent,
+        "cannot write",
+        "writable folder",
+    )
 
 
 def test_a_folder_as_input_is_not_reported_missing(folder, capsys):
@@ -158,8 +174,10 @@ def test_outputs_follow_the_umask_and_keep_a_replaced_files_mode(folder, umask, 
         assert main(["fuse", str(folder / "a.png"), str(folder / "b.png"), "-o", str(folder / "f.png"), "-q"]) == 0
         assert (folder / "f.png").stat().st_mode & 0o777 == mode
         os.chmod(folder / "f.png", 0o604)
-        assert main(["fuse", str(folder / "a.png"), str(folder / "b.png"), "-o", str(folder / "f.png"), "-q",
-                     "--force"]) == 0
+        assert (
+            main(["fuse", str(folder / "a.png"), str(folder / "b.png"), "-o", str(folder / "f.png"), "-q", "--force"])
+            == 0
+        )
         assert (folder / "f.png").stat().st_mode & 0o777 == 0o604
     finally:
         os.umask(old)
@@ -197,13 +215,25 @@ _STALLED_WRITE = textwrap.dedent(
 def _stall(folder: Path) -> subprocess.Popen:
     script = folder / "stall.py"
     script.write_text(_STALLED_WRITE.format(tests=str(REPO / "tests")))
-    proc = subprocess.Popen([sys.executable, str(script), "fuse", str(folder / "a.png"), str(folder / "b.png"),
-                             "-o", str(folder / "out" / "f.png"), "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
-                            # as from a terminal: a test run started in the background (CI, nohup)
-                            # ignores SIGINT, and a child would inherit that
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(script),
+            "fuse",
+            str(folder / "a.png"),
+            str(folder / "b.png"),
+            "-o",
+            str(folder / "out" / "f.png"),
+            "-q",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+        # as from a terminal: a test run started in the background (CI, nohup)
+        # ignores SIGINT, and a child would inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     assert proc.stdout.readline().strip() == "writing", proc.stderr.read()
     temporaries = list((folder / "out").glob(".f.png.bamf-tmp-*"))
     assert len(temporaries) == 1
@@ -250,20 +280,36 @@ def test_metrics_on_constant_images_is_one_line(tmp_path, capsys):
     flat = np.full((32, 32), 128, np.uint8)
     for name in ("a", "b", "f"):
         Image.fromarray(flat).save(tmp_path / f"{name}.png")
-    refused(capsys, ["metrics", tmp_path / "a.png", tmp_path / "b.png", tmp_path / "f.png"],
-            "metrics: error", "Q_MI is undefined", tmp_path / "a.png", "constant", "some detail")
+    refused(
+        capsys,
+        ["metrics", tmp_path / "a.png", tmp_path / "b.png", tmp_path / "f.png"],
+        "metrics: error",
+        "Q_MI is undefined",
+        tmp_path / "a.png",
+        "constant",
+        "some detail",
+    )
 
 
 # ------------------------------------------------------------------ checkpoints
 def _checkpoint(folder: Path) -> Path:
-    from bamf_lib.nets.checkpoint import rng_state, save_checkpoint
     from bamf_lib.config import TrainConfig
+    from bamf_lib.nets.checkpoint import rng_state, save_checkpoint
 
     model = torch.nn.Linear(2, 2)
     path = folder / "quick-initial" / "checkpoint.pt"
     path.parent.mkdir(parents=True)
-    save_checkpoint(path, model, torch.optim.SGD(model.parameters(), lr=0.1), epoch=1, epochs=2, samples_seen=4,
-                    log=[], cfg=TrainConfig(), rng_ranks=[rng_state()])
+    save_checkpoint(
+        path,
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        epoch=1,
+        epochs=2,
+        samples_seen=4,
+        log=[],
+        cfg=TrainConfig(),
+        rng_ranks=[rng_state()],
+    )
     return path
 
 
@@ -315,30 +361,55 @@ def _cut_first_conv(state):
     state[key] = state[key][:, :1].contiguous()
 
 
-@pytest.mark.parametrize("edit, words", [
-    ({"config_edit": {"colour": "red"}}, ["unknown config key", "colour"]),
-    ({"config_edit": {"width": 20000}}, ["width=20000", "outside"]),
-    ({"config_edit": {"depth": "deep"}}, ["depth='deep'"]),
-    ({"tensor_edit": _cut_first_conv}, ["shape", "the config needs"]),
-    ({"tensor_edit": lambda s: s.pop(sorted(s)[0])}, ["missing"]),
-])
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        ({"config_edit": {"colour": "red"}}, ["unknown config key", "colour"]),
+        ({"config_edit": {"width": 20000}}, ["width=20000", "outside"]),
+        ({"config_edit": {"depth": "deep"}}, ["depth='deep'"]),
+        ({"tensor_edit": _cut_first_conv}, ["shape", "the config needs"]),
+        ({"tensor_edit": lambda s: s.pop(sorted(s)[0])}, ["missing"]),
+    ],
+)
 def test_hostile_weights_header_is_refused_in_one_line(textured_pair, tmp_path, capsys, edit, words):
     path = _weights(tmp_path / "w", **edit)
     a, b, _, _ = textured_pair()
     Image.fromarray(a).save(tmp_path / "a.png")
     Image.fromarray(b).save(tmp_path / "b.png")
-    refused(capsys, ["fuse", tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "f.png", "--weights",
-                     tmp_path / "w", "--device", "cpu"], path, *words)
+    refused(
+        capsys,
+        [
+            "fuse",
+            tmp_path / "a.png",
+            tmp_path / "b.png",
+            "-o",
+            tmp_path / "f.png",
+            "--weights",
+            tmp_path / "w",
+            "--device",
+            "cpu",
+        ],
+        path,
+        *words,
+    )
 
 
 def test_hostile_width_is_refused_before_any_allocation(tmp_path):
     """A config that builds 17 G parameters (68 GB) while the file holds a few KB."""
     path = _weights(tmp_path / "w", config_edit={"width": 4096, "depth": 998})
-    code = ("import resource, sys\nfrom bamf_lib.nets.weightfile import load_weights\ntry:\n    load_weights(sys.argv[1])\n"
-            "except ValueError as e:\n    print(e)\n"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
-    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "PYTHONPATH": str(REPO)}, check=True).stdout.splitlines()
+    code = (
+        "import resource, sys\nfrom bamf_lib.nets.weightfile import load_weights\ntry:\n    load_weights(sys.argv[1])\n"
+        "except ValueError as e:\n    print(e)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=True,
+    ).stdout.splitlines()
     assert "parameters, over the 100,000,000" in out[0]
     assert int(out[-1]) < 1500  # MB at peak: torch itself, nothing of the network
 

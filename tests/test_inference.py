@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from bamf_lib.nets import inference
-from bamf_lib.config import ModelConfig
-from bamf_lib.nets.models import build_model
 from test_scoring import _with_running_stats
+
+from bamf_lib.config import ModelConfig
+from bamf_lib.nets import inference
+from bamf_lib.nets.models import build_model
 
 CONFIGS = [
     ModelConfig(version="v1", depth=8, width=4, patch_size=16),
-    ModelConfig(version="v1", depth=8, width=4, patch_size=32, padding="valid", stage_strides=(1, 1, 1),
-                stage_widths=(1, 1, 1), stage_dilations=(1, 2, 3), head="centre"),
+    ModelConfig(
+        version="v1",
+        depth=8,
+        width=4,
+        patch_size=32,
+        padding="valid",
+        stage_strides=(1, 1, 1),
+        stage_widths=(1, 1, 1),
+        stage_dilations=(1, 2, 3),
+        head="centre",
+    ),
     ModelConfig(version="v2", depth=11, width=4, patch_size=16),
 ]
 
@@ -49,8 +58,9 @@ def test_without_the_fused_op_the_plain_path_runs(monkeypatch):
 def test_the_probe_accepts_this_torch():
     # this project's pinned CPU torch has the op; if a future torch drops it, the probe
     # says False and fused_features falls back (the test above)
-    assert inference.onednn_fusion_available() == (torch.backends.mkldnn.is_available()
-                                                    and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
+    assert inference.onednn_fusion_available() == (
+        torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+    )
 
 
 def test_cached_copy_is_built_once_and_rebuilt_after_training():

@@ -3,9 +3,9 @@ import pytest
 from PIL import Image
 
 import bamf_lib.colour as colour
+from bamf_lib.colour import rgb2gray, to_float_gray
 from bamf_lib.files import atomic_write
 from bamf_lib.io import check_sources, read_image, write_image
-from bamf_lib.colour import rgb2gray, to_float_gray
 
 
 def test_eight_bit_gray_and_rgb_read_back_unchanged(tmp_path):

@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from bamf_lib.evaluation import metrics, published
 from bamf_lib.colour import rgb2gray
-from bamf_lib.io import write_image
+from bamf_lib.evaluation import metrics, published
 from bamf_lib.evaluation.metrics import all_metrics, q_cb, q_g, q_mi, q_y
+from bamf_lib.io import write_image
 
 METRICS = {"Q_MI": q_mi, "Q_G": q_g, "Q_Y": q_y, "Q_CB": q_cb}
 
@@ -138,7 +138,9 @@ def test_csv_and_mat_agree_under_the_method_order():
         assert {r["method"] for r in rows} == set(published.TOOLBOX_METHODS)
         for row in rows:
             for name, col in published.METRIC_COLUMNS.items():
-                assert float(row[col]) == pytest.approx(table[row["method"]][name][int(row["image_index"]) - 1], abs=1e-6)
+                assert float(row[col]) == pytest.approx(
+                    table[row["method"]][name][int(row["image_index"]) - 1], abs=1e-6
+                )
 
 
 @pytest.fixture(scope="module")

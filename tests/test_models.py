@@ -226,8 +226,17 @@ def test_valid_net_round_trips(tmp_path):
         assert torch.equal(back(x), model(x))
 
 
-DENSE = ModelConfig(version="v1", depth=8, width=4, patch_size=32, padding="valid", stage_strides=(1, 1, 1),
-                    stage_widths=(1, 1, 1), stage_dilations=(1, 2, 3), head="centre")
+DENSE = ModelConfig(
+    version="v1",
+    depth=8,
+    width=4,
+    patch_size=32,
+    padding="valid",
+    stage_strides=(1, 1, 1),
+    stage_widths=(1, 1, 1),
+    stage_dilations=(1, 2, 3),
+    head="centre",
+)
 
 
 def test_dense_logits_are_every_patchs_logits():
@@ -252,7 +261,6 @@ def test_dense_logits_need_a_dense_capable_net():
     assert not model.dense_capable
     with pytest.raises(ValueError, match="stride 1"):
         model.dense_logits(torch.rand(1, 2, 80, 80))
-
 
 
 def test_shipped_weight_sets_are_found_by_name(tmp_path):

@@ -10,8 +10,8 @@ from bamf_lib.evaluation import nyud
 
 def test_truth_decision_sums_colour_distances_and_skips_ties():
     gt = np.zeros((1, 3, 3), np.uint8)
-    a = np.array([[[1, 1, 1], [0, 0, 5], [2, 0, 0]]], np.uint8)   # distances 3, 5, 2
-    b = np.array([[[0, 0, 2], [1, 1, 1], [0, 2, 0]]], np.uint8)   # distances 2, 3, 2
+    a = np.array([[[1, 1, 1], [0, 0, 5], [2, 0, 0]]], np.uint8)  # distances 3, 5, 2
+    b = np.array([[[0, 0, 2], [1, 1, 1], [0, 2, 0]]], np.uint8)  # distances 2, 3, 2
     take_a, scored = nyud.truth_decision(a, b, gt)
     assert take_a.tolist() == [[False, False, False]]
     assert scored.tolist() == [[True, True, False]]

@@ -16,17 +16,17 @@ import numpy as np
 import pytest
 import torch
 
-from bamf_lib.runtime import onnx as onnxnet
 from bamf_lib.config import get_profile
-from bamf_lib.nets.export import TOLERANCE, export_onnx, export_weights
 from bamf_lib.fusion.pipeline import fuse
 from bamf_lib.fusion.scorers import load_scorer
-from bamf_lib.runtime import backend as backends
+from bamf_lib.nets.export import TOLERANCE, export_onnx, export_weights
 from bamf_lib.nets.models import build_model
-from bamf_lib.nets.scoring import score_map, score_masked
-from bamf_lib.runtime.locate import WEIGHTS_DIR
 from bamf_lib.nets.pretrained import load_pretrained
+from bamf_lib.nets.scoring import score_map, score_masked
 from bamf_lib.nets.weightfile import save_weights
+from bamf_lib.runtime import backend as backends
+from bamf_lib.runtime import onnx as onnxnet
+from bamf_lib.runtime.locate import WEIGHTS_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,8 +71,11 @@ def test_every_shipped_dense_net_has_its_graph_beside_it():
     candidates, which the book runs through torch."""
     from bamf_lib.runtime.header import header_info
 
-    dense = [f for f in sorted(WEIGHTS_DIR.rglob("*.safetensors"))
-             if "grid" not in f.relative_to(WEIGHTS_DIR).parts and header_info(f)[0].dense_capable]
+    dense = [
+        f
+        for f in sorted(WEIGHTS_DIR.rglob("*.safetensors"))
+        if "grid" not in f.relative_to(WEIGHTS_DIR).parts and header_info(f)[0].dense_capable
+    ]
     assert dense and WEIGHTS_DIR / "initial.safetensors" in dense
     for file in dense:
         graph = onnxnet._session(onnxnet.onnx_path(file))
@@ -98,15 +101,20 @@ def test_a_stale_graph_is_an_error_naming_the_export_command_and_nothing_is_writ
     export_weights(weights / "initial.safetensors")
     save_weights(_random_net("exact", seed=4), weights / "initial.safetensors")  # retrained: the graph is stale
     before = sorted(p.name for p in tmp_path.rglob("*"))
-    for load in (lambda: onnxnet.load_onnx(weights / "initial.safetensors"),
-                 lambda: load_scorer("initial", weights, device="cpu")):
+    for load in (
+        lambda: onnxnet.load_onnx(weights / "initial.safetensors"),
+        lambda: load_scorer("initial", weights, device="cpu"),
+    ):
         with pytest.raises(onnxnet.StaleGraphError, match=f"python -m bamf_lib.nets.export {weights}"):
             load()
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no graph written anywhere, cache included
     assert load_scorer("initial", weights, backend="torch", device="cpu").backend == "torch"  # the way round it
     export_weights(weights / "initial.safetensors")  # the named command's work
     fresh = load_scorer("initial", weights, device="cpu")
-    assert fresh.backend == "onnx" and fresh.sha256 == hashlib.sha256((weights / "initial.safetensors").read_bytes()).hexdigest()
+    assert (
+        fresh.backend == "onnx"
+        and fresh.sha256 == hashlib.sha256((weights / "initial.safetensors").read_bytes()).hexdigest()
+    )
     a, b = _pair(70, 80)
     want = score_map(load_pretrained("initial", weights), a, b, device="cpu")
     np.testing.assert_allclose(fresh.score_map(a, b), want, atol=TOLERANCE)
@@ -134,7 +142,10 @@ def test_onnx_and_torch_fuse_to_the_same_decision():
     from bamf_lib.evaluation.groundtruth import groundtruth_set
 
     pair = groundtruth_set(1, seed=4)[0]
-    onnx, plain = fuse([pair.a, pair.b], backend="onnx", device="cpu"), fuse([pair.a, pair.b], backend="torch", device="cpu")
+    onnx, plain = (
+        fuse([pair.a, pair.b], backend="onnx", device="cpu"),
+        fuse([pair.a, pair.b], backend="torch", device="cpu"),
+    )
     assert onnx.near_boundary.any()
     np.testing.assert_allclose(onnx.refined_score_map, plain.refined_score_map, atol=TOLERANCE)
     np.testing.assert_array_equal(onnx.decision_map, plain.decision_map)
@@ -181,15 +192,27 @@ def test_bamf_fuse_never_imports_torch(tmp_path):
     pair = groundtruth_set(1, seed=5)[0]
     for name, image in (("a.png", pair.a), ("b.png", pair.b)):
         Image.fromarray(image).save(tmp_path / name)
-    argv = ["fuse", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o", str(tmp_path / "f.png"), "-q",
-            "--device", "cpu"]  # "auto" would pick torch on a host with an NVIDIA driver
+    argv = [
+        "fuse",
+        str(tmp_path / "a.png"),
+        str(tmp_path / "b.png"),
+        "-o",
+        str(tmp_path / "f.png"),
+        "-q",
+        "--device",
+        "cpu",
+    ]  # "auto" would pick torch on a host with an NVIDIA driver
     run = subprocess.run([sys.executable, "-c", _NO_TORCH, *argv], capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr
     fused = np.asarray(Image.open(tmp_path / "f.png"))
     np.testing.assert_array_equal(fused, fuse([pair.a, pair.b], backend="torch", device="cpu").fused)
     # what needs torch says so in one line
-    run = subprocess.run([sys.executable, "-c", _NO_TORCH, *argv, "--force", "--backend", "torch"],
-                         capture_output=True, text=True, cwd=ROOT)
+    run = subprocess.run(
+        [sys.executable, "-c", _NO_TORCH, *argv, "--force", "--backend", "torch"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert run.returncode != 0 and len(run.stderr.strip().splitlines()) == 1 and "torch" in run.stderr
 
 

@@ -6,12 +6,12 @@ from dataclasses import replace
 
 import pytest
 import torch
+from test_models import _random_stats  # BatchNorm with non-trivial running statistics
 from torch.utils.data import TensorDataset
 
 from bamf_lib.config import ModelConfig, get_profile
 from bamf_lib.nets.models import build_model, param_count
 from bamf_lib.nets.training import train
-from test_models import _random_stats  # BatchNorm with non-trivial running statistics
 
 PAPER = get_profile("paper")
 
@@ -56,8 +56,16 @@ def test_keras_head_by_hand():
 
 def test_keras_head_at_every_position_is_every_patch():
     """pooled_logits (the fast path's head) gives, on a padding-free net, each patch's own logits."""
-    cfg = ModelConfig(version="v1", depth=8, width=4, patch_size=32, padding="valid", stage_strides=(1, 1, 1),
-                      stage_widths=(1, 1, 1), head="keras")
+    cfg = ModelConfig(
+        version="v1",
+        depth=8,
+        width=4,
+        patch_size=32,
+        padding="valid",
+        stage_strides=(1, 1, 1),
+        stage_widths=(1, 1, 1),
+        head="keras",
+    )
     torch.manual_seed(0)
     model = _random_stats(build_model(cfg))
     img = torch.rand(1, 2, 41, 38)

@@ -13,10 +13,10 @@ def test_binarize_takes_a_above_threshold_and_ties_go_to_b():
 
 def test_small_regions_of_either_class_flip_and_large_ones_stay():
     d = np.zeros((100, 100), bool)
-    d[:, 50:] = True          # two halves: both large
-    d[10:15, 10:15] = True    # 25 px island of A in B (< 100 = 1 %)
-    d[60:65, 70:75] = False   # 25 px hole of B in A
-    d[80:92, 10:22] = True    # 144 px island: kept
+    d[:, 50:] = True  # two halves: both large
+    d[10:15, 10:15] = True  # 25 px island of A in B (< 100 = 1 %)
+    d[60:65, 70:75] = False  # 25 px hole of B in A
+    d[80:92, 10:22] = True  # 144 px island: kept
     out = remove_small_regions(d, 0.01)
     assert not out[10:15, 10:15].any() and out[60:65, 70:75].all()
     assert out[80:92, 10:22].all()

@@ -71,14 +71,20 @@ def test_export_intro_writes_what_chapters_glued(tmp_path):
     record = "application/papermill.record/"
     outputs = {
         "07-fusion": [("fig-intro-fused", {record + "image/png": base64.b64encode(png).decode()})],
-        "09-evaluation": [("verdict", {record + "text/markdown": "Two sentences."}),
-                          ("weights", {record + "text/markdown": "shipped `exact` weights"})],
+        "09-evaluation": [
+            ("verdict", {record + "text/markdown": "Two sentences."}),
+            ("weights", {record + "text/markdown": "shipped `exact` weights"}),
+        ],
     }
     for chapter, glues in outputs.items():
         nb = nbformat.v4.new_notebook()
         cell = nbformat.v4.new_code_cell("glue(...)")
-        cell.outputs = [nbformat.v4.new_output("display_data", data=data, metadata={
-            "scrapbook": {"name": key, "mime_prefix": record}}) for key, data in glues]
+        cell.outputs = [
+            nbformat.v4.new_output(
+                "display_data", data=data, metadata={"scrapbook": {"name": key, "mime_prefix": record}}
+            )
+            for key, data in glues
+        ]
         nb.cells = [cell]
         nbformat.write(nb, executed / f"{chapter}.ipynb")
     written = reproduce.export_intro(executed, tmp_path / "gen")

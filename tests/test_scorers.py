@@ -41,11 +41,14 @@ def recorded(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize(("path", "band", "expected"), [
-    ("reference", 0.5, "masked"),  # the reference path evaluates only the band's patches
-    ("fast", WHOLE_IMAGE_ABOVE / 2, "masked"),  # a tiny band: its tiles
-    ("fast", 0.5, "map"),  # a large band: one whole-image pass is cheaper
-])
+@pytest.mark.parametrize(
+    ("path", "band", "expected"),
+    [
+        ("reference", 0.5, "masked"),  # the reference path evaluates only the band's patches
+        ("fast", WHOLE_IMAGE_ABOVE / 2, "masked"),  # a tiny band: its tiles
+        ("fast", 0.5, "map"),  # a large band: one whole-image pass is cheaper
+    ],
+)
 def test_the_torch_scorer_scores_a_band_the_cheapest_way(recorded, path, band, expected):
     scorer = TorchScorer(_tiny_net(), device="cpu", path=path)
     mask = np.zeros((100, 100), bool)
@@ -79,8 +82,9 @@ def test_as_scorer_wraps_a_torch_network_and_passes_a_scorer_through():
     assert wrapped.device == torch.device("cpu")
     assert as_scorer(wrapped, path="fast") is wrapped
     a = np.random.default_rng(0).random((40, 50), dtype=np.float32)
-    np.testing.assert_array_equal(wrapped.score_map(a, a[::-1].copy()),
-                                  scoring.score_map(net, a, a[::-1].copy(), path="reference"))
+    np.testing.assert_array_equal(
+        wrapped.score_map(a, a[::-1].copy()), scoring.score_map(net, a, a[::-1].copy(), path="reference")
+    )
 
 
 def test_choose_backend_says_why_onnx_runtime_does_not_run_a_network():

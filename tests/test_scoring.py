@@ -49,7 +49,7 @@ def trained(one_thread):
     model = build_model(CFG)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     tex = _texture(rng, (256, 256))
-    for step in range(150):
+    for _ in range(150):
         sigma = rng.uniform(1.5, 4.0)
         blur = ndi.gaussian_filter(tex, sigma)
         ys, xs = rng.integers(0, 256 - P, 64), rng.integers(0, 256 - P, 64)
@@ -258,8 +258,17 @@ def test_optimised_shipped_weights_decide_as_the_plain_ones(net):
 
 VALID = ModelConfig(version="v1", depth=8, width=8, patch_size=64, padding="valid", stem_stride=2)
 # the exact profile's shape: stride 1, dilated stages, centre-weighted pool
-DENSE = ModelConfig(version="v1", depth=8, width=4, patch_size=32, padding="valid", stage_strides=(1, 1, 1),
-                    stage_widths=(1, 1, 1), stage_dilations=(1, 2, 3), head="centre")
+DENSE = ModelConfig(
+    version="v1",
+    depth=8,
+    width=4,
+    patch_size=32,
+    padding="valid",
+    stage_strides=(1, 1, 1),
+    stage_widths=(1, 1, 1),
+    stage_dilations=(1, 2, 3),
+    head="centre",
+)
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from bamf_lib.data import datasets, synthesis
-
-from bamf_lib.evaluation import groundtruth
 from bamf_lib.config import SynthesisConfig
+from bamf_lib.data import datasets, synthesis
+from bamf_lib.evaluation import groundtruth
 
 SMALL = SynthesisConfig(n_foregrounds=4, n_backgrounds=5, patch_size=32, pairs_per_image=4)
 
@@ -88,8 +87,9 @@ def test_boundary_patches_hold_both_classes():
     alpha = np.zeros((96, 128), np.float32)
     alpha[20:70, 30:90] = 1.0
     a, b = _two_level_pair(alpha)
-    x, _ = synthesis.patches_from_pair(a, b, alpha, n=200, patch_size=16, rng=np.random.default_rng(2),
-                                       boundary_only=True, boundary_min_fraction=0.10)
+    x, _ = synthesis.patches_from_pair(
+        a, b, alpha, n=200, patch_size=16, rng=np.random.default_rng(2), boundary_only=True, boundary_min_fraction=0.10
+    )
     assert len(x) == 200
     focused = (x[:, 0] > 125).mean(axis=(1, 2))
     assert focused.min() >= 0.10 and focused.max() <= 0.90
@@ -234,9 +234,12 @@ def test_regions_carry_the_label_of_every_patch_inside():
     assert x.shape == (5, 2, r, r) and y.shape == (5, r - p + 1, r - p + 1)
     for k in range(5):  # find where region k was cut, then check its labels patch by patch
         ys, xs = np.argwhere((np.lib.stride_tricks.sliding_window_view(a, (r, r)) == x[k, 0]).all((2, 3)))[0]
-        np.testing.assert_array_equal(y[k], label_map(alpha[ys + p // 2 : ys + p // 2 + r - p + 1,
-                                                             xs + p // 2 : xs + p // 2 + r - p + 1]))
-    xb, yb = regions_from_pair(a, b, alpha, n=5, region=r, patch_size=p, rng=np.random.default_rng(2), boundary_only=True)
+        np.testing.assert_array_equal(
+            y[k], label_map(alpha[ys + p // 2 : ys + p // 2 + r - p + 1, xs + p // 2 : xs + p // 2 + r - p + 1])
+        )
+    xb, yb = regions_from_pair(
+        a, b, alpha, n=5, region=r, patch_size=p, rng=np.random.default_rng(2), boundary_only=True
+    )
     inside = boundary_mask(alpha, p)
     for k in range(5):
         ys, xs = np.argwhere((np.lib.stride_tricks.sliding_window_view(a, (r, r)) == xb[k, 0]).all((2, 3)))[0]

@@ -60,9 +60,9 @@ def test_compare_to_best_uses_common_pairs_and_per_pair_margins(score_result):
 
 @pytest.mark.requires_data("published")
 def test_survey_ranking_places_a_method_among_the_18():
-    from bamf_lib.evaluation.table1 import pair_set
     from bamf_lib.evaluation.published import toolbox_scores
     from bamf_lib.evaluation.summary import EvaluationResult
+    from bamf_lib.evaluation.table1 import pair_set
     from bamf_lib.evaluation.tables import survey_ranking
 
     names = [p.name for p in pair_set("survey30")]
@@ -76,7 +76,9 @@ def test_survey_ranking_places_a_method_among_the_18():
     assert cnn["Q_G"] == pytest.approx(expected)
     assert cnn["rank"]["Q_G"] >= 2
     with pytest.raises(ValueError, match="survey30"):
-        survey_ranking(EvaluationResult(names[:3], ["bamf"], {"bamf": {n: best for n in names[:3]}}, {}, {}, {}, [], []))
+        survey_ranking(
+            EvaluationResult(names[:3], ["bamf"], {"bamf": {n: best for n in names[:3]}}, {}, {}, {}, [], [])
+        )
 
 
 def test_format_table_methods_as_rows_is_the_transpose(score_result):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch.utils.data import TensorDataset
 
 from bamf_lib.config import TrainConfig
 from bamf_lib.nets.training import lr_factor, read_log, train
@@ -48,7 +49,9 @@ TINY = textwrap.dedent(
                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(8, 2))
     """
 )
-exec(TINY)
+_TINY: dict = {}
+exec(TINY, _TINY)  # the same source runs in this process and in the subprocess scripts
+tiny_data, tiny_model = _TINY["tiny_data"], _TINY["tiny_model"]
 
 SCRIPT = TINY + textwrap.dedent(
     """
@@ -91,13 +94,11 @@ def _env():
 def test_schedule_drops_at_the_papers_epochs():
     cfg = TrainConfig()  # 200 epochs, drops after 80, 120, 160, 180
     factors = {e: lr_factor(e / cfg.epochs, cfg) for e in (0, 79, 80, 119, 120, 160, 179, 180, 199)}
-    assert factors == {0: 1.0, 79: 1.0, 80: 0.1, 119: 0.1, 120: 0.01, 160: 0.001, 179: 0.001,
-                       180: 0.0005, 199: 0.0005}
+    assert factors == {0: 1.0, 79: 1.0, 80: 0.1, 119: 0.1, 120: 0.01, 160: 0.001, 179: 0.001, 180: 0.0005, 199: 0.0005}
 
 
 def test_schedule_scales_to_a_short_run_and_is_applied(tmp_path):
-    cfg = TrainConfig(epochs=5, batch_size=50, lr=0.1, milestones=(0.4, 0.8), factors=(0.1, 0.01),
-                      device="cpu", seed=0)
+    cfg = TrainConfig(epochs=5, batch_size=50, lr=0.1, milestones=(0.4, 0.8), factors=(0.1, 0.01), device="cpu", seed=0)
     log = train(tiny_model(), tiny_data(200, 1), None, cfg, out_dir=tmp_path, progress=False)
     # the logged rate is the one of each epoch's last step
     assert [r["lr"] for r in log] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
@@ -106,8 +107,7 @@ def test_schedule_scales_to_a_short_run_and_is_applied(tmp_path):
 def test_tiny_training_learns_and_writes_its_log(tmp_path):
     cfg = TrainConfig(epochs=4, batch_size=32, lr=0.05, device="cpu", milestones=(0.75,), factors=(0.1,))
     val = tiny_data(300, 2)
-    log = train(tiny_model(), tiny_data(1500, 1), val, cfg, out_dir=tmp_path, progress=True,
-                boundary_val_ds=val)
+    log = train(tiny_model(), tiny_data(1500, 1), val, cfg, out_dir=tmp_path, progress=True, boundary_val_ds=val)
     assert log[-1]["loss"] < log[0]["loss"]
     assert log[-1]["val_acc"] > 0.8
     assert log[-1]["val_boundary_acc"] == log[-1]["val_acc"]
@@ -146,7 +146,9 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path):
     script, out = _write_script(tmp_path), tmp_path / "ddp"
     subprocess.run(
         [torchrun, "--standalone", "--nproc_per_node=2", str(script), str(out), "2", "800"],
-        env=_env(), check=True, timeout=120,
+        env=_env(),
+        check=True,
+        timeout=120,
     )
     a, b = load_file(out / "final-rank0.safetensors"), load_file(out / "final-rank1.safetensors")
     for key in a:
@@ -171,8 +173,14 @@ def test_time_budget_stops_after_a_whole_epoch(tmp_path):
 def test_region_data_need_the_region_config(tmp_path):
     regions = TensorDataset(torch.zeros(8, 2, 20, 20, dtype=torch.uint8), torch.zeros(8, 5, 5, dtype=torch.long))
     with pytest.raises(ValueError, match="TrainConfig.region is None but the data are regions"):
-        train(tiny_model(), regions, None, TrainConfig(epochs=1, batch_size=4, device="cpu"), out_dir=tmp_path,
-              progress=False)
+        train(
+            tiny_model(),
+            regions,
+            None,
+            TrainConfig(epochs=1, batch_size=4, device="cpu"),
+            out_dir=tmp_path,
+            progress=False,
+        )
 
 
 def test_bad_config_is_refused(tmp_path):
@@ -181,8 +189,8 @@ def test_bad_config_is_refused(tmp_path):
 
 
 def test_train_profile_saves_weights_with_their_story(tmp_path):
-    from bamf_lib.nets.weightfile import load_weights
     from bamf_lib.nets.recipe import train_profile
+    from bamf_lib.nets.weightfile import load_weights
 
     tiny = {"train.epochs": 1, "train.max_samples": 256, "extra.val_samples": "128", "model.depth": 8}
     path = train_profile("quick", net="boundary", out_dir=tmp_path, device="cpu", progress=False, overrides=tiny)
@@ -200,10 +208,23 @@ def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
     cfg = TrainConfig(epochs=1, batch_size=50, lr=0.05, device="cpu")
     train(tiny_model(), tiny_data(100, 1), None, cfg, out_dir=tmp_path, progress=False)
     with pytest.raises(ValueError, match="another TrainConfig"):
-        train(tiny_model(), tiny_data(100, 1), None, TrainConfig(epochs=2, batch_size=50, lr=0.05, device="cpu"),
-              out_dir=tmp_path, progress=False)
-    log = train(tiny_model(), tiny_data(100, 1), None, TrainConfig(epochs=2, batch_size=50, lr=0.05, device="cpu"),
-                out_dir=tmp_path, progress=False, resume=False)
+        train(
+            tiny_model(),
+            tiny_data(100, 1),
+            None,
+            TrainConfig(epochs=2, batch_size=50, lr=0.05, device="cpu"),
+            out_dir=tmp_path,
+            progress=False,
+        )
+    log = train(
+        tiny_model(),
+        tiny_data(100, 1),
+        None,
+        TrainConfig(epochs=2, batch_size=50, lr=0.05, device="cpu"),
+        out_dir=tmp_path,
+        progress=False,
+        resume=False,
+    )
     assert len(log) == 2
 
 
@@ -239,12 +260,21 @@ def test_region_augmentation_keeps_each_label_with_its_patch():
 def test_dense_training_on_regions(tmp_path):
     """The exact profile trains a padding-free stride-1 net on regions: every patch of a
     region is a labelled sample, and validation is per patch as for every other net."""
-    from bamf_lib.nets.weightfile import load_weights
     from bamf_lib.nets.recipe import train_profile
+    from bamf_lib.nets.weightfile import load_weights
 
-    tiny = {"train.epochs": 1, "extra.val_samples": 64, "train.region": 40, "train.regions_per_pair": 1,
-            "model.width": 4, "model.patch_size": 32, "synthesis.patch_size": 32, "synthesis.source": "embedded",
-            "synthesis.n_foregrounds": 2, "synthesis.n_backgrounds": 2}
+    tiny = {
+        "train.epochs": 1,
+        "extra.val_samples": 64,
+        "train.region": 40,
+        "train.regions_per_pair": 1,
+        "model.width": 4,
+        "model.patch_size": 32,
+        "synthesis.patch_size": 32,
+        "synthesis.source": "embedded",
+        "synthesis.n_foregrounds": 2,
+        "synthesis.n_backgrounds": 2,
+    }
     path = train_profile("exact", net="initial", out_dir=tmp_path, device="cpu", progress=False, overrides=tiny)
     model = load_weights(path)
     assert model.dense_capable and model.config.head == "centre"
@@ -255,10 +285,29 @@ def test_dense_training_on_regions(tmp_path):
 
 
 # `bamf train` on a tiny quick profile: a few seconds of synthesis and three short epochs
-TINY_TRAIN = ["--profile", "quick", "-q", "--device", "cpu", "--set", "train.epochs=3", "--set", "train.max_samples=256",
-              "--set", "extra.val_samples=64", "--set", "model.depth=8", "--set", "model.width=4",
-              "--set", "synthesis.n_foregrounds=2", "--set", "synthesis.n_backgrounds=2",
-              "--set", "synthesis.pairs_per_image=2"]
+TINY_TRAIN = [
+    "--profile",
+    "quick",
+    "-q",
+    "--device",
+    "cpu",
+    "--set",
+    "train.epochs=3",
+    "--set",
+    "train.max_samples=256",
+    "--set",
+    "extra.val_samples=64",
+    "--set",
+    "model.depth=8",
+    "--set",
+    "model.width=4",
+    "--set",
+    "synthesis.n_foregrounds=2",
+    "--set",
+    "synthesis.n_backgrounds=2",
+    "--set",
+    "synthesis.pairs_per_image=2",
+]
 
 
 def _bamf_train(out, **popen):

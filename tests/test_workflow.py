@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from bamf_lib.book import reproduce
@@ -41,10 +40,17 @@ def test_the_workflow_fetches_caches_and_builds_with_the_bamf_commands():
     job, steps = _steps()
     assert job["env"]["BAMF_DATA_DIR"] == ""  # downloads, never a local copy
     order = [s.get("id") or s.get("uses", "").split("@")[0] for s in job["steps"]]
-    assert order.index("setup") < order.index("actions/cache") < order.index("data") < order.index("check") \
-        < order.index("book"), order
+    assert (
+        order.index("setup")
+        < order.index("actions/cache")
+        < order.index("data")
+        < order.index("check")
+        < order.index("book")
+    ), order
     cache = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/cache@"))
-    assert cache["with"]["path"] == "~/.cache/bamf" and "hashFiles('bamf_lib/data/registry.txt')" in cache["with"]["key"]
+    assert (
+        cache["with"]["path"] == "~/.cache/bamf" and "hashFiles('bamf_lib/data/registry.txt')" in cache["with"]["key"]
+    )
     assert steps["data"]["run"].strip() == ".venv/bin/bamf data fetch"
     assert steps["book"]["run"].strip() == "make book PROFILE=quick"
 
@@ -59,8 +65,13 @@ def test_dry_run_of_the_data_and_build_steps_against_a_local_server(tmp_path, mo
     try:
         _, steps = _steps()
         cache = tmp_path / "home-cache-bamf"
-        env = {**os.environ, "BAMF_DATA_DIR": "", "BAMF_REGISTRY": str(registry_file), "BAMF_CACHE_DIR": str(cache),
-               "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        env = {
+            **os.environ,
+            "BAMF_DATA_DIR": "",
+            "BAMF_REGISTRY": str(registry_file),
+            "BAMF_CACHE_DIR": str(cache),
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        }
         fetched = _run_step(steps["data"], env)
         assert fetched.returncode == 0, fetched.stderr
         assert str(cache) in fetched.stdout and (cache / "grayscale" / "g_01_1.png").is_file()
@@ -69,8 +80,14 @@ def test_dry_run_of_the_data_and_build_steps_against_a_local_server(tmp_path, mo
         again = _run_step(steps["data"], env)  # a restored cache: verified, nothing downloaded
         requests = sum(server.requests.values())
         assert again.returncode == 0 and sum(server.requests.values()) == requests
-        make = subprocess.run(["make", "-n", *steps["book"]["run"].split()[1:]], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=60)
+        make = subprocess.run(
+            ["make", "-n", *steps["book"]["run"].split()[1:]],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert "bamf reproduce --profile quick" in make.stdout, make.stdout + make.stderr
         for key, value in env.items():  # the book command's data gate, in this process, with the step's env
             if key.startswith("BAMF_"):

@@ -52,8 +52,7 @@ def serve(tmp_path: Path, tampered: bool = True):
     from scipy.io import savemat
 
     from bamf_lib.data.download import convert
-    from bamf_lib.data.registry import TOOLBOX_METHODS, TOOLBOX_METRICS
-    from bamf_lib.data.registry import Entry
+    from bamf_lib.data.registry import TOOLBOX_METHODS, TOOLBOX_METRICS, Entry
 
     rng = np.random.default_rng(5)
     root = tmp_path / "upstream"
@@ -61,9 +60,11 @@ def serve(tmp_path: Path, tampered: bool = True):
     files = {}  # local path -> (upstream path, upstream bytes, conversion, expected local bytes or None)
     gray = rng.integers(0, 256, (40, 56), dtype=np.uint8)
     color = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
-    for local, up, pixels in (("grayscale/g_01_1.png", "sourceimages/grayscale/g_01_1.tif", gray),
-                              ("grayscale/g_01_2.png", "sourceimages/grayscale/g_01_2.tif", gray[::-1]),
-                              ("published/color/dsift/c_01.png", "Results/color/c_01_dsift.tif", color)):
+    for local, up, pixels in (
+        ("grayscale/g_01_1.png", "sourceimages/grayscale/g_01_1.tif", gray),
+        ("grayscale/g_01_2.png", "sourceimages/grayscale/g_01_2.tif", gray[::-1]),
+        ("published/color/dsift/c_01.png", "Results/color/c_01_dsift.tif", color),
+    ):
         files[local] = (up, cv2.imencode(".tif", pixels)[1].tobytes(), "tiff-to-png", pixels)
     jpeg = cv2.imencode(".jpg", color)[1].tobytes()
     files["lytro/lytro-01-A.jpg"] = ("Code/datasets/CMFDataset/lytro-01-A.jpg", jpeg, "none", None)

@@ -15,8 +15,11 @@ def cmd_data(args: argparse.Namespace) -> int:
     chosen = registry.select(only or None)
     if args.action == "fetch":
         root = download.fetch_many(chosen, args.dir, progress=not args.quiet).resolve()
-        how = f"use them with BAMF_DATA_DIR={root}" if args.dir else \
-            "the download cache, which bamf reads when BAMF_DATA_DIR is unset"
+        how = (
+            f"use them with BAMF_DATA_DIR={root}"
+            if args.dir
+            else "the download cache, which bamf reads when BAMF_DATA_DIR is unset"
+        )
         print(f"{len(chosen)} files hash-checked in {root}: {how}")
         return 0
     root = Path(args.dir) if args.dir else _data_folder()
@@ -25,8 +28,10 @@ def cmd_data(args: argparse.Namespace) -> int:
         print(f"missing {name}")
     for name in wrong:
         print(f"WRONG   {name} (hash differs from the registry: delete it and fetch again)")
-    print(f"{root}: {len(chosen) - len(missing) - len(wrong)} of {len(chosen)} files verified, "
-          f"{len(missing)} missing, {len(wrong)} wrong")
+    print(
+        f"{root}: {len(chosen) - len(missing) - len(wrong)} of {len(chosen)} files verified, "
+        f"{len(missing)} missing, {len(wrong)} wrong"
+    )
     return 1 if missing or wrong else 0
 
 

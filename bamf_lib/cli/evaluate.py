@@ -13,8 +13,8 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     """``bamf evaluate --pairs SET [--json OUT] [--save-fused DIR] [--weights DIR]``: print
     Table 1, optionally save the scores and bamf's fused images."""
     from bamf_lib.evaluation.table1 import default_methods, evaluate, pair_set
-    from bamf_lib.files import atomic_write
     from bamf_lib.evaluation.tables import format_table, paper_result
+    from bamf_lib.files import atomic_write
 
     existing = getattr(args, "existing", None) or ("overwrite" if getattr(args, "force", False) else "refuse")
     overwrite = existing == "overwrite"

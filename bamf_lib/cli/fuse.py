@@ -50,8 +50,9 @@ def _check_writable(folder: Path, option: str) -> None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise PermissionError(f"{option}: cannot write in {folder} ({exc.strerror}); "
-                              f"choose a writable folder for {option}") from None
+        raise PermissionError(
+            f"{option}: cannot write in {folder} ({exc.strerror}); choose a writable folder for {option}"
+        ) from None
 
 
 def _check_output(path: str | None, force: bool, inputs: list[str] = (), option: str = "-o") -> None:
@@ -66,8 +67,10 @@ def _check_output(path: str | None, force: bool, inputs: list[str] = (), option:
         raise IsADirectoryError(f"{option} {path} is a folder; name the image file to write, e.g. {out / 'fused.png'}")
     for source in inputs:
         if _same_file(out, Path(source)):
-            raise ValueError(f"{option} {path} is the input {source}; write the result to another file "
-                             f"(--force never replaces an input)")
+            raise ValueError(
+                f"{option} {path} is the input {source}; write the result to another file "
+                f"(--force never replaces an input)"
+            )
     if out.exists() and not force:
         raise FileExistsError(f"{path} exists; pass --force to replace it")
     if out.suffix.lower() not in Image.registered_extensions():
@@ -81,9 +84,15 @@ def _scorers(args: argparse.Namespace) -> dict:
     return {net: scorers.load_scorer(net, args.weights, **load) for net in ("initial", "boundary")}
 
 
-def _fuse_stack(args: argparse.Namespace, nets: dict, source_paths: list, output: str | Path,
-                decision_map: str | None = None, progress: bool = True,
-                exclusive: threading.Lock | None = None) -> str:
+def _fuse_stack(
+    args: argparse.Namespace,
+    nets: dict,
+    source_paths: list,
+    output: str | Path,
+    decision_map: str | None = None,
+    progress: bool = True,
+    exclusive: threading.Lock | None = None,
+) -> str:
     """Fuse one stack with ``nets`` (:func:`_scorers`, or a callable returning them) and write it
     (and its decision map); returns the line to report.
 
@@ -93,14 +102,17 @@ def _fuse_stack(args: argparse.Namespace, nets: dict, source_paths: list, output
     stop event, :func:`bamf_lib.runtime.onnx.set_stop`)."""
     out = Path(output)
     if len(source_paths) > pipeline.MAX_SOURCES:
-        raise ValueError(f"{len(source_paths)} sources, more than the {pipeline.MAX_SOURCES} one decision map can index; "
-                         f"fuse them in groups, then fuse the groups' results")
+        raise ValueError(
+            f"{len(source_paths)} sources, more than the {pipeline.MAX_SOURCES} one decision map can index; "
+            f"fuse them in groups, then fuse the groups' results"
+        )
     _check_output(str(output), args.force, source_paths)
     _check_output(decision_map, args.force, source_paths, "--decision-map")
     if decision_map and _same_file(Path(decision_map), out):
         raise ValueError(f"--decision-map and -o name the same file {out}")
-    sources = check_sources([read_image(p, max_pixels=args.max_pixels) for p in source_paths],
-                            names=[str(p) for p in source_paths])
+    sources = check_sources(
+        [read_image(p, max_pixels=args.max_pixels) for p in source_paths], names=[str(p) for p in source_paths]
+    )
     nets = nets() if callable(nets) else nets
 
     large = sources[0].shape[0] * sources[0].shape[1] >= _PROGRESS_PIXELS
@@ -108,8 +120,15 @@ def _fuse_stack(args: argparse.Namespace, nets: dict, source_paths: list, output
         if large and exclusive is not None:
             alone.enter_context(exclusive)
             alone.enter_context(onnx.threads(None))
-        result = pipeline.fuse(sources, path=args.path, device=args.device, align=args.align, progress=large and progress,
-                      initial=nets["initial"], boundary=nets["boundary"])
+        result = pipeline.fuse(
+            sources,
+            path=args.path,
+            device=args.device,
+            align=args.align,
+            progress=large and progress,
+            initial=nets["initial"],
+            boundary=nets["boundary"],
+        )
     # both images are ready before either is written, so a failure leaves no output
     write_image(out, result.fused, overwrite=args.force)
     if decision_map:
@@ -128,8 +147,9 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     if args.jobs is not None:
         raise ValueError("--jobs is for many stacks (--batch DIR, --list FILE); one stack already uses every core")
     # the outputs and inputs are checked before the networks load
-    line = _fuse_stack(args, functools.partial(_scorers, args), args.sources, args.output, args.decision_map,
-                       progress=not args.quiet)
+    line = _fuse_stack(
+        args, functools.partial(_scorers, args), args.sources, args.output, args.decision_map, progress=not args.quiet
+    )
     if not args.quiet:
         print(line, file=sys.stderr)
     return 0
@@ -166,13 +186,23 @@ def _cmd_fuse_batch(args: argparse.Namespace) -> int:
         fused.append(stack)
 
     try:
-        report = run_batch(stacks, fuse_one, force=args.force, progress=not args.quiet, debug=args.debug, jobs=jobs,
-                           setup=setup, stop=stop)
+        report = run_batch(
+            stacks,
+            fuse_one,
+            force=args.force,
+            progress=not args.quiet,
+            debug=args.debug,
+            jobs=jobs,
+            setup=setup,
+            stop=stop,
+        )
     except KeyboardInterrupt:
         n = len(fused)
-        raise KeyboardInterrupt(f"interrupted; {n} stack{'s' if n != 1 else ''} fused in this run "
-                                f"{'are' if n != 1 else 'is'} kept, the others left nothing; run again to go on "
-                                f"(finished stacks are skipped)") from None
+        raise KeyboardInterrupt(
+            f"interrupted; {n} stack{'s' if n != 1 else ''} fused in this run "
+            f"{'are' if n != 1 else 'is'} kept, the others left nothing; run again to go on "
+            f"(finished stacks are skipped)"
+        ) from None
     for stack, exc in report.failed:
         print(f"bamf fuse: failed {stack.name} (-> {stack.output}): {one_line(exc)}", file=sys.stderr)
     print(f"bamf fuse: {len(stacks)} stacks: {report.summary()}", file=sys.stderr)

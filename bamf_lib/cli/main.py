@@ -21,7 +21,6 @@ import signal
 import sys
 import threading
 import warnings
-from pathlib import Path
 
 from bamf_lib.cli.data import cmd_data as _cmd_data
 from bamf_lib.cli.evaluate import evaluate_cli
@@ -32,8 +31,8 @@ __all__ = ["main", "build_parser"]
 
 
 def _cmd_metrics(args: argparse.Namespace) -> int:
-    from bamf_lib.io import read_image
     from bamf_lib.evaluation.metrics import all_metrics
+    from bamf_lib.io import read_image
 
     images = [read_image(p, max_pixels=args.max_pixels) for p in (args.a, args.b, args.fused)]
     try:
@@ -77,30 +76,59 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bamf", description="Boundary-aware multi-focus image fusion.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("fuse", help="fuse two or more differently focused images into one all-in-focus image",
-                       description="Fuse one stack (SOURCES -o OUTPUT) or many in one process (--batch, --list).")
+    p = sub.add_parser(
+        "fuse",
+        help="fuse two or more differently focused images into one all-in-focus image",
+        description="Fuse one stack (SOURCES -o OUTPUT) or many in one process (--batch, --list).",
+    )
     p.add_argument("sources", nargs="*", help="source images (two or more, same size)")
-    p.add_argument("-o", "--output", help="fused image to write (with --batch: the folder for the fused images, "
-                   "default the --batch folder)")
-    p.add_argument("--batch", metavar="DIR", help="fuse every stack in DIR: each subfolder's images (in name "
-                   "order) are one stack, written to OUTDIR/<subfolder><suffix>")
-    p.add_argument("--list", metavar="FILE", help="fuse the stacks listed in FILE, one 'a.jpg b.jpg -> out.png' per "
-                   "line (paths relative to FILE's folder)")
+    p.add_argument(
+        "-o",
+        "--output",
+        help="fused image to write (with --batch: the folder for the fused images, default the --batch folder)",
+    )
+    p.add_argument(
+        "--batch",
+        metavar="DIR",
+        help="fuse every stack in DIR: each subfolder's images (in name "
+        "order) are one stack, written to OUTDIR/<subfolder><suffix>",
+    )
+    p.add_argument(
+        "--list",
+        metavar="FILE",
+        help="fuse the stacks listed in FILE, one 'a.jpg b.jpg -> out.png' per line (paths relative to FILE's folder)",
+    )
     p.add_argument("--suffix", default=".png", help="format of --batch outputs (default .png)")
-    p.add_argument("--jobs", type=int, metavar="N", help="with --batch or --list: stacks fused at once, each on its "
-                   "share of the cores (default: one per core, up to 4); stacks of over 1 MP fuse one at a time on "
-                   "all cores, which bounds the memory")
-    p.add_argument("--decision-map", help="also write the decision map here: the index of the chosen source, "
-                   "scaled to 0..255 (for a pair: 0 where the first source is taken, 255 where the second)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="with --batch or --list: stacks fused at once, each on its "
+        "share of the cores (default: one per core, up to 4); stacks of over 1 MP fuse one at a time on "
+        "all cores, which bounds the memory",
+    )
+    p.add_argument(
+        "--decision-map",
+        help="also write the decision map here: the index of the chosen source, "
+        "scaled to 0..255 (for a pair: 0 where the first source is taken, 255 where the second)",
+    )
     p.add_argument("--path", choices=["fast", "reference"], default="fast")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto",
-                   help="what runs the networks: ONNX Runtime on the CPU (no PyTorch needed), PyTorch (CPU or "
-                   "GPU; pip install 'bamf[train]'), or auto: ONNX where it computes the same scores")
+    p.add_argument(
+        "--backend",
+        choices=["auto", "onnx", "torch"],
+        default="auto",
+        help="what runs the networks: ONNX Runtime on the CPU (no PyTorch needed), PyTorch (CPU or "
+        "GPU; pip install 'bamf[train]'), or auto: ONNX where it computes the same scores",
+    )
     p.add_argument("--align", action="store_true", help="register the sources to the first (OpenCV ECC) before fusing")
     _weights_option(p)
-    p.add_argument("--force", action="store_true", help="overwrite existing output files (never an input); "
-                   "without it, --batch and --list skip the stacks already fused")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite existing output files (never an input); "
+        "without it, --batch and --list skip the stacks already fused",
+    )
     _max_pixels_option(p)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_fuse)
@@ -121,25 +149,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--time-budget", type=float, help="seconds for synthesis + training; stops after an epoch")
-    p.add_argument("--stop-after", type=float, metavar="SECONDS",
-                   help="a campaign's run: stop after the last epoch that fits in SECONDS, keeping the schedule "
-                   "(the same command resumes it)")
-    p.add_argument("--resume-from", metavar="CHECKPOINT",
-                   help="continue from this checkpoint (e.g. a campaign's committed one)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                   help="replace a profile field, e.g. train.epochs=1 (repeatable)")
+    p.add_argument(
+        "--stop-after",
+        type=float,
+        metavar="SECONDS",
+        help="a campaign's run: stop after the last epoch that fits in SECONDS, keeping the schedule "
+        "(the same command resumes it)",
+    )
+    p.add_argument(
+        "--resume-from", metavar="CHECKPOINT", help="continue from this checkpoint (e.g. a campaign's committed one)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="replace a profile field, e.g. train.epochs=1 (repeatable)",
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="Table 1: score bamf and the published baselines on test pairs")
-    p.add_argument("--pairs", choices=["paper24", "survey30", "lytro20", "grayscale10", "nyud40"], default="paper24",
-                   help="test pairs; nyud40 scores against all-in-focus ground truth (PSNR, SSIM, decision accuracy)")
-    p.add_argument("--path", choices=["fast", "reference"], default="fast",
-                   help="scoring path of bamf: the whole image at once, or the paper's patch per pixel (slow)")
+    p.add_argument(
+        "--pairs",
+        choices=["paper24", "survey30", "lytro20", "grayscale10", "nyud40"],
+        default="paper24",
+        help="test pairs; nyud40 scores against all-in-focus ground truth (PSNR, SSIM, decision accuracy)",
+    )
+    p.add_argument(
+        "--path",
+        choices=["fast", "reference"],
+        default="fast",
+        help="scoring path of bamf: the whole image at once, or the paper's patch per pixel (slow)",
+    )
     p.add_argument("--json", dest="json_out", help="write per-pair and mean scores here")
     p.add_argument("--save-fused", help="folder for bamf's fused images")
-    p.add_argument("--existing", choices=["refuse", "skip", "overwrite"], default="refuse",
-                   help="what to do with --save-fused images (and a --json file) already there, e.g. from a run "
-                   "that failed: stop before any work (default), keep them, or replace them")
+    p.add_argument(
+        "--existing",
+        choices=["refuse", "skip", "overwrite"],
+        default="refuse",
+        help="what to do with --save-fused images (and a --json file) already there, e.g. from a run "
+        "that failed: stop before any work (default), keep them, or replace them",
+    )
     _weights_option(p)
     p.set_defaults(func=evaluate_cli)
 
@@ -147,23 +197,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=["quick", "cpu", "paper"], default="quick")
     p.add_argument("--no-book", action="store_true", help="execute the notebooks only")
     p.add_argument("--only", nargs="*", help="run only notebooks whose names contain these strings")
-    p.add_argument("--book", metavar="DIR", help="the book's folder, a checkout holding _toc.yml and notebooks/ "
-                   "(default: the current folder or the nearest one above it)")
+    p.add_argument(
+        "--book",
+        metavar="DIR",
+        help="the book's folder, a checkout holding _toc.yml and notebooks/ "
+        "(default: the current folder or the nearest one above it)",
+    )
     p.set_defaults(func=_cmd_reproduce)
 
     p = sub.add_parser("data", help="download the book's data (hash-checked) or check a data folder")
-    p.add_argument("action", choices=["fetch", "check"],
-                   help="fetch: download what is missing into the cache (or --dir); check: verify a folder")
-    p.add_argument("dir", nargs="?", help="folder to fill or check (default: the cache for fetch; "
-                   "BAMF_DATA_DIR, else the cache, for check)")
-    p.add_argument("--only", action="append", metavar="GROUP[,GROUP]",
-                   help="only these top-level folders, e.g. lytro,published (default: all but coco)")
+    p.add_argument(
+        "action",
+        choices=["fetch", "check"],
+        help="fetch: download what is missing into the cache (or --dir); check: verify a folder",
+    )
+    p.add_argument(
+        "dir",
+        nargs="?",
+        help="folder to fill or check (default: the cache for fetch; BAMF_DATA_DIR, else the cache, for check)",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        metavar="GROUP[,GROUP]",
+        help="only these top-level folders, e.g. lytro,published (default: all but coco)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_data)
 
     for p in sub.choices.values():  # after the subcommand too, where users type it
-        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                       help="show the full traceback of an unexpected error")
+        p.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="show the full traceback of an unexpected error",
+        )
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected error")
     return parser
 
@@ -180,17 +248,25 @@ def _max_pixels_option(p: argparse.ArgumentParser) -> None:
             raise argparse.ArgumentTypeError(f"must be a positive number of pixels, got {text}")
         return int(value)
 
-    p.add_argument("--max-pixels", type=pixels, default=MAX_PIXELS, metavar="N",
-                   help=f"refuse an input image of more than N pixels, checked before it is decoded "
-                   f"(default {MAX_PIXELS:.0e}; e.g. 4e8)")
+    p.add_argument(
+        "--max-pixels",
+        type=pixels,
+        default=MAX_PIXELS,
+        metavar="N",
+        help=f"refuse an input image of more than N pixels, checked before it is decoded "
+        f"(default {MAX_PIXELS:.0e}; e.g. 4e8)",
+    )
 
 
 def _weights_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", metavar="DIR",
-                   help="use the initial and boundary networks in DIR (initial.safetensors and boundary.safetensors, "
-                   "or what `bamf train --out DIR` wrote) instead of the shipped ones; 'padded' names the shipped "
-                   "zero-padded ResNet-20 nets (GPU-trained; their fast path approximates the per-patch "
-                   "scores)")
+    p.add_argument(
+        "--weights",
+        metavar="DIR",
+        help="use the initial and boundary networks in DIR (initial.safetensors and boundary.safetensors, "
+        "or what `bamf train --out DIR` wrote) instead of the shipped ones; 'padded' names the shipped "
+        "zero-padded ResNet-20 nets (GPU-trained; their fast path approximates the per-patch "
+        "scores)",
+    )
 
 
 @contextlib.contextmanager
@@ -217,8 +293,11 @@ def main(argv: list[str] | None = None) -> int:
         from bamf_lib.runtime.locate import weights_folder
 
         if not weights_folder(args.weights).is_dir():
-            print(f"bamf {args.command}: error: --weights {args.weights} is not a folder (nor a set shipped "
-                  f"in bamf_lib/weights)", file=sys.stderr)
+            print(
+                f"bamf {args.command}: error: --weights {args.weights} is not a folder (nor a set shipped "
+                f"in bamf_lib/weights)",
+                file=sys.stderr,
+            )
             return 2
     if not args.debug:  # Pillow's notes on damaged tags (it reads what it can) are not for users
         warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
@@ -236,8 +315,11 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, (ValueError, OSError)):
             print(f"bamf {args.command}: error: {_one_line(exc)}", file=sys.stderr)
             return 2
-        print(f"bamf {args.command}: unexpected error: {type(exc).__name__}: {_one_line(exc)} "
-              f"(rerun with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"bamf {args.command}: unexpected error: {type(exc).__name__}: {_one_line(exc)} "
+            f"(rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

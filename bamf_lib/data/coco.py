@@ -28,8 +28,13 @@ def _min_tile_sharpness(gray: np.ndarray, tiles: int = 3) -> float:
 
     lap = np.abs(cv2.Laplacian(gray.astype(np.float32), cv2.CV_32F))
     h, w = lap.shape
-    return float(min(lap[i * h // tiles:(i + 1) * h // tiles, j * w // tiles:(j + 1) * w // tiles].mean()
-                     for i in range(tiles) for j in range(tiles)))
+    return float(
+        min(
+            lap[i * h // tiles : (i + 1) * h // tiles, j * w // tiles : (j + 1) * w // tiles].mean()
+            for i in range(tiles)
+            for j in range(tiles)
+        )
+    )
 
 
 def fetch_coco_backgrounds(n: int = 700, *, progress: bool = False) -> Path:

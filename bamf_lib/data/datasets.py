@@ -20,14 +20,14 @@ synthesis code never reads them.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 
 from bamf_lib.data.locations import data_dir  # public here: where the datasets are read from
-from bamf_lib.io import read_image
 from bamf_lib.data.registry import DataIntegrityError, DatasetNotFoundError, file_hash  # public here too
+from bamf_lib.io import read_image
 
 __all__ = [
     "DataIntegrityError",
@@ -59,12 +59,43 @@ REGISTRY_FILE = Path(__file__).with_name("registry.txt")
 TEST_DATASETS = ("lytro", "grayscale", "classic", "nyud")  # never read by training-data synthesis
 LYTRO_INDICES = tuple(range(1, 21))
 LYTRO_TRIPLE_INDICES = (1, 2, 3, 4)
-GRAYSCALE_NAMES = ("clock", "pepsi", "lab", "desk", "calendar", "wine", "flowerpot-clock", "flower", "newspaper", "craft")
-CLASSIC_NAMES = ("balloon", "book", "calendar", "clock", "corner", "craft", "desk", "flower", "girl", "grass",
-                 "lab", "leaf", "leopard", "newspaper", "pepsi", "seascape", "temple", "toy", "wine")
+GRAYSCALE_NAMES = (
+    "clock",
+    "pepsi",
+    "lab",
+    "desk",
+    "calendar",
+    "wine",
+    "flowerpot-clock",
+    "flower",
+    "newspaper",
+    "craft",
+)
+CLASSIC_NAMES = (
+    "balloon",
+    "book",
+    "calendar",
+    "clock",
+    "corner",
+    "craft",
+    "desk",
+    "flower",
+    "girl",
+    "grass",
+    "lab",
+    "leaf",
+    "leopard",
+    "newspaper",
+    "pepsi",
+    "seascape",
+    "temple",
+    "toy",
+    "wine",
+)
 ALPHAMATTING_INDICES = tuple(range(1, 28))
 NYUD_INDICES = tuple(range(51, 91))  # nyud/nyud-NN-{A,B,GT}.jpg: ground-truth test pairs
 PUBLISHED_METHODS = ("nsct", "sr", "nsct-sr", "gff", "dsift", "cnn")
+
 
 def registry() -> dict[str, str]:
     """``{relative path: hash}`` of the registry (bare hex = SHA-256, else ``"md5:<hex>"``); see :mod:`bamf_lib.data.registry`."""
@@ -198,7 +229,7 @@ def natural_backgrounds() -> list[tuple[str, np.ndarray]]:
     :func:`bamf_lib.data.sources.load_backgrounds` selects from them by a sharpness rule.
     """
     names = sorted(k for k in registry() if k.startswith("backgrounds/"))
-    return [(k[len("backgrounds/"):].rsplit(".", 1)[0], read_image(path(k))) for k in names]
+    return [(k[len("backgrounds/") :].rsplit(".", 1)[0], read_image(path(k))) for k in names]
 
 
 def published_fused(method: str, kind: str, n: int) -> np.ndarray:
@@ -223,7 +254,7 @@ EMBEDDED_GROUPS = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _embedded(name: str) -> np.ndarray:
     import skimage.data
 

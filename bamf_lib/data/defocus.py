@@ -27,8 +27,19 @@ import math
 import cv2
 import numpy as np
 
-__all__ = ["BLUR_FAMILIES", "SIGMA_LAWS", "gaussian_psf", "disk_psf", "psf", "blur", "depth_varying_blur",
-           "draw_sigma", "draw_family", "camera_noise", "jpeg_roundtrip"]
+__all__ = [
+    "BLUR_FAMILIES",
+    "SIGMA_LAWS",
+    "gaussian_psf",
+    "disk_psf",
+    "psf",
+    "blur",
+    "depth_varying_blur",
+    "draw_sigma",
+    "draw_family",
+    "camera_noise",
+    "jpeg_roundtrip",
+]
 
 #: PSF families: the paper's Gaussian, the thin lens' softened disc, or either drawn per source pair
 BLUR_FAMILIES = ("gaussian", "disk", "mix")
@@ -103,8 +114,9 @@ def depth_ramp(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     return (2 * (r - lo) / max(hi - lo, 1e-6) - 1).astype(np.float32)
 
 
-def depth_varying_blur(image: np.ndarray, sigma: float, family: str, ramp: float, rng: np.random.Generator,
-                       *, levels: int = 5) -> np.ndarray:
+def depth_varying_blur(
+    image: np.ndarray, sigma: float, family: str, ramp: float, rng: np.random.Generator, *, levels: int = 5
+) -> np.ndarray:
     """``image`` blurred by ``sigma * exp(ramp * r(x, y))`` with ``r`` a random linear ramp in
     [-1, 1] (:func:`depth_ramp`): a layer that recedes, so its blur changes smoothly across it.
 

@@ -39,8 +39,11 @@ def _digest(data: bytes | Path, expected: str) -> str:
     import pooch
 
     algorithm, _, _ = expected.rpartition(":")
-    hexdigest = pooch.file_hash(str(data), algorithm or "sha256") if isinstance(data, Path) else \
-        hashlib.new(algorithm or "sha256", data).hexdigest()
+    hexdigest = (
+        pooch.file_hash(str(data), algorithm or "sha256")
+        if isinstance(data, Path)
+        else hashlib.new(algorithm or "sha256", data).hexdigest()
+    )
     return f"{algorithm}:{hexdigest}" if algorithm else hexdigest
 
 
@@ -76,8 +79,14 @@ def _tiff_to_png(raw: bytes) -> bytes:
     pixels = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
     if pixels is None:
         raise ValueError("the download is not a readable TIFF")
-    params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
-              cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB]
+    params = [
+        cv2.IMWRITE_PNG_COMPRESSION,
+        1,
+        cv2.IMWRITE_PNG_STRATEGY,
+        cv2.IMWRITE_PNG_STRATEGY_RLE,
+        cv2.IMWRITE_PNG_FILTER,
+        cv2.IMWRITE_PNG_FILTER_SUB,
+    ]
     ok, encoded = cv2.imencode(".png", pixels, params)
     if not ok:
         raise ValueError("OpenCV could not encode the pixels as PNG")
@@ -99,9 +108,12 @@ def _session(retries: int | None = None, backoff: float | None = None):
     from requests.adapters import HTTPAdapter
     from urllib3.util.retry import Retry
 
-    retry = Retry(total=RETRIES if retries is None else retries,
-                  backoff_factor=BACKOFF if backoff is None else backoff,
-                  status_forcelist=(429, 500, 502, 503, 504), allowed_methods=frozenset({"GET"}))
+    retry = Retry(
+        total=RETRIES if retries is None else retries,
+        backoff_factor=BACKOFF if backoff is None else backoff,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=frozenset({"GET"}),
+    )
     session = requests.Session()
     session.mount("http://", HTTPAdapter(max_retries=retry))
     session.mount("https://", HTTPAdapter(max_retries=retry))
@@ -140,8 +152,14 @@ def _reason(err: Exception) -> str:
     return text
 
 
-def fetch(name: str, root: str | os.PathLike | None = None, *, session=None,
-          retries: int | None = None, backoff: float | None = None) -> Path:
+def fetch(
+    name: str,
+    root: str | os.PathLike | None = None,
+    *,
+    session=None,
+    retries: int | None = None,
+    backoff: float | None = None,
+) -> Path:
     """The verified local copy of registered file ``name`` under ``root`` (default :func:`cache_dir`).
 
     A copy already there is hash-checked and returned without a download; otherwise the
@@ -162,36 +180,45 @@ def fetch(name: str, root: str | os.PathLike | None = None, *, session=None,
     if target.is_file():
         got = _digest(target, entry.hash)
         if got != entry.hash:
-            raise DataIntegrityError(f"{target} has hash {got}, but the registry expects {entry.hash}: "
-                                     "the file is corrupt or was changed; delete it and fetch it again")
+            raise DataIntegrityError(
+                f"{target} has hash {got}, but the registry expects {entry.hash}: "
+                "the file is corrupt or was changed; delete it and fetch it again"
+            )
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _download(entry, target.parent, session or _session(retries, backoff))
     try:
         got = _digest(tmp, entry.upstream_hash)
         if got != entry.upstream_hash:
-            raise DataIntegrityError(f"{name}: the download from {entry.url} has hash {got}, but the registry "
-                                     f"expects {entry.upstream_hash} (upstream changed or the transfer is corrupt)")
+            raise DataIntegrityError(
+                f"{name}: the download from {entry.url} has hash {got}, but the registry "
+                f"expects {entry.upstream_hash} (upstream changed or the transfer is corrupt)"
+            )
         if entry.conversion != "none":
             raw = tmp.read_bytes()
             try:
                 tmp.write_bytes(convert(raw, entry.conversion))
             except ValueError as err:
-                raise DataIntegrityError(f"{name}: the download from {entry.url} (hash {got}) "
-                                         f"failed its {entry.conversion} conversion: {err}") from err
+                raise DataIntegrityError(
+                    f"{name}: the download from {entry.url} (hash {got}) "
+                    f"failed its {entry.conversion} conversion: {err}"
+                ) from err
             converted = _digest(tmp, entry.hash)
             if converted != entry.hash:
-                raise DataIntegrityError(f"{name}: the download from {entry.url} (hash {got}, as expected) becomes "
-                                         f"hash {converted} after {entry.conversion}, but the registry expects "
-                                         f"{entry.hash}")
+                raise DataIntegrityError(
+                    f"{name}: the download from {entry.url} (hash {got}, as expected) becomes "
+                    f"hash {converted} after {entry.conversion}, but the registry expects "
+                    f"{entry.hash}"
+                )
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
     return target
 
 
-def fetch_many(entries: list[registry.Entry], root: str | os.PathLike | None = None, *,
-               progress: bool = False, session=None) -> Path:
+def fetch_many(
+    entries: list[registry.Entry], root: str | os.PathLike | None = None, *, progress: bool = False, session=None
+) -> Path:
     """:func:`fetch` each entry into ``root`` (default :func:`cache_dir`) with one connection pool; return ``root``."""
     from tqdm.auto import tqdm
 
@@ -219,6 +246,8 @@ def missing_message(missing: list[str], where: str) -> str:
     """One line naming the missing files by folder and both ways to get them."""
     by_group = Counter(name.split("/", 1)[0] for name in missing)
     listed = ", ".join(f"{group}/ ({n} file{'s' * (n != 1)})" for group, n in sorted(by_group.items()))
-    return (f"{len(missing)} data file{'s are' if len(missing) != 1 else ' is'} missing from {where}: {listed}. "
-            "Either set BAMF_DATA_DIR to a folder laid out like ../shared/data, or run `bamf data fetch` "
-            f"with internet access (it downloads, hash-checks and keeps them in {cache_dir()})")
+    return (
+        f"{len(missing)} data file{'s are' if len(missing) != 1 else ' is'} missing from {where}: {listed}. "
+        "Either set BAMF_DATA_DIR to a folder laid out like ../shared/data, or run `bamf data fetch` "
+        f"with internet access (it downloads, hash-checks and keeps them in {cache_dir()})"
+    )

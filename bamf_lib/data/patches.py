@@ -130,7 +130,15 @@ def augment(x: np.ndarray, y: np.ndarray, *, n_transforms: int = 8) -> tuple[np.
         raise ValueError(f"n_transforms must be 1, 6 or 8, got {n_transforms}")
     x = np.concatenate([x, x[:, ::-1]])
     y = np.concatenate([y, 1 - y])
-    views = [x, np.rot90(x, 1, (2, 3)), np.rot90(x, 2, (2, 3)), np.rot90(x, 3, (2, 3)),
-             x[:, :, ::-1], x[:, :, :, ::-1], x.transpose(0, 1, 3, 2), x[:, :, ::-1, ::-1].transpose(0, 1, 3, 2)]
+    views = [
+        x,
+        np.rot90(x, 1, (2, 3)),
+        np.rot90(x, 2, (2, 3)),
+        np.rot90(x, 3, (2, 3)),
+        x[:, :, ::-1],
+        x[:, :, :, ::-1],
+        x.transpose(0, 1, 3, 2),
+        x[:, :, ::-1, ::-1].transpose(0, 1, 3, 2),
+    ]
     views = views[:n_transforms]
     return np.concatenate(views), np.tile(y, len(views))

@@ -32,8 +32,20 @@ from urllib.parse import quote
 
 from bamf_lib.data.locations import registry_override
 
-__all__ = ["Entry", "CONVERSIONS", "DataIntegrityError", "DatasetNotFoundError", "registry_file", "entries", "groups",
-           "select", "github_url", "build", "TOOLBOX_METHODS", "TOOLBOX_METRICS"]
+__all__ = [
+    "Entry",
+    "CONVERSIONS",
+    "DataIntegrityError",
+    "DatasetNotFoundError",
+    "registry_file",
+    "entries",
+    "groups",
+    "select",
+    "github_url",
+    "build",
+    "TOOLBOX_METHODS",
+    "TOOLBOX_METRICS",
+]
 
 DEFAULT_FILE = Path(__file__).with_name("registry.txt")
 CONVERSIONS = ("none", "tiff-to-png", "mat-to-scores-csv")
@@ -120,8 +132,10 @@ def _parse(file: Path) -> dict[str, Entry]:
             continue
         fields = line.split()
         if len(fields) != 5 or fields[2] not in CONVERSIONS:
-            raise ValueError(f"{file}:{number}: expected '<path> <hash> <conversion> <upstream hash> <url>' "
-                             f"with a conversion in {CONVERSIONS}, got {line!r}")
+            raise ValueError(
+                f"{file}:{number}: expected '<path> <hash> <conversion> <upstream hash> <url>' "
+                f"with a conversion in {CONVERSIONS}, got {line!r}"
+            )
         out[fields[0]] = Entry(*fields)
     return out
 
@@ -177,8 +191,13 @@ def build(upstream_tsv: str | os.PathLike, previous: str | os.PathLike | None = 
         conversion = row["conversion"].split()[0]  # "tiff-to-png (lossless: same decoded pixels)"
         if conversion not in CONVERSIONS:
             raise ValueError(f"{upstream_tsv}:{number}: unknown conversion {row['conversion']!r}")
-        new[row["path"]] = Entry(row["path"], row["sha256"], conversion, row["upstream_sha256"],
-                                 github_url(row["repository"], row["commit"], row["upstream_path"]))
+        new[row["path"]] = Entry(
+            row["path"],
+            row["sha256"],
+            conversion,
+            row["upstream_sha256"],
+            github_url(row["repository"], row["commit"], row["upstream_path"]),
+        )
     old = {k: line.split()[1] for k, line in _lines(previous or DEFAULT_FILE).items()}
     for name, (source, conversion) in EXTRA.items():
         if name not in old:

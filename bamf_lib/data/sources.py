@@ -15,9 +15,9 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from bamf_lib.colour import rgb2gray
 from bamf_lib.config import SynthesisConfig
 from bamf_lib.data.locations import environment
-from bamf_lib.colour import rgb2gray
 
 __all__ = ["soft_alpha_mask", "load_foregrounds", "load_backgrounds", "fit_background"]
 
@@ -134,8 +134,13 @@ def tile_sharpness(gray: np.ndarray, tiles: int = 3) -> np.ndarray:
     """
     lap = np.abs(cv2.Laplacian(np.asarray(gray, np.float32), cv2.CV_32F))
     h, w = lap.shape
-    return np.array([lap[i * h // tiles:(i + 1) * h // tiles, j * w // tiles:(j + 1) * w // tiles].mean()
-                     for i in range(tiles) for j in range(tiles)])
+    return np.array(
+        [
+            lap[i * h // tiles : (i + 1) * h // tiles, j * w // tiles : (j + 1) * w // tiles].mean()
+            for i in range(tiles)
+            for j in range(tiles)
+        ]
+    )
 
 
 def is_sharp_background(gray: np.ndarray) -> bool:
@@ -211,8 +216,9 @@ def fit_background(bg: np.ndarray, shape: tuple[int, int], rng: np.random.Genera
     h, w = shape
     scale = max(h / bg.shape[0], w / bg.shape[1])
     if scale > 1.0:
-        bg = cv2.resize(bg, (math.ceil(bg.shape[1] * scale), math.ceil(bg.shape[0] * scale)),
-                        interpolation=cv2.INTER_LINEAR)
+        bg = cv2.resize(
+            bg, (math.ceil(bg.shape[1] * scale), math.ceil(bg.shape[0] * scale)), interpolation=cv2.INTER_LINEAR
+        )
     y = int(rng.integers(0, bg.shape[0] - h + 1))
     x = int(rng.integers(0, bg.shape[1] - w + 1))
     return bg[y : y + h, x : x + w]

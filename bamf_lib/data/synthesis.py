@@ -37,7 +37,6 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -128,9 +127,14 @@ def make_source_pair(
     return a, b
 
 
-def blurred_pair(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray, rng: np.random.Generator,
-                 sigma_range: tuple[float, float], camera: SynthesisConfig | None = None,
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+def blurred_pair(
+    foreground: np.ndarray,
+    alpha: np.ndarray,
+    background: np.ndarray,
+    rng: np.random.Generator,
+    sigma_range: tuple[float, float],
+    camera: SynthesisConfig | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
     """One random source pair as training and the ground-truth sets make it: ``background``
     fitted to the matte (:func:`~bamf_lib.data.sources.fit_background`), the two blurs drawn from
     ``sigma_range``, composed (:func:`make_source_pair`) and rounded to uint8.
@@ -196,8 +200,17 @@ def generate_regions(
     xs, ys = [], []
     for idx in tqdm(chosen, desc=f"regions ({split})", disable=not progress, unit="pair"):
         pair, rng = _compose(cfg, int(idx), pools)
-        x, y = regions_from_pair(pair.a, pair.b, pair.alpha, n=per_pair, region=region, patch_size=cfg.patch_size,
-                                 rng=rng, boundary_only=boundary_only, boundary_min_fraction=cfg.boundary_min_fraction)
+        x, y = regions_from_pair(
+            pair.a,
+            pair.b,
+            pair.alpha,
+            n=per_pair,
+            region=region,
+            patch_size=cfg.patch_size,
+            rng=rng,
+            boundary_only=boundary_only,
+            boundary_min_fraction=cfg.boundary_min_fraction,
+        )
         xs.append(x)
         ys.append(y)
     X, Y = np.concatenate(xs), np.concatenate(ys)
@@ -289,8 +302,16 @@ def iter_patches(
     n = cfg.pairs_per_image if per_pair is None else int(per_pair)
     for idx in tqdm(chosen, desc=f"synthesis ({split})", disable=not progress, unit="pair"):
         pair, rng = _compose(cfg, int(idx), pools)
-        x, y = patches_from_pair(pair.a, pair.b, pair.alpha, n=n, patch_size=cfg.patch_size, rng=rng,
-                                 boundary_only=boundary_only, boundary_min_fraction=cfg.boundary_min_fraction)
+        x, y = patches_from_pair(
+            pair.a,
+            pair.b,
+            pair.alpha,
+            n=n,
+            patch_size=cfg.patch_size,
+            rng=rng,
+            boundary_only=boundary_only,
+            boundary_min_fraction=cfg.boundary_min_fraction,
+        )
         if cfg.augment:
             x, y = augment(x, y, n_transforms=cfg.n_transforms)
         yield x, y

@@ -110,8 +110,14 @@ def groundtruth_set(
             fgs.append((name, fg, soft_alpha_mask(fg.shape, rng=np.random.default_rng([seed, 12, k]))))
             bgs.append(photos[(k + 1 + k // m) % m])
     else:
-        cfg = SynthesisConfig(source="embedded", foreground_scale=foreground_scale, seed=seed,
-                              n_foregrounds=n_pairs, n_backgrounds=n_pairs, sigma_range=sigma_range)
+        cfg = SynthesisConfig(
+            source="embedded",
+            foreground_scale=foreground_scale,
+            seed=seed,
+            n_foregrounds=n_pairs,
+            n_backgrounds=n_pairs,
+            sigma_range=sigma_range,
+        )
         fgs = load_foregrounds(cfg, role="test")
         bgs = load_backgrounds(cfg, role="test")
     out = []
@@ -226,8 +232,9 @@ def default_deciders(fdb=None, weights=None) -> dict[str, Decider]:
     return {"bamf-initial": bamf(False), "bamf": bamf(True), "gff": lambda a, b: gff_decision_map([a, b])}
 
 
-def evaluate_decisions(pairs: Sequence, deciders: Mapping[str, Decider], *, radius: float = 8,
-                       tolerance: float = 2) -> dict[str, dict]:
+def evaluate_decisions(
+    pairs: Sequence, deciders: Mapping[str, Decider], *, radius: float = 8, tolerance: float = 2
+) -> dict[str, dict]:
     """Score decision maps against a known truth (:func:`score_decision_map`).
 
     Parameters

@@ -17,9 +17,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from bamf_lib.io import check_sources
-
 from bamf_lib.colour import matlab_round, rgb2gray
+from bamf_lib.io import check_sources
 
 __all__ = [
     "q_mi",
@@ -104,8 +103,10 @@ def _q_mi(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
     mi_bf, h_b, _ = mi_terms(b)
     for name, h_x in (("a", h_a), ("b", h_b)):
         if h_x + h_f == 0:  # the toolbox divides 0 by 0 here
-            raise ValueError(f"Q_MI is undefined: {name} and f are both constant images (one grey level each), "
-                             f"so neither holds information to share; score images with some detail")
+            raise ValueError(
+                f"Q_MI is undefined: {name} and f are both constant images (one grey level each), "
+                f"so neither holds information to share; score images with some detail"
+            )
     return 2.0 * (mi_af / (h_a + h_f) + mi_bf / (h_b + h_f))
 
 

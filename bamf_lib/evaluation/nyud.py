@@ -28,8 +28,17 @@ from skimage.metrics import structural_similarity
 
 from bamf_lib.data import datasets
 
-__all__ = ["PSNR_CAP", "truth_decision", "psnr", "ssim", "decision_accuracy", "Method", "default_methods",
-           "evaluate_nyud", "format_nyud"]
+__all__ = [
+    "PSNR_CAP",
+    "truth_decision",
+    "psnr",
+    "ssim",
+    "decision_accuracy",
+    "Method",
+    "default_methods",
+    "evaluate_nyud",
+    "format_nyud",
+]
 
 PSNR_CAP = 60.0
 
@@ -72,8 +81,17 @@ def psnr(image: np.ndarray, reference: np.ndarray, *, cap: float = PSNR_CAP) -> 
 def ssim(image: np.ndarray, reference: np.ndarray) -> float:
     """SSIM of a uint8 image against its reference (Gaussian window, sigma 1.5, as Wang et al.)."""
     channel_axis = 2 if np.ndim(reference) == 3 else None
-    return float(structural_similarity(image, reference, data_range=255, channel_axis=channel_axis,
-                                       gaussian_weights=True, sigma=1.5, use_sample_covariance=False))
+    return float(
+        structural_similarity(
+            image,
+            reference,
+            data_range=255,
+            channel_axis=channel_axis,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+        )
+    )
 
 
 def decision_accuracy(decision: np.ndarray, take_a: np.ndarray, scored: np.ndarray) -> float:
@@ -133,8 +151,11 @@ def evaluate_nyud(
             t0 = time.perf_counter()
             fused, decision = method([a, b])
             out[name]["seconds"] += time.perf_counter() - t0
-            row = {"psnr": psnr(fused, gt), "ssim": ssim(fused, gt),
-                   "accuracy": decision_accuracy(decision, take_a, scored)}
+            row = {
+                "psnr": psnr(fused, gt),
+                "ssim": ssim(fused, gt),
+                "accuracy": decision_accuracy(decision, take_a, scored),
+            }
             if metrics:
                 row.update({k: float(v) for k, v in all_metrics(a, b, fused).items()})
             out[name]["per_pair"][int(n)] = row

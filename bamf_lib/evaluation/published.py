@@ -14,11 +14,21 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from bamf_lib.data import datasets
+from bamf_lib.data.registry import (  # Q's layout, which the registry's CSV export shares
+    TOOLBOX_METHODS,
+    TOOLBOX_METRICS,
+)
 from bamf_lib.evaluation.metrics import all_metrics
-from bamf_lib.data.registry import TOOLBOX_METHODS, TOOLBOX_METRICS  # Q's layout, which the registry's CSV export shares
 
-__all__ = ["TOOLBOX_METHODS", "TOOLBOX_METRICS", "METRIC_COLUMNS", "PUBLISHED_PAIRS", "toolbox_scores",
-           "compare_published", "error_summary"]
+__all__ = [
+    "TOOLBOX_METHODS",
+    "TOOLBOX_METRICS",
+    "METRIC_COLUMNS",
+    "PUBLISHED_PAIRS",
+    "toolbox_scores",
+    "compare_published",
+    "error_summary",
+]
 
 METRIC_COLUMNS = {"Q_MI": "QMI", "Q_G": "QG", "Q_Y": "QY", "Q_CB": "QCB"}  # ours -> toolbox/csv
 PUBLISHED_PAIRS = {"color": 20, "grayscale": 10}

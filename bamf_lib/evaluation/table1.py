@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from bamf_lib.data import datasets
+from bamf_lib.evaluation.summary import METRICS, EvaluationResult, summarize
 from bamf_lib.fusion.baselines import gff_fuse
 from bamf_lib.io import read_image, write_image
-from bamf_lib.evaluation.summary import METRICS, EvaluationResult, summarize
 
 __all__ = [
     "METRICS",
@@ -60,7 +60,12 @@ CLASSIC_IN_SURVEY: dict[str, int] = {"lab": 3, "flower": 8}
 
 # Table-1 column -> folder of the survey's published results (published/<kind>/<folder>/)
 TABLE1_BASELINES: dict[str, str] = {
-    "NSCT": "nsct", "SR": "sr", "NSCT-SR": "nsct-sr", "GF": "gff", "DSIFT": "dsift", "CNN": "cnn",
+    "NSCT": "nsct",
+    "SR": "sr",
+    "NSCT-SR": "nsct-sr",
+    "GF": "gff",
+    "DSIFT": "dsift",
+    "CNN": "cnn",
 }
 
 Method = Callable[[list[np.ndarray]], np.ndarray] | str
@@ -125,7 +130,9 @@ def load_sources(pair: Pair) -> list[np.ndarray]:
     return [read_image(datasets.path(rel)) for rel in pair.sources]
 
 
-def _bamf(refine: bool, weights: str | Path | None = None, path: str = "fast") -> Callable[[list[np.ndarray]], np.ndarray]:
+def _bamf(
+    refine: bool, weights: str | Path | None = None, path: str = "fast"
+) -> Callable[[list[np.ndarray]], np.ndarray]:
     def run(sources: list[np.ndarray]) -> np.ndarray:
         from bamf_lib.fusion.pipeline import fuse
 
@@ -170,7 +177,9 @@ def _run_method(method: Method, folder: str | None, pair: Pair, sources: list[np
     return datasets.published_fused(folder, kind, index)
 
 
-def run_methods(pair: Pair, methods: Mapping[str, Method], sources: list[np.ndarray] | None = None) -> dict[str, np.ndarray | None]:
+def run_methods(
+    pair: Pair, methods: Mapping[str, Method], sources: list[np.ndarray] | None = None
+) -> dict[str, np.ndarray | None]:
     """Every method's fused image of one pair (None where no published result exists), for figures.
 
     Parameters
@@ -259,8 +268,10 @@ def evaluate(
             raise ValueError(f"existing must be 'refuse', 'skip' or 'overwrite', got {existing!r}")
         clash = [save_fused / f"{p.name}.png" for p in pairs if (save_fused / f"{p.name}.png").exists()]
         if clash and existing == "refuse":
-            raise FileExistsError(f"{clash[0]} exists (and {len(clash) - 1} more); keep them with existing='skip' "
-                                  f"or replace them with existing='overwrite' (CLI: --existing skip or --existing overwrite)")
+            raise FileExistsError(
+                f"{clash[0]} exists (and {len(clash) - 1} more); keep them with existing='skip' "
+                f"or replace them with existing='overwrite' (CLI: --existing skip or --existing overwrite)"
+            )
 
     from tqdm.auto import tqdm
 
@@ -270,9 +281,15 @@ def evaluate(
         raise ValueError(f"reuse must be an EvaluationResult, got {type(reuse).__name__}")
 
     def reusable(pair: Pair) -> bool:
-        return reuse is not None and pair.name in reuse.pairs and all(
-            m in reuse.scores and pair.name in reuse.scores[m] and (m not in seconds or pair.name in reuse.seconds.get(m, {}))
-            for m in methods
+        return (
+            reuse is not None
+            and pair.name in reuse.pairs
+            and all(
+                m in reuse.scores
+                and pair.name in reuse.scores[m]
+                and (m not in seconds or pair.name in reuse.seconds.get(m, {}))
+                for m in methods
+            )
         )
 
     bar = tqdm(pairs, desc="pairs", unit="pair", disable=not progress, file=sys.stderr)
@@ -304,4 +321,6 @@ def evaluate(
                 write_image(saved, fused, overwrite=existing == "overwrite")
     names = [p.name for p in pairs]
     means, n_pairs, wins, win_pairs = summarize(scores, pairs=names, compete=compete, wins_on=wins_on)
-    return EvaluationResult(names, list(methods), scores, means, n_pairs, wins, compete, win_pairs, seconds, label, wins_on)
+    return EvaluationResult(
+        names, list(methods), scores, means, n_pairs, wins, compete, win_pairs, seconds, label, wins_on
+    )

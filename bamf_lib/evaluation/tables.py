@@ -38,7 +38,11 @@ PAPER_TABLE1: dict[str, dict[str, tuple[float, int | None]]] = {
 
 
 def format_table(
-    result: EvaluationResult, *, means: str = "available", digits: int = 4, markdown: bool = True,
+    result: EvaluationResult,
+    *,
+    means: str = "available",
+    digits: int = 4,
+    markdown: bool = True,
     methods_as_rows: bool = False,
 ) -> str:
     """Table 1's layout: rows = metrics, columns = methods, cells ``mean (wins)``.
@@ -87,7 +91,9 @@ def format_table(
     n_all, label = len(result.pairs), f" {result.label}" if result.label else ""
     partial = [f"{m} {result.n_pairs[m]}" for m in methods if result.n_pairs[m] != n_all]
     if means == "common":
-        mean_note = f"Means over the {len(result.common_pairs())} of {n_all} pairs{label} that every method has a result for."
+        mean_note = (
+            f"Means over the {len(result.common_pairs())} of {n_all} pairs{label} that every method has a result for."
+        )
     elif partial:
         mean_note = f"Means over {n_all} pairs{label}, except where results exist on fewer (n/a elsewhere): {', '.join(partial)}."
     else:
@@ -212,10 +218,13 @@ def survey_ranking(result: EvaluationResult, method: str = "bamf") -> list[dict]
     if missing:
         raise ValueError(f"{method!r} has no scores for {missing[:3]}...: evaluate it on survey30")
     colour, gray = toolbox_scores("color"), toolbox_scores("grayscale")
-    rows = [{"method": m, **{k: float(np.mean(np.concatenate([colour[m][k], gray[m][k]]))) for k in METRIC_COLUMNS}}
-            for m in colour]
-    rows.append({"method": method, **{k: float(np.mean([result.scores[method][n][k] for n in names]))
-                                      for k in METRIC_COLUMNS}})
+    rows = [
+        {"method": m, **{k: float(np.mean(np.concatenate([colour[m][k], gray[m][k]]))) for k in METRIC_COLUMNS}}
+        for m in colour
+    ]
+    rows.append(
+        {"method": method, **{k: float(np.mean([result.scores[method][n][k] for n in names])) for k in METRIC_COLUMNS}}
+    )
     for row in rows:
         row["rank"] = {k: 1 + sum(other[k] > row[k] for other in rows) for k in METRIC_COLUMNS}
     return sorted(rows, key=lambda r: -r["Q_MI"])

@@ -64,6 +64,9 @@ def align_sources(sources: Sequence[np.ndarray], *, levels: int = 4) -> list[np.
     h, w = ref.shape
     for src in sources[1:]:
         warp = _ecc_affine(ref, to_float_gray(src), levels)
-        out.append(cv2.warpAffine(src, warp, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                  borderMode=cv2.BORDER_REFLECT))
+        out.append(
+            cv2.warpAffine(
+                src, warp, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT
+            )
+        )
     return out

@@ -32,9 +32,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from bamf_lib.io import check_sources
-
 from bamf_lib.colour import matlab_uint8, rgb2gray
+from bamf_lib.io import check_sources
 
 __all__ = ["box_mean", "guided_filter", "gff_weights", "gff_fuse", "gff_decision_map"]
 
@@ -139,7 +138,10 @@ def gff_weights(
         [
             cv2.sepFilter2D(
                 np.abs(cv2.filter2D(x, cv2.CV_64F, _LAPLACIAN, borderType=cv2.BORDER_REPLICATE)),
-                cv2.CV_64F, gauss, gauss, borderType=cv2.BORDER_REPLICATE,
+                cv2.CV_64F,
+                gauss,
+                gauss,
+                borderType=cv2.BORDER_REPLICATE,
             )
             for x in g
         ]

@@ -43,8 +43,10 @@ class BatchReport:
     failed: list[tuple[Stack, BaseException]] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"{len(self.fused)} fused, {len(self.skipped)} skipped (output exists; --force replaces it), "
-                f"{len(self.failed)} failed")
+        return (
+            f"{len(self.fused)} fused, {len(self.skipped)} skipped (output exists; --force replaces it), "
+            f"{len(self.failed)} failed"
+        )
 
     def exit_status(self) -> int:
         """0 when no stack failed; 2 when every failure was bad input or a file problem; 1 otherwise (a bug)."""
@@ -135,9 +137,17 @@ def stacks_in_list(list_file: str | Path) -> list[Stack]:
     return stacks
 
 
-def run_batch(stacks: Sequence[Stack], fuse_one: Callable[[Stack], None], *, force: bool = False,
-              progress: bool = True, debug: bool = False, jobs: int = 1,
-              setup: Callable[[], None] | None = None, stop: threading.Event | None = None) -> BatchReport:
+def run_batch(
+    stacks: Sequence[Stack],
+    fuse_one: Callable[[Stack], None],
+    *,
+    force: bool = False,
+    progress: bool = True,
+    debug: bool = False,
+    jobs: int = 1,
+    setup: Callable[[], None] | None = None,
+    stop: threading.Event | None = None,
+) -> BatchReport:
     """Fuse each stack with ``fuse_one``; skip those whose output exists (unless ``force``),
     carry on past failures.
 

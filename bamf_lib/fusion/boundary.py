@@ -223,13 +223,16 @@ def select_fdb(
         for tau in taus:
             masks = [near_boundary(s, k, tau) for s in scores]
             point = {
-                "k": int(k), "tau": float(tau),
+                "k": int(k),
+                "tau": float(tau),
                 "coverage": sum(int((m & w).sum()) for m, w in zip(masks, wrong)) / n_wrong,
                 "band_fraction": sum(int(m.sum()) for m in masks) / n_pixels,
             }
             if boundary_scores is not None:
-                right = sum(int((decision_map(np.where(m, sb, s)) == t).sum())
-                            for m, s, sb, t in zip(masks, scores, boundary_scores, truths))
+                right = sum(
+                    int((decision_map(np.where(m, sb, s)) == t).sum())
+                    for m, s, sb, t in zip(masks, scores, boundary_scores, truths)
+                )
                 point["accuracy"] = right / n_pixels
             grid.append(point)
     if boundary_scores is not None:

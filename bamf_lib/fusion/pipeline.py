@@ -35,13 +35,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bamf_lib.colour import to_float_gray
 from bamf_lib.config import SCORING_PATHS, FDBConfig, PostprocessConfig
 from bamf_lib.fusion import boundary as _boundary
+from bamf_lib.fusion import scorers
 from bamf_lib.fusion.align import align_sources
 from bamf_lib.fusion.postprocess import decision_map as _decision_map
-from bamf_lib.fusion import scorers
 from bamf_lib.io import check_sources
-from bamf_lib.colour import to_float_gray
 
 __all__ = ["FusionResult", "fuse", "MAX_SOURCES"]
 
@@ -163,15 +163,21 @@ def fuse(
     if path not in SCORING_PATHS:
         raise ValueError(f"path must be one of {SCORING_PATHS}, got {path!r}")
     if len(sources) > MAX_SOURCES:
-        raise ValueError(f"got {len(sources)} sources, more than the {MAX_SOURCES} a uint8 decision map can index; "
-                         f"fuse them in groups, then fuse the groups' results")
+        raise ValueError(
+            f"got {len(sources)} sources, more than the {MAX_SOURCES} a uint8 decision map can index; "
+            f"fuse them in groups, then fuse the groups' results"
+        )
     timings = dict.fromkeys(("align", "score", "refine", "postprocess", "fuse"), 0.0)
     load = dict(device=device, backend=backend, path=path, optimized=optimized)
     given = dict(device=device, path=path, optimized=optimized)
-    initial = scorers.as_scorer(initial, **given) if initial is not None else scorers.load_scorer("initial", weights, **load)
+    initial = (
+        scorers.as_scorer(initial, **given) if initial is not None else scorers.load_scorer("initial", weights, **load)
+    )
     if refine:
         boundary = (
-            scorers.as_scorer(boundary, **given) if boundary is not None else scorers.load_scorer("boundary", weights, **load)
+            scorers.as_scorer(boundary, **given)
+            if boundary is not None
+            else scorers.load_scorer("boundary", weights, **load)
         )
     fdb = fdb if fdb is not None else _boundary.fdb_for(initial)
     sources = check_sources(sources, min_size=initial.config.patch_size)

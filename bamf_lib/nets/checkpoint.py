@@ -24,8 +24,15 @@ import torch
 from bamf_lib.config import TrainConfig
 from bamf_lib.files import atomic_write
 
-__all__ = ["config_key", "rng_state", "set_rng_state", "seed_everything", "save_checkpoint", "load_checkpoint",
-           "read_log"]
+__all__ = [
+    "config_key",
+    "rng_state",
+    "set_rng_state",
+    "seed_everything",
+    "save_checkpoint",
+    "load_checkpoint",
+    "read_log",
+]
 
 # TrainConfig fields a checkpoint may be resumed under with another value: where the run
 # happens, and the shape of the data (which lives outside the checkpoint, like the data
@@ -72,9 +79,18 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
-                    epoch: int, epochs: int, samples_seen: int, log: list[dict], cfg: TrainConfig,
-                    rng_ranks: list[dict[str, Any]]) -> None:
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    epoch: int,
+    epochs: int,
+    samples_seen: int,
+    log: list[dict],
+    cfg: TrainConfig,
+    rng_ranks: list[dict[str, Any]],
+) -> None:
     """Write a checkpoint atomically; ``rng_ranks`` holds every rank's :func:`rng_state`."""
     state = {
         "model": model.state_dict(),
@@ -92,8 +108,9 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: 
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: str | os.PathLike, cfg: TrainConfig, device: torch.device, *, rank: int = 0,
-                    world: int = 1) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike, cfg: TrainConfig, device: torch.device, *, rank: int = 0, world: int = 1
+) -> dict[str, Any]:
     """Read a checkpoint written under ``cfg``; ``"rng"`` becomes this rank's state.
 
     Raises ``ValueError`` when it was written with another :class:`TrainConfig`, or is not
@@ -109,14 +126,17 @@ def load_checkpoint(path: str | os.PathLike, cfg: TrainConfig, device: torch.dev
             reason = "it holds pickled objects other than tensors and numbers, which are never loaded"
         else:
             reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else "empty or cut short"
-        raise ValueError(f"{path} is not a readable training checkpoint ({type(exc).__name__}: {reason}); "
-                         f"{afresh}") from None
+        raise ValueError(
+            f"{path} is not a readable training checkpoint ({type(exc).__name__}: {reason}); {afresh}"
+        ) from None
     missing = [k for k in _KEYS if not isinstance(state, dict) or k not in state]
     if missing:
         raise ValueError(f"{path} is not a bamf training checkpoint (no {', '.join(missing)}); {afresh}")
     if state["config"] != config_key(cfg):
-        raise ValueError(f"{path} was written with another TrainConfig ({state['config']}); "
-                         "start afresh (resume=False, CLI --no-resume) or use another out_dir")
+        raise ValueError(
+            f"{path} was written with another TrainConfig ({state['config']}); "
+            "start afresh (resume=False, CLI --no-resume) or use another out_dir"
+        )
     ranks = state.get("rng_ranks")
     if ranks is not None and len(ranks) == world:
         state["rng"] = ranks[rank]

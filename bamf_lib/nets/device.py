@@ -31,7 +31,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {str(device)!r} was asked for, but torch sees no CUDA GPU here; use 'cpu' or 'auto'")
+            raise ValueError(
+                f"device {str(device)!r} was asked for, but torch sees no CUDA GPU here; use 'cpu' or 'auto'"
+            )
         if dev.index is None:
             dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return dev

@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bamf_lib.nets.inference import inference_copy
 from bamf_lib.files import atomic_write
+from bamf_lib.nets.inference import inference_copy
 from bamf_lib.nets.models import FocusResNet
-from bamf_lib.runtime.onnx import SOURCE_KEY, OnnxScorer, onnx_path
 from bamf_lib.nets.scoring import _pooled_logit_gap, score_map
-from bamf_lib.runtime.locate import WEIGHTS_DIR
 from bamf_lib.nets.weightfile import load_weights
+from bamf_lib.runtime.locate import WEIGHTS_DIR
+from bamf_lib.runtime.onnx import SOURCE_KEY, OnnxScorer, onnx_path
 
 __all__ = ["export_onnx", "export_weights", "main", "TOLERANCE"]
 
@@ -102,9 +102,16 @@ def export_onnx(model: FocusResNet, path: str | Path, *, source_sha256: str = ""
         example = torch.rand(1, 2, p + 17, p + 30, generator=torch.Generator().manual_seed(0))
         path = Path(path)
         with atomic_write(path, overwrite=True) as tmp:
-            torch.onnx.export(graph, (example,), str(tmp), input_names=["pair"], output_names=["score"],
-                              dynamic_axes={"pair": {2: "height", 3: "width"}, "score": {2: "rows", 3: "cols"}},
-                              opset_version=_OPSET, dynamo=False)
+            torch.onnx.export(
+                graph,
+                (example,),
+                str(tmp),
+                input_names=["pair"],
+                output_names=["score"],
+                dynamic_axes={"pair": {2: "height", 3: "width"}, "score": {2: "rows", 3: "cols"}},
+                opset_version=_OPSET,
+                dynamo=False,
+            )
             proto = onnx.load(str(tmp))
             onnx.helper.set_model_props(proto, {SOURCE_KEY: source_sha256, "bamf.patch_size": str(p)})
             onnx.save(proto, str(tmp))
@@ -131,8 +138,12 @@ def export_weights(weights_file: str | Path, out: str | Path | None = None) -> P
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bamf_lib.nets.export", description=__doc__.splitlines()[0])
-    parser.add_argument("folders", nargs="*", default=[str(WEIGHTS_DIR)],
-                        help="folders of .safetensors weights (default: the shipped bamf_lib/weights)")
+    parser.add_argument(
+        "folders",
+        nargs="*",
+        default=[str(WEIGHTS_DIR)],
+        help="folders of .safetensors weights (default: the shipped bamf_lib/weights)",
+    )
     args = parser.parse_args(argv)
     from bamf_lib.runtime.header import header_info
 

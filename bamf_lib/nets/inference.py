@@ -85,7 +85,9 @@ def inference_copy(model: FocusResNet) -> FocusResNet:
     fast = copy.deepcopy(model).eval()
     fast.stem[0] = fuse_conv_bn_eval(fast.stem[0], fast.stem[1])
     fast.stem[1] = nn.Identity()
-    pairs = (("conv1", "bn1"), ("conv2", "bn2")) if model.config.version == "v1" else (("conv1", "bn2"), ("conv2", "bn3"))
+    pairs = (
+        (("conv1", "bn1"), ("conv2", "bn2")) if model.config.version == "v1" else (("conv1", "bn2"), ("conv2", "bn3"))
+    )
     for block in fast.blocks:
         for conv, bn in pairs:
             setattr(block, conv, fuse_conv_bn_eval(getattr(block, conv), getattr(block, bn)))
@@ -95,7 +97,9 @@ def inference_copy(model: FocusResNet) -> FocusResNet:
     return fast.to(memory_format=torch.channels_last)
 
 
-def _onednn_conv(conv: nn.Conv2d, x: torch.Tensor, other: torch.Tensor | None = None, relu: bool = True) -> torch.Tensor:
+def _onednn_conv(
+    conv: nn.Conv2d, x: torch.Tensor, other: torch.Tensor | None = None, relu: bool = True
+) -> torch.Tensor:
     """``relu(conv(x) [+ other])`` as one oneDNN primitive (the op torch.compile emits on CPU);
     ``conv`` is anything with a convolution's weight, bias, padding, stride, dilation and groups."""
     args = (conv.weight, conv.bias, conv.padding, conv.stride, conv.dilation, conv.groups)
@@ -111,22 +115,35 @@ def onednn_fusion_available() -> bool:
     if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")):
         return False
     g = torch.Generator().manual_seed(0)
-    conv = types.SimpleNamespace(weight=torch.randn(4, 2, 3, 3, generator=g), bias=torch.randn(4, generator=g),
-                                 padding=(0, 0), stride=(1, 1), dilation=(1, 1), groups=1)
+    conv = types.SimpleNamespace(
+        weight=torch.randn(4, 2, 3, 3, generator=g),
+        bias=torch.randn(4, generator=g),
+        padding=(0, 0),
+        stride=(1, 1),
+        dilation=(1, 1),
+        groups=1,
+    )
     x = torch.rand(1, 2, 9, 9, generator=g).contiguous(memory_format=torch.channels_last)
     other = torch.randn(1, 4, 7, 7, generator=g).contiguous(memory_format=torch.channels_last)
     plain = F.conv2d(x, conv.weight, conv.bias)
     try:
         with torch.no_grad():
-            return bool(torch.allclose(_onednn_conv(conv, x), F.relu(plain), atol=1e-5)
-                        and torch.allclose(_onednn_conv(conv, x, other), F.relu(plain + other), atol=1e-5))
+            return bool(
+                torch.allclose(_onednn_conv(conv, x), F.relu(plain), atol=1e-5)
+                and torch.allclose(_onednn_conv(conv, x, other), F.relu(plain + other), atol=1e-5)
+            )
     except (RuntimeError, TypeError):  # the private op changed its signature or refuses this build
         return False
 
 
 def _can_fuse(model: FocusResNet, x: torch.Tensor) -> bool:
-    return (model.config.version == "v1" and x.device.type == "cpu" and x.dtype == torch.float32
-            and isinstance(model.stem[1], nn.Identity) and onednn_fusion_available())
+    return (
+        model.config.version == "v1"
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and isinstance(model.stem[1], nn.Identity)
+        and onednn_fusion_available()
+    )
 
 
 def fused_features(model: FocusResNet, x: torch.Tensor) -> torch.Tensor:

@@ -46,7 +46,10 @@ __all__ = [
     "architecture_table",
 ]
 
-def _conv(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, bias: bool = False, pad: bool = True) -> nn.Conv2d:
+
+def _conv(
+    in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, bias: bool = False, pad: bool = True
+) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=kernel_size // 2 if pad else 0, bias=bias)
 
 
@@ -147,8 +150,11 @@ class FocusResNet(nn.Module):
         self.metadata: dict[str, Any] = {}
         w = config.width
         self.valid = config.padding == "valid"
-        self.stem = nn.Sequential(_conv(config.in_channels, w, 3, config.stem_stride, pad=not self.valid),
-                                  nn.BatchNorm2d(w), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            _conv(config.in_channels, w, 3, config.stem_stride, pad=not self.valid),
+            nn.BatchNorm2d(w),
+            nn.ReLU(inplace=True),
+        )
         if config.version == "v1":
             blocks_per_stage = (config.depth - 2) // 6
             stage_out = [w * int(m) for m in config.stage_widths]
@@ -180,8 +186,10 @@ class FocusResNet(nn.Module):
         self.dilation = 1  # spacing of the last features one patch pools; the total stride in a dilated copy
         self.final_size = self._final_size(config.patch_size)
         if self.final_size < 1:
-            raise ValueError(f"a {config.padding}-padded {config.version}-{config.depth} with stem stride "
-                             f"{config.stem_stride} needs a larger patch than {config.patch_size}")
+            raise ValueError(
+                f"a {config.padding}-padded {config.version}-{config.depth} with stem stride "
+                f"{config.stem_stride} needs a larger patch than {config.patch_size}"
+            )
         self.pool = nn.AdaptiveAvgPool2d(1)
         if config.head == "centre":  # width of the Gaussian pool, as a fraction of the map: softplus(-0.43) = 0.5
             self.pool_width = nn.Parameter(torch.tensor(-0.4328))
@@ -195,23 +203,28 @@ class FocusResNet(nn.Module):
 
     def _final_size(self, n: int) -> int:
         """Side of the pre-pool feature map for an ``n x n`` input."""
+
         def conv(n: int, stride: int, dilation: int = 1) -> int:
             return (n - 2 * dilation - 1) // stride + 1 if self.valid else -(-n // stride)
+
         n = conv(n, self.config.stem_stride)
         for block in self.blocks:
             for c in block.main_convs:
                 n = conv(n, c.stride[0], c.dilation[0]) if c.kernel_size[0] == 3 else -(-n // c.stride[0])
         return n
 
-    def _make_layer(self, out_ch: int, blocks: int, stride: int, *, first_stage: bool, width: int | None = None) -> nn.Sequential:
+    def _make_layer(
+        self, out_ch: int, blocks: int, stride: int, *, first_stage: bool, width: int | None = None
+    ) -> nn.Sequential:
         layers = []
         for i in range(blocks):
             block_stride = stride if i == 0 else 1
             if self.config.version == "v1":
                 layers.append(BasicBlock(self._in_ch, out_ch, block_stride, valid=self.config.padding == "valid"))
             else:
-                layers.append(PreActBottleneck(self._in_ch, width, out_ch, block_stride,
-                                               first_in_net=first_stage and i == 0))
+                layers.append(
+                    PreActBottleneck(self._in_ch, width, out_ch, block_stride, first_in_net=first_stage and i == 0)
+                )
             self._in_ch = out_ch
         return nn.Sequential(*layers)
 
@@ -265,8 +278,13 @@ class FocusResNet(nn.Module):
             raise ValueError("dense_logits needs a padding-free net with stride 1 (padding='valid', all strides 1)")
         return self.pooled_logits(self.features(x))
 
-    def pooled_logits(self, feats: torch.Tensor, dilation: int = 1, weight: torch.Tensor | None = None,
-                      bias: torch.Tensor | None = None) -> torch.Tensor:
+    def pooled_logits(
+        self,
+        feats: torch.Tensor,
+        dilation: int = 1,
+        weight: torch.Tensor | None = None,
+        bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The head applied at every position of a pre-pool feature map: the logits
         (N, classes, h', w') of every patch whose last-stage features lie in ``feats``.
 
@@ -364,13 +382,30 @@ def architecture_table(cfg: ModelConfig) -> list[dict[str, Any]]:
     with torch.no_grad():
         for name, desc, module, stride in parts:
             x = module(x)
-            rows.append({"stage": name, "layers": desc, "channels": x.shape[1], "stride": stride,
-                         "size": x.shape[-1], "params": param_count(module)})
-    pool = {"gap": "global average pool",
-            "keras": f"{model.final_size // 2}x{model.final_size // 2} average pools to 2x2, flattened",
-            "centre": f"centre-weighted (Gaussian) pool over {model.final_size}x{model.final_size}"}[cfg.head]
-    rows.append({"stage": "head", "layers": ("BN-ReLU, " if cfg.version == "v2" else "")
-                 + f"{pool}, linear {model.fc.in_features} -> {cfg.num_classes}",
-                 "channels": cfg.num_classes, "stride": 1, "size": 1,
-                 "params": param_count(model.post) + param_count(model.fc) + (cfg.head == "centre")})
+            rows.append(
+                {
+                    "stage": name,
+                    "layers": desc,
+                    "channels": x.shape[1],
+                    "stride": stride,
+                    "size": x.shape[-1],
+                    "params": param_count(module),
+                }
+            )
+    pool = {
+        "gap": "global average pool",
+        "keras": f"{model.final_size // 2}x{model.final_size // 2} average pools to 2x2, flattened",
+        "centre": f"centre-weighted (Gaussian) pool over {model.final_size}x{model.final_size}",
+    }[cfg.head]
+    rows.append(
+        {
+            "stage": "head",
+            "layers": ("BN-ReLU, " if cfg.version == "v2" else "")
+            + f"{pool}, linear {model.fc.in_features} -> {cfg.num_classes}",
+            "channels": cfg.num_classes,
+            "stride": 1,
+            "size": 1,
+            "params": param_count(model.post) + param_count(model.fc) + (cfg.head == "centre"),
+        }
+    )
     return rows

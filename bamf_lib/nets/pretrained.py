@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 __all__ = ["load_pretrained"]
 
 
-def load_pretrained(net: str = "initial", weights: str | os.PathLike | None = None, *,
-                    device: str | torch.device = "cpu") -> FocusResNet:
+def load_pretrained(
+    net: str = "initial", weights: str | os.PathLike | None = None, *, device: str | torch.device = "cpu"
+) -> FocusResNet:
     """The ``initial`` or ``boundary`` network, in eval mode: the shipped one, or the one in
     the folder ``weights`` (see :func:`bamf_lib.runtime.locate.weights_path`).
 

@@ -22,13 +22,13 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import TensorDataset
 
-from bamf_lib.nets.checkpoint import load_checkpoint, seed_everything
 from bamf_lib.config import get_profile
-from bamf_lib.files import atomic_write
-from bamf_lib.nets.models import build_model, receptive_field
-from bamf_lib.nets.device import resolve_device
 from bamf_lib.data.sources import load_backgrounds, load_foregrounds
 from bamf_lib.data.synthesis import generate_patches, generate_regions
+from bamf_lib.files import atomic_write
+from bamf_lib.nets.checkpoint import load_checkpoint, seed_everything
+from bamf_lib.nets.device import resolve_device
+from bamf_lib.nets.models import build_model, receptive_field
 from bamf_lib.nets.training import CHECKPOINT, train
 from bamf_lib.nets.weightfile import save_weights
 
@@ -129,8 +129,10 @@ def train_profile(
     profile = _apply_overrides(get_profile(profile_name), overrides)
     moved = {"region", "regions_per_pair"} & set(profile.extra)
     if moved:
-        raise ValueError(f"profile {profile.name!r} sets extra {sorted(moved)}: dense training is now "
-                         f"TrainConfig.{sorted(moved)[0]} (train.{sorted(moved)[0]}=...)")
+        raise ValueError(
+            f"profile {profile.name!r} sets extra {sorted(moved)}: dense training is now "
+            f"TrainConfig.{sorted(moved)[0]} (train.{sorted(moved)[0]}=...)"
+        )
     cfg = replace(profile.train, device=device)
     name = f"{profile.name}-{net}"
     checkpoint = Path(out_dir) / name / CHECKPOINT
@@ -151,8 +153,9 @@ def train_profile(
 
     region = cfg.region
     if region is not None:  # dense training: regions with a label per patch; validation stays per patch
-        xr, yr = generate_regions(syn, region=region, split="train", boundary_only=boundary,
-                                  per_pair=cfg.regions_per_pair, progress=progress)
+        xr, yr = generate_regions(
+            syn, region=region, split="train", boundary_only=boundary, per_pair=cfg.regions_per_pair, progress=progress
+        )
         train_ds = TensorDataset(torch.from_numpy(xr), torch.from_numpy(yr))
     else:
         train_ds = dataset("train", boundary, n_train)
@@ -160,8 +163,9 @@ def train_profile(
     boundary_val = val_ds if boundary else dataset("val", True, n_val)
     dev = resolve_device(device)
     if dev.type == "cuda":  # the whole uint8 set lives on the GPU: batches are one gather
-        train_ds, val_ds, boundary_val = (TensorDataset(*(t.to(dev) for t in d.tensors))
-                                          for d in (train_ds, val_ds, boundary_val))
+        train_ds, val_ds, boundary_val = (
+            TensorDataset(*(t.to(dev) for t in d.tensors)) for d in (train_ds, val_ds, boundary_val)
+        )
 
     # the initial weights are the run's first draw: seeded here, two runs of one command
     # start alike in any process (train() reseeds for its own draws, per rank)
@@ -169,9 +173,20 @@ def train_profile(
     model = build_model(profile.model)
     budget_left = None if time_budget is None else time_budget - (time.monotonic() - started)
     stop_left = None if stop_after is None else stop_after - (time.monotonic() - started)
-    run_id = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    log = train(model, train_ds, val_ds, cfg, out_dir=Path(out_dir) / name, resume=resume, progress=progress,
-                boundary_val_ds=boundary_val, time_budget=budget_left, stop_after=stop_left, run_id=run_id)
+    run_id = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    log = train(
+        model,
+        train_ds,
+        val_ds,
+        cfg,
+        out_dir=Path(out_dir) / name,
+        resume=resume,
+        progress=progress,
+        boundary_val_ds=boundary_val,
+        time_budget=budget_left,
+        stop_after=stop_left,
+        run_id=run_id,
+    )
 
     out = Path(out_dir) / f"{name}.safetensors"
     if not dist.is_initialized() or dist.get_rank() == 0:  # train() joined torchrun's group, if any
@@ -207,7 +222,7 @@ def train_profile(
             "epochs_planned": cfg.epochs,
             "steps": sum(r.get("steps", 0) for r in log) or None,
             "runs": _runs(log),
-            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "seconds": round(sum(r["seconds"] for r in log), 1),
             "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
             "command": command,

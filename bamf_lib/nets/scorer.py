@@ -95,16 +95,20 @@ class TorchScorer:
             self.model, a, b, path=self.path, device=self.device, progress=progress, optimized=self.optimized
         )
 
-    def score_masked(
-        self, a: np.ndarray, b: np.ndarray, mask: np.ndarray, *, progress: bool = False
-    ) -> np.ndarray:
+    def score_masked(self, a: np.ndarray, b: np.ndarray, mask: np.ndarray, *, progress: bool = False) -> np.ndarray:
         """Scores on ``mask``, NaN elsewhere: only the masked patches on the reference path or for
         a band under :data:`WHOLE_IMAGE_ABOVE` of the image, else one whole-image pass (cheaper
         than many masked tiles)."""
         mask = np.asarray(mask, bool)
         if self.path == "reference" or mask.mean() < WHOLE_IMAGE_ABOVE:
             return scoring.score_masked(
-                self.model, a, b, mask, path=self.path, device=self.device, progress=progress,
+                self.model,
+                a,
+                b,
+                mask,
+                path=self.path,
+                device=self.device,
+                progress=progress,
                 optimized=self.optimized,
             )
         out = self.score_map(a, b, progress=progress)

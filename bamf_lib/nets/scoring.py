@@ -69,9 +69,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from bamf_lib.config import SCORING_PATHS
+from bamf_lib.nets.device import resolve_device
 from bamf_lib.nets.inference import cached_copy, dilated_copy, fused_features
 from bamf_lib.nets.models import FocusResNet, receptive_field
-from bamf_lib.nets.device import resolve_device
 
 __all__ = ["score_map", "score_masked", "PATHS", "FAST_METHOD"]
 
@@ -98,7 +98,9 @@ def _check_inputs(model: FocusResNet, a: np.ndarray, b: np.ndarray, path: str) -
         if img.ndim != 2:
             raise ValueError(f"{name} must be a gray H x W image, got shape {img.shape}")
         if not np.issubdtype(img.dtype, np.floating):
-            raise ValueError(f"{name} must be float gray in [0, 1], got dtype {img.dtype}; use bamf_lib.colour.to_float_gray")
+            raise ValueError(
+                f"{name} must be float gray in [0, 1], got dtype {img.dtype}; use bamf_lib.colour.to_float_gray"
+            )
         lo, hi = float(img.min()), float(img.max())
         if lo < -1e-3 or hi > 1 + 1e-3:
             raise ValueError(f"{name} must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}]")
@@ -138,6 +140,7 @@ class _Eval:
 
 # --- reference path -------------------------------------------------------------------
 
+
 def _reference(model, a, b, pixels: np.ndarray, device, batch_size: int, progress: bool) -> np.ndarray:
     """Scores of the flat pixel indices ``pixels``, one patch per pixel."""
     p = model.config.patch_size
@@ -156,12 +159,15 @@ def _reference(model, a, b, pixels: np.ndarray, device, batch_size: int, progres
 
 # --- whole-image paths ----------------------------------------------------------------
 
+
 def _pooled_logit_gap(model: FocusResNet, feats: torch.Tensor, dilation: int = 1) -> torch.Tensor:
     """logit[1] - logit[0] of every patch (sigmoid of it = softmax[:, 1]): the head applied
     at every position (:meth:`~bamf_lib.nets.models.FocusResNet.pooled_logits`) with the
     difference of the linear layer's two rows."""
     fc = model.fc
-    return model.pooled_logits(feats, dilation, weight=fc.weight[1:2] - fc.weight[0:1], bias=fc.bias[1:2] - fc.bias[0:1])
+    return model.pooled_logits(
+        feats, dilation, weight=fc.weight[1:2] - fc.weight[0:1], bias=fc.bias[1:2] - fc.bias[0:1]
+    )
 
 
 # receptive_field builds (and initialises) a network: 10 ms a call, once per config is enough
@@ -193,8 +199,10 @@ def _tile_side(model: FocusResNet, dense: bool, margin: int) -> int:
         stage_ch, inner_ch = [4 * w, 8 * w, 16 * w], [w, 4 * w, 8 * w]
     cumulative = np.cumprod([cfg.stem_stride, *cfg.stage_strides])[1:]  # stride of each stage's output
     reduction = [1, 1, 1] if dense else [int(c) ** 2 for c in cumulative]
-    bytes_per_px = 4 * (_LIVE_TENSORS * max(c / r for c, r in zip(stage_ch, reduction))
-                        + 9 * max(c / r for c, r in zip(inner_ch, reduction)))
+    bytes_per_px = 4 * (
+        _LIVE_TENSORS * max(c / r for c, r in zip(stage_ch, reduction))
+        + 9 * max(c / r for c, r in zip(inner_ch, reduction))
+    )
     side = int(math.sqrt(_TILE_BUDGET_BYTES / bytes_per_px)) - model.config.patch_size - 2 * margin
     return max(s * 8, s * (side // s))
 
@@ -350,8 +358,7 @@ def score_map(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = resolve_device(device)
     with _Eval(model, device) as net:
-        return _dispatch(net, a, b, None, path, device, batch_size, progress, tile,
-                         optimized)
+        return _dispatch(net, a, b, None, path, device, batch_size, progress, tile, optimized)
 
 
 def score_masked(
@@ -385,5 +392,4 @@ def score_masked(
     mask = mask.astype(bool)
     device = resolve_device(device)
     with _Eval(model, device) as net:
-        return _dispatch(net, a, b, mask, path, device, batch_size, progress, None,
-                         optimized)
+        return _dispatch(net, a, b, mask, path, device, batch_size, progress, None, optimized)

@@ -29,10 +29,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
-from bamf_lib.nets.checkpoint import load_checkpoint, read_log, rng_state, save_checkpoint, seed_everything, set_rng_state
 from bamf_lib.config import TrainConfig
-from bamf_lib.nets.device import resolve_device
 from bamf_lib.data.patches import IGNORE
+from bamf_lib.nets.checkpoint import (
+    load_checkpoint,
+    read_log,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+)
+from bamf_lib.nets.device import resolve_device
 
 __all__ = ["lr_factor", "train", "train_step", "train_epoch", "freeze_batchnorm", "evaluate", "read_log"]
 
@@ -154,25 +161,39 @@ def _start(model: nn.Module, cfg: TrainConfig, ckpt_path: Path, log_path: Path, 
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     # fused SGD saves kernel launches, which bound small-patch training on a GPU
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay, fused=device.type == "cuda" or None)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+        fused=device.type == "cuda" or None,
+    )
     run = _Run(model, model, optimizer, cfg, device, rank, world, epochs=cfg.epochs)
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path, cfg, device, rank=rank, world=world)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        run.epoch, run.epochs, run.samples_seen, run.log = state["epoch"], state["epochs"], state["samples_seen"], state["log"]
+        run.epoch, run.epochs, run.samples_seen, run.log = (
+            state["epoch"],
+            state["epochs"],
+            state["samples_seen"],
+            state["log"],
+        )
         set_rng_state(state["rng"])
     elif rank == 0 and log_path.exists():
         log_path.unlink()
     if world > 1:
-        run.net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        run.net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     if device.type == "cuda":
         run.net = torch.compile(run.net)
     return run
 
 
-def train_step(run: _Run, x: torch.Tensor, y: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def train_step(
+    run: _Run, x: torch.Tensor, y: torch.Tensor, lr: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One SGD step at learning rate ``lr``; returns the loss, the logits and the labels
     they answer (regions are augmented here, so these may be turned or flipped).
 
@@ -185,8 +206,10 @@ def train_step(run: _Run, x: torch.Tensor, y: torch.Tensor, lr: float) -> tuple[
         group["lr"] = lr
     x, y = _to_input(x, device), y.to(device, non_blocking=True).long()
     if (y.ndim == 3) != (run.cfg.region is not None):
-        raise ValueError(f"TrainConfig.region is {run.cfg.region} but the data are "
-                         f"{'regions' if y.ndim == 3 else 'patches'} (labels of shape {tuple(y.shape)})")
+        raise ValueError(
+            f"TrainConfig.region is {run.cfg.region} but the data are "
+            f"{'regions' if y.ndim == 3 else 'patches'} (labels of shape {tuple(y.shape)})"
+        )
     if run.cfg.region is not None:
         x, y = _augment_regions(x, y)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -232,7 +255,9 @@ def train_epoch(run: _Run, train_ds: Dataset, indices: list[int], steps: int, pr
         seen += n_labelled
         if bar is not None:
             if step % 20 == 0 or step == steps - 1:
-                bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.4f}", lr=f"{lr:.2g}")
+                bar.set_postfix(
+                    loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.4f}", lr=f"{lr:.2g}"
+                )
             bar.update(1)
     if bar is not None:
         bar.close()
@@ -269,8 +294,17 @@ def _checkpoint(run: _Run, ckpt_path: Path, log_path: Path, row: dict[str, Any],
         dist.all_gather_object(rngs, rng_state())
     if run.rank != 0:
         return
-    save_checkpoint(ckpt_path, run.model, run.optimizer, epoch=run.epoch, epochs=run.epochs,
-                    samples_seen=run.samples_seen, log=run.log, cfg=run.cfg, rng_ranks=rngs)
+    save_checkpoint(
+        ckpt_path,
+        run.model,
+        run.optimizer,
+        epoch=run.epoch,
+        epochs=run.epochs,
+        samples_seen=run.samples_seen,
+        log=run.log,
+        cfg=run.cfg,
+        rng_ranks=rngs,
+    )
     with open(log_path, "a") as fh:
         fh.write(json.dumps(row) + "\n")
     if progress:
@@ -354,14 +388,18 @@ def train(
     run = _start(model, cfg, ckpt_path, log_path, resume)
     # every rank sees a disjoint shard; the order depends only on (seed, epoch), so a
     # resumed run replays exactly the permutation it would have drawn
-    sampler = DistributedSampler(train_ds, num_replicas=run.world, rank=run.rank, shuffle=True, seed=cfg.seed,
-                                 drop_last=True)
+    sampler = DistributedSampler(
+        train_ds, num_replicas=run.world, rank=run.rank, shuffle=True, seed=cfg.seed, drop_last=True
+    )
     n_local = len(sampler) if cfg.max_samples is None else min(len(sampler), cfg.max_samples // run.world)
     steps = max(1, math.ceil(n_local / cfg.batch_size))
 
     while run.epoch < run.epochs:
-        if stop_after is not None and run.log and (
-                time.monotonic() - started + 1.1 * run.log[-1]["seconds"] > stop_after):
+        if (
+            stop_after is not None
+            and run.log
+            and (time.monotonic() - started + 1.1 * run.log[-1]["seconds"] > stop_after)
+        ):
             break  # the next epoch would not fit: stop, keeping the schedule for a resume
         t0 = time.monotonic()
         sampler.set_epoch(run.epoch)
@@ -374,8 +412,9 @@ def train(
             "loss": stats["loss"],
             "acc": stats["acc"],
             "val_acc": evaluate(run.model, val_ds, device=run.device) if val_ds is not None else None,
-            "val_boundary_acc": (evaluate(run.model, boundary_val_ds, device=run.device)
-                                 if boundary_val_ds is not None else None),
+            "val_boundary_acc": (
+                evaluate(run.model, boundary_val_ds, device=run.device) if boundary_val_ds is not None else None
+            ),
             "seconds": time.monotonic() - t0,
             "samples_seen": run.samples_seen,
             "steps": steps,

@@ -29,7 +29,9 @@ _MAX_PARAMETERS = 100_000_000
 _DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64", "int64": "I64"}
 
 
-def save_weights(model: FocusResNet, path: str | os.PathLike, metadata: dict | None = None, *, overwrite: bool = True) -> Path:
+def save_weights(
+    model: FocusResNet, path: str | os.PathLike, metadata: dict | None = None, *, overwrite: bool = True
+) -> Path:
     """Write ``model``'s state as safetensors, atomically, with config and metadata JSON.
 
     Parameters
@@ -75,17 +77,25 @@ def _check_tensors(path: Path, header: dict, model: torch.nn.Module) -> None:
         info = have[name]
         shape = tuple(want[name].shape)
         if not isinstance(info, dict) or tuple(info.get("shape", ())) != shape:
-            problems.append(f"{name} has shape {info.get('shape') if isinstance(info, dict) else info}, "
-                            f"the config needs {list(shape)}")
+            problems.append(
+                f"{name} has shape {info.get('shape') if isinstance(info, dict) else info}, "
+                f"the config needs {list(shape)}"
+            )
         elif info.get("dtype") != (dtype := _DTYPES.get(str(want[name].dtype).removeprefix("torch."))):
             problems.append(f"{name} is {info.get('dtype')}, the network's is {dtype}")
-        elif not (isinstance(offsets := info.get("data_offsets"), list) and len(offsets) == 2
-                  and all(isinstance(o, int) for o in offsets) and 0 <= offsets[0] <= offsets[1] <= size):
+        elif not (
+            isinstance(offsets := info.get("data_offsets"), list)
+            and len(offsets) == 2
+            and all(isinstance(o, int) for o in offsets)
+            and 0 <= offsets[0] <= offsets[1] <= size
+        ):
             problems.append(f"{name} has data offsets {info.get('data_offsets')} beyond the file's {size} bytes")
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise ValueError(f"{path}: its tensors do not match its config: {'; '.join(sorted(problems)[:3])}{more}; "
-                         f"the file is damaged or was not written by save_weights")
+        raise ValueError(
+            f"{path}: its tensors do not match its config: {'; '.join(sorted(problems)[:3])}{more}; "
+            f"the file is damaged or was not written by save_weights"
+        )
 
 
 def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> FocusResNet:
@@ -117,8 +127,10 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         raise ValueError(f"{path}: its header's network config is refused ({exc})") from None
     n_parameters = sum(p.numel() for p in shell.parameters())
     if n_parameters > _MAX_PARAMETERS:
-        raise ValueError(f"{path}: its config builds {n_parameters:,} parameters, over the {_MAX_PARAMETERS:,} "
-                         f"any bamf network has; the header is damaged or hostile")
+        raise ValueError(
+            f"{path}: its config builds {n_parameters:,} parameters, over the {_MAX_PARAMETERS:,} "
+            f"any bamf network has; the header is damaged or hostile"
+        )
     _check_tensors(path, header, shell)
     try:
         state = load_file(str(path), device="cpu")
@@ -131,5 +143,3 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     except (json.JSONDecodeError, TypeError):
         raise ValueError(f"{path}: the 'metadata' entry of its header is not JSON") from None
     return model.to(device).eval()
-
-

@@ -65,8 +65,9 @@ def header_config(path: Path, header: dict) -> ModelConfig:
                 raise ValueError(f"config {key}={raw[key]!r} is outside 1..{bound}")
         return ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
     except (ValueError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{path}: its header's network config is refused ({exc}); "
-                         f"use weights written by save_weights / bamf train") from None
+        raise ValueError(
+            f"{path}: its header's network config is refused ({exc}); use weights written by save_weights / bamf train"
+        ) from None
 
 
 def header_info(path: str | os.PathLike) -> tuple[ModelConfig, dict]:

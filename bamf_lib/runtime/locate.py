@@ -51,8 +51,9 @@ def weights_path(net: str = "initial", weights: str | os.PathLike | None = None)
         return path
     trained = sorted(folder.glob(f"*-{net}.safetensors"))
     if len(trained) > 1:
-        raise ValueError(f"{folder} holds several {net} networks ({', '.join(p.name for p in trained)}); "
-                         f"name one {net}.safetensors")
+        raise ValueError(
+            f"{folder} holds several {net} networks ({', '.join(p.name for p in trained)}); name one {net}.safetensors"
+        )
     return trained[0] if trained else path
 
 

@@ -185,7 +185,9 @@ class OnnxScorer:
             raise ValueError(f"a and b differ in size: a {out[0].shape}, b {out[1].shape}")
         p = self.config.patch_size
         if min(out[0].shape) < p:
-            raise ValueError(f"images are {out[0].shape[0]}x{out[0].shape[1]}, smaller than the network's {p}x{p} patch")
+            raise ValueError(
+                f"images are {out[0].shape[0]}x{out[0].shape[1]}, smaller than the network's {p}x{p} patch"
+            )
         return out[0], out[1]
 
     def score_map(self, a: np.ndarray, b: np.ndarray, *, progress: bool = False) -> np.ndarray:
@@ -204,8 +206,11 @@ class OnnxScorer:
             raise ValueError(f"mask has shape {mask.shape}, the images {a.shape}")
         p = self.config.patch_size
         cost = lambda tiles: sum((y1 - y0 + p - 1) * (x1 - x0 + p - 1) for y0, y1, x0, x1 in tiles)  # noqa: E731
-        choices = [[t for t in _tiles(*a.shape, side) if mask[t[0]:t[1], t[2]:t[3]].any()]
-                   for side in sorted({*_MASK_TILES, self.tile}) if side <= self.tile]
+        choices = [
+            [t for t in _tiles(*a.shape, side) if mask[t[0] : t[1], t[2] : t[3]].any()]
+            for side in sorted({*_MASK_TILES, self.tile})
+            if side <= self.tile
+        ]
         out = self._score(a, b, min(choices, key=cost), progress)
         out[~mask] = np.nan
         return out
@@ -251,11 +256,13 @@ def _tiles(h: int, w: int, side: int) -> list[tuple[int, int, int, int]]:
     """Tiles of one size, at most ``side`` x ``side``, covering ``h`` x ``w``: as few as
     possible, evenly spread, overlapping by the few pixels that make their sizes equal (so
     one fixed-shape session serves them all; an overlapped pixel is written by the later tile)."""
+
     def cuts(n: int) -> Iterator[tuple[int, int]]:
         k = -(-n // side)
         size = -(-n // k)
         starts = [round(i * (n - size) / (k - 1)) for i in range(k)] if k > 1 else [0]
         return ((s, s + size) for s in starts)
+
     return [(y0, y1, x0, x1) for y0, y1 in cuts(h) for x0, x1 in cuts(w)]
 
 
@@ -337,8 +344,10 @@ def _load_once(path: str, mtime_ns: int) -> OnnxScorer:
     path = Path(path)
     config, metadata = header_info(path)
     if not config.dense_capable:
-        raise ValueError(f"{path}: a {config.padding}-padded net with strides {config.stage_strides} has no exact "
-                         f"whole-image ONNX form; it runs on the torch path (pip install 'bamf[train]')")
+        raise ValueError(
+            f"{path}: a {config.padding}-padded net with strides {config.stage_strides} has no exact "
+            f"whole-image ONNX form; it runs on the torch path (pip install 'bamf[train]')"
+        )
     sha = _sha256(path)
     for candidate in (lambda: onnx_path(path), lambda: cache_path(sha)):  # the cache only when needed (pooch)
         graph = candidate()

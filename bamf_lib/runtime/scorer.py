@@ -55,9 +55,7 @@ class Scorer(Protocol):
         """
         ...
 
-    def score_masked(
-        self, a: np.ndarray, b: np.ndarray, mask: np.ndarray, *, progress: bool = False
-    ) -> np.ndarray:
+    def score_masked(self, a: np.ndarray, b: np.ndarray, mask: np.ndarray, *, progress: bool = False) -> np.ndarray:
         """The scores of :meth:`score_map` where ``mask`` is True, NaN elsewhere, computed the
         cheapest way the backend knows (only the masked region, or the whole image once)."""
         ...
