@@ -73,10 +73,11 @@ def atomic_write(path: str | os.PathLike, *, overwrite: bool = False) -> Iterato
     path.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale_temporaries(path.parent)
     tmp_path = _create_temporary(path)
+    mode = tmp_path.stat().st_mode & 0o7777  # 0o666 less the umask, as open() gives
     try:
         yield tmp_path
-        if path.exists():
-            os.chmod(tmp_path, path.stat().st_mode & 0o7777)
+        # the writer may have replaced the file with one of its own mode (safetensors: 0o600)
+        os.chmod(tmp_path, path.stat().st_mode & 0o7777 if path.exists() else mode)
         os.replace(tmp_path, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

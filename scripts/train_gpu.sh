@@ -7,9 +7,14 @@
 #
 #   BAMF_DATA_DIR=/data OUT=/results BAMF_TIME_BUDGET=540 scripts/train_gpu.sh
 #
-# The default profile is "whole" (the shipped default's shape: padding-free ResNet-20 v1 whose
-# features see the whole 64x64 patch, mixed natural + texture backgrounds); BAMF_PROFILE picks
-# another ("paper" for Res56 v2, "gpu" for the earlier padded ResNet-20).  With BAMF_PARALLEL=1
+# The default profile is "camera", the training campaign (campaign/README.md): the shipped
+# default's shape (padding-free ResNet-20 v1 whose features see the whole 64x64 patch) on blur as
+# cameras make it, 40 epochs fixed in advance.  Each net resumes from the campaign's committed
+# checkpoint, $BAMF_RESUME_FROM/<profile>-<net>/checkpoint.pt (default folder: campaign/), when
+# there is one, and the budget ends the run after the last whole epoch that fits while keeping
+# the schedule (bamf train --stop-after), so the checkpoint it brings back resumes again.
+# BAMF_PROFILE picks another profile ("whole": the shipped default's; "paper" for Res56 v2); for
+# those the budget shortens the schedule to what fits (bamf train --time-budget).  With BAMF_PARALLEL=1
 # (default) both nets train at once on the GPU, each with the whole budget; with 0 the initial
 # net gets BAMF_INITIAL_SHARE (default 0.5) of it and the boundary net what is left.
 # Writes to $OUT: <profile>-initial.safetensors, <profile>-boundary.safetensors, their .log.jsonl
@@ -23,11 +28,15 @@ set -euo pipefail
 OUT=${OUT:-runs/gpu}
 BUDGET=${BAMF_TIME_BUDGET:-540}
 SHARE=${BAMF_INITIAL_SHARE:-0.5}
-PROFILE=${BAMF_PROFILE:-whole}
+PROFILE=${BAMF_PROFILE:-camera}
+RESUME=${BAMF_RESUME_FROM:-campaign}
 PARALLEL=${BAMF_PARALLEL:-1}
 PYTHON=${PYTHON:-python3}
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
 mkdir -p "$OUT"
+if [ "$PROFILE" = camera ]; then LIMIT=--stop-after; else LIMIT=--time-budget; fi
+# the flags that resume net $1 from the campaign's checkpoint, if one is there
+resume() { if [ -f "$RESUME/$PROFILE-$1/checkpoint.pt" ]; then echo --resume-from "$RESUME/$PROFILE-$1/checkpoint.pt"; fi; }
 
 start=$(date +%s)
 "$PYTHON" - <<'EOF' 2>&1 | tee -a "$OUT/train_gpu.log"
@@ -39,21 +48,21 @@ EOF
 if [ "$PARALLEL" = 1 ]; then
     for net in initial boundary; do
         "$PYTHON" -m bamf_lib.cli train --profile "$PROFILE" --net "$net" --out "$OUT" \
-            --time-budget "$BUDGET" "$@" > "$OUT/train_gpu-$net.log" 2>&1 &
+            $LIMIT "$BUDGET" $(resume "$net") "$@" > "$OUT/train_gpu-$net.log" 2>&1 &
     done
     wait
     cat "$OUT/train_gpu-initial.log" "$OUT/train_gpu-boundary.log" >> "$OUT/train_gpu.log"
 else
     first=$("$PYTHON" -c "print(int($BUDGET * $SHARE))")
     "$PYTHON" -m bamf_lib.cli train --profile "$PROFILE" --net initial --out "$OUT" \
-        --time-budget "$first" "$@" 2>&1 | tee -a "$OUT/train_gpu.log"
+        $LIMIT "$first" $(resume initial) "$@" 2>&1 | tee -a "$OUT/train_gpu.log"
     left=$(( BUDGET - ($(date +%s) - start) ))
     if [ "$left" -lt 30 ]; then
         echo "only ${left}s of the budget left; the boundary net gets 30 s" | tee -a "$OUT/train_gpu.log"
         left=30
     fi
     "$PYTHON" -m bamf_lib.cli train --profile "$PROFILE" --net boundary --out "$OUT" \
-        --time-budget "$left" "$@" 2>&1 | tee -a "$OUT/train_gpu.log"
+        $LIMIT "$left" $(resume boundary) "$@" 2>&1 | tee -a "$OUT/train_gpu.log"
 fi
 
 echo "done in $(( $(date +%s) - start ))s; weights and logs in $OUT" | tee -a "$OUT/train_gpu.log"

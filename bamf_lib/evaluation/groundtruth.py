@@ -29,6 +29,7 @@ from bamf_lib.data.synthesis import blurred_pair
 __all__ = [
     "GroundTruthPair",
     "groundtruth_set",
+    "camera_validation_set",
     "pixel_accuracy",
     "boundary_band",
     "boundary_accuracy",
@@ -61,6 +62,7 @@ def groundtruth_set(
     sigma_range: tuple[float, float] = (2.0, 5.0),
     foreground_scale: float = 0.5,
     images: str = "embedded",
+    camera: SynthesisConfig | None = None,
 ) -> list[GroundTruthPair]:
     """Source pairs from held-out foreground/background combinations, with true decision maps.
 
@@ -76,13 +78,19 @@ def groundtruth_set(
     foreground_scale : float
         Resize factor of the foreground images; half, as in training (200x300 and 152x192).
         Ignored for ``images="kodak"``.
-    images : {"embedded", "kodak"}
+    images : {"embedded", "kodak", "matting"}
         ``"embedded"``: the held-out scikit-image groups (small pairs).  ``"kodak"``: the sharp
         Kodak24 photographs, which training never sees (:data:`bamf_lib.data.sources.HELD_OUT_BACKGROUNDS`),
         at full size (500x500): pair ``k`` puts photograph ``k`` over photograph ``k + 1``
         (cyclically, shifted by one more every round) through a procedural matte.  Needs
         ``BAMF_DATA_DIR`` or the download.  This is the synthetic validation set on which
-        candidate networks and their (k, tau) are chosen.
+        candidate networks and their (k, tau) are chosen.  ``"matting"``: the 27 alpha-matting
+        foregrounds with their true mattes, resized by ``foreground_scale``, over the Kodak24
+        photographs: objects training has seen, on backgrounds it never has.
+    camera : SynthesisConfig, optional
+        The blur model (PSF family, sigma law, depth ramp, noise, JPEG) of
+        :func:`~bamf_lib.synthesis.blurred_pair`; None is the paper's Gaussian.  Its
+        ``sigma_range`` is not used: ``sigma_range`` is.
 
     Returns
     -------
@@ -99,9 +107,14 @@ def groundtruth_set(
     lo, hi = sigma_range
     if not 0 < lo <= hi:
         raise ValueError(f"sigma_range must satisfy 0 < low <= high, got {sigma_range}")
-    if images not in ("embedded", "kodak"):
-        raise ValueError(f"images must be 'embedded' or 'kodak', got {images!r}")
-    if images == "kodak":
+    if images not in ("embedded", "kodak", "matting"):
+        raise ValueError(f"images must be 'embedded', 'kodak' or 'matting', got {images!r}")
+    if images == "matting":
+        photos = natural_backgrounds(held_out=True)
+        mats = load_foregrounds(SynthesisConfig(source="alphamatting", foreground_scale=foreground_scale))
+        fgs = [mats[k % len(mats)] for k in range(n_pairs)]
+        bgs = [photos[(k + k // len(mats)) % len(photos)] for k in range(n_pairs)]
+    elif images == "kodak":
         photos = natural_backgrounds(held_out=True)
         m = len(photos)
         fgs, bgs = [], []
@@ -124,9 +137,28 @@ def groundtruth_set(
     for k in range(n_pairs):
         name, fg, alpha = fgs[k]
         bg_name, bg = bgs[k]
-        _, a, b, s_fg, s_bg = blurred_pair(fg, alpha, bg, np.random.default_rng([seed, 11, k]), sigma_range)
+        _, a, b, s_fg, s_bg = blurred_pair(
+            fg, alpha, bg, np.random.default_rng([seed, 11, k]), sigma_range, camera=camera
+        )
         out.append(GroundTruthPair(f"gt{k:02d}-{name}-on-{bg_name}", a, b, label_map(alpha), alpha, s_fg, s_bg))
     return out
+
+
+def camera_validation_set(n_pairs: int = 24, *, seed: int = 2) -> list[GroundTruthPair]:
+    """The training campaign's validation set: pairs blurred as the ``camera`` profile's
+    synthesis blurs (disc or Gaussian PSF, sigma log-uniform from mild to strong, depth ramp,
+    noise, JPEG), half Kodak24 over Kodak24 through procedural mattes, half alpha-matting
+    foregrounds over Kodak24 (:func:`groundtruth_set` with ``images="kodak"`` and
+    ``"matting"``).  No test pair is read.  Seed 1 is for tuning (k, tau), seed 2 for scoring.
+    """
+    from bamf_lib.config import get_profile
+
+    cam = get_profile("camera").synthesis
+    half = n_pairs // 2
+    common = {"seed": seed, "sigma_range": cam.sigma_range, "camera": cam}
+    kodak = groundtruth_set(half, images="kodak", **common) if half else []
+    matting = groundtruth_set(n_pairs - half, images="matting", foreground_scale=cam.foreground_scale, **common)
+    return kodak + matting
 
 
 def _as_masks(decision: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
