@@ -20,9 +20,11 @@ Two guards against careless or hostile files:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets
+import socket
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -58,7 +60,10 @@ _JPEG_OPTIONS = {"quality": 95, "subsampling": 0}
 _PNG_OPTIONS = {"compress_level": 3}
 
 _TMP_TAG = ".bamf-tmp-"
-_TMP_NAME = re.compile(r"^\..*\.bamf-tmp-(\d+)-[0-9a-f]{8}(\.[^.]*)?$")
+# "-h<host>": a hash of the writer's host name; another machine's pid means nothing here (a shared
+# filesystem under a Dask cluster), so only this host's temporaries are cleaned
+_TMP_NAME = re.compile(r"^\..*\.bamf-tmp-(\d+)-[0-9a-f]{8}(?:-h([0-9a-f]{8}))?(\.[^.]*)?$")
+_TMP_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 _PILLOW_LIMIT = threading.Lock()  # Image.MAX_IMAGE_PIXELS is one global
 
 
@@ -201,7 +206,7 @@ def _clean_stale_temporaries(folder: Path) -> None:
         return
     for entry in entries:
         match = _TMP_NAME.match(entry.name)
-        if match is None or int(match.group(1)) == os.getpid():
+        if match is None or int(match.group(1)) == os.getpid() or match.group(2) not in (None, _TMP_HOST):
             continue
         try:
             os.kill(int(match.group(1)), 0)
@@ -215,7 +220,8 @@ def _clean_stale_temporaries(folder: Path) -> None:
 def _create_temporary(path: Path) -> Path:
     """A new empty file beside ``path``, mode ``0o666`` less the umask (as ``open`` makes)."""
     for _ in range(100):
-        tmp = path.parent / f".{path.name}{_TMP_TAG}{os.getpid()}-{secrets.token_hex(4)}{path.suffix or '.tmp'}"
+        name = f".{path.name}{_TMP_TAG}{os.getpid()}-{secrets.token_hex(4)}-h{_TMP_HOST}"
+        tmp = path.parent / f"{name}{path.suffix or '.tmp'}"
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             return tmp
