@@ -1,0 +1,100 @@
+"""What runs on a Dask worker for ``--engine dask`` (:mod:`bamf_lib.engines` submits it).
+
+* :class:`PreloadNets`, a worker plugin: each worker loads the initial and boundary networks
+  once, when it joins (and a worker that replaces a dead one too); the tasks then find them in
+  the loaders' caches (:func:`bamf_lib.onnxnet.load_onnx`, :func:`bamf_lib.weights.load_pretrained`).
+  On the default ONNX path a worker never imports torch.
+* :func:`run_stack`, one task per stack: it is idempotent (a retry after its worker died finds
+  the output written atomically, or writes the same bytes again), and returns the seconds it
+  took, or the reason a stack is bad, so that a bad file fails once and is not retried.
+* :func:`check_access`, the one small task run before a batch: can a worker read the first
+  input and write the output folder?
+
+This module imports ``distributed``: only the dask engine imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from distributed import WorkerPlugin
+
+from bamf_lib.batch import Stack
+
+__all__ = ["PreloadNets", "run_stack", "check_access", "DETERMINISTIC"]
+
+# failures that a second try cannot mend (bad input, a missing or unwritable file): reported at
+# once; any other exception (an I/O hiccup of a network filesystem, memory) is retried by Dask
+DETERMINISTIC = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
+                 NotADirectoryError)
+
+
+class PreloadNets(WorkerPlugin):
+    """Load the networks ``bamf fuse`` runs once per worker, as it starts.
+
+    Parameters are those of :func:`bamf_lib.fusion.load_net`.  A network that cannot be loaded
+    is left for the tasks, which then fail with the reason (as the local engine does).
+    """
+
+    def __init__(self, weights: str | None = None, device: str = "auto", backend: str = "auto",
+                 path: str = "fast") -> None:
+        self.options = {"weights": weights, "device": device, "backend": backend, "path": path}
+
+    def setup(self, worker) -> None:
+        from bamf_lib.fusion import load_net
+
+        for net in ("initial", "boundary"):
+            try:
+                load_net(net, **self.options)
+            except (OSError, ValueError):  # no networks: every stack fails and says why
+                return
+
+
+def _sendable(exc: Exception) -> Exception:
+    """``exc`` if it pickles (its type decides the exit status), else a RuntimeError saying it."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
+def run_stack(stack: Stack, fuse_one: Callable[[Stack], object], force: bool = False,
+              catch: bool = True) -> float | None | Exception:
+    """Fuse one stack on a worker: the seconds it took; None when its output already exists
+    (an earlier try of this task, on a worker that died after writing it: the batch skipped the
+    outputs that existed before it started); or, with ``catch``, the exception of a bad stack.
+
+    The networks run on one thread: Dask gives each of a worker's threads one core.
+    """
+    from bamf_lib.onnxnet import threads
+
+    if not force and stack.output.exists():
+        return None
+    start = time.perf_counter()
+    try:
+        with threads(1):
+            fuse_one(stack)
+    except DETERMINISTIC as exc:
+        if not catch:
+            raise
+        return _sendable(exc)
+    return time.perf_counter() - start
+
+
+def check_access(first_input: str, output_folder: str) -> str:
+    """Read a byte of ``first_input`` and check that ``output_folder`` (or the part of it that
+    exists) is writable, on the worker that runs this; returns its host name."""
+    with open(first_input, "rb") as f:
+        f.read(1)
+    folder = Path(output_folder)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write in {folder}")
+    return socket.gethostname()
