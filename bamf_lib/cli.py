@@ -76,6 +76,11 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     path = getattr(args, "path", "fast")
     weights = getattr(args, "weights", None)
     json_out = Path(args.json_out) if args.json_out else None
+    engine, scheduler = getattr(args, "engine", "local"), getattr(args, "scheduler", None)
+    if scheduler and engine != "dask":
+        raise ValueError("--scheduler names a Dask scheduler; add --engine dask")
+    if engine == "dask" and args.pairs == "nyud40":
+        raise ValueError("--engine dask scores the Table 1 pair sets; nyud40 runs with --engine local")
     if json_out is not None and json_out.exists() and not overwrite:
         raise FileExistsError(f"{json_out} exists; remove it, choose another --json path or pass --existing overwrite")
     if args.pairs == "nyud40":
@@ -95,6 +100,8 @@ def evaluate_cli(args: argparse.Namespace) -> int:
         save_fused=args.save_fused,
         existing=existing,
         label=args.pairs,
+        engine=engine,
+        scheduler=scheduler,
     )
     print(format_table(result))
     if len(result.common_pairs()) < len(result.pairs):
@@ -163,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, metavar="N", help="with --batch or --list: stacks fused at once, each on its "
                    "share of the cores (default: one per core, up to 4); stacks of over 1 MP fuse one at a time on "
                    "all cores, which bounds the memory")
+    _engine_options(p, "stacks")
     p.add_argument("--decision-map", help="also write the decision map here: the index of the chosen source, "
                    "scaled to 0..255 (for a pair: 0 where the first source is taken, 255 where the second)")
     p.add_argument("--path", choices=["fast", "reference"], default="fast")
@@ -214,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what to do with --save-fused images (and a --json file) already there, e.g. from a run "
                    "that failed: stop before any work (default), keep them, or replace them")
     _weights_option(p)
+    _engine_options(p, "pairs")
     p.set_defaults(func=evaluate_cli)
 
     p = sub.add_parser("reproduce", help="execute every notebook with papermill and build the HTML book")
@@ -254,6 +263,17 @@ def _max_pixels_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=pixels, default=MAX_PIXELS, metavar="N",
                    help=f"refuse an input image of more than N pixels, checked before it is decoded "
                    f"(default {MAX_PIXELS:.0e}; e.g. 4e8)")
+
+
+def _engine_options(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--engine", choices=["local", "dask"], default="local",
+                   help=f"where the {what} run: in this process (default) or on a Dask cluster, one task "
+                   f"per {what.rstrip('s')} (pip install 'bamf[dask]'); every worker must see the files at "
+                   f"the same paths")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="with --engine dask: the scheduler of an existing cluster, e.g. tcp://host:8786 "
+                   "(default: a local cluster of a worker per core" + ("; --jobs N sets the workers)"
+                                                                     if what == "stacks" else ")"))
 
 
 def _weights_option(p: argparse.ArgumentParser) -> None:

@@ -110,10 +110,14 @@ def _fuse_stack(args: argparse.Namespace, source_paths: list, output: str | Path
 
 def cmd_fuse(args: argparse.Namespace) -> int:
     """``bamf fuse``: one stack, or many with ``--batch`` / ``--list``; returns the exit status."""
+    if args.scheduler and args.engine != "dask":
+        raise ValueError("--scheduler names a Dask scheduler; add --engine dask")
     if args.batch or args.list:
         return _cmd_fuse_batch(args)
     if not args.sources or args.output is None:
         raise ValueError("name the source images and -o OUTPUT (or many stacks: --batch DIR, --list FILE)")
+    if args.engine != "local" or args.scheduler:
+        raise ValueError("--engine and --scheduler are for many stacks (--batch DIR, --list FILE)")
     if args.jobs is not None:
         raise ValueError("--jobs is for many stacks (--batch DIR, --list FILE); one stack already uses every core")
     line = _fuse_stack(args, args.sources, args.output, args.decision_map, progress=not args.quiet)
@@ -146,20 +150,51 @@ def _worker_setup(threads: int, stop: threading.Event) -> None:
     set_stop(stop)
 
 
+def _fuse_listed(args: argparse.Namespace, stack, exclusive: threading.Lock | None = None) -> None:
+    """Fuse one stack of a batch: what each engine, local or Dask, calls per stack."""
+    _fuse_stack(args, list(stack.sources), stack.output, progress=False, exclusive=exclusive)
+
+
+def _fuse_batch_dask(args: argparse.Namespace, stacks: list):
+    """``--engine dask``: the batch on a Dask cluster (:func:`bamf_lib.engines.run_dask`); the tasks
+    get the options ``_fuse_stack`` reads, with a --weights folder made absolute for the workers."""
+    from bamf_lib.dask_worker import PreloadNets
+    from bamf_lib.engines import run_dask
+
+    weights = args.weights
+    if weights and Path(weights).is_dir():
+        weights = str(Path(weights).absolute())
+    options = argparse.Namespace(force=args.force, max_pixels=args.max_pixels, path=args.path,
+                                 device=args.device, align=args.align, weights=weights,
+                                 backend=args.backend)
+    return run_dask(stacks, functools.partial(_fuse_listed, options), scheduler=args.scheduler,
+                    n_workers=args.jobs, force=args.force, progress=not args.quiet, debug=args.debug,
+                    plugin=PreloadNets(weights, args.device, args.backend, args.path), quiet=args.quiet)
+
+
 def _cmd_fuse_batch(args: argparse.Namespace) -> int:
-    """``bamf fuse --batch DIR [-o OUTDIR]`` or ``--list FILE``: many stacks, one process."""
+    """``bamf fuse --batch DIR [-o OUTDIR]`` or ``--list FILE``: many stacks, one process
+    (``--engine local``) or a Dask cluster (``--engine dask``)."""
     from bamf_lib.batch import run_batch, stacks_for
 
     if args.sources or args.decision_map:
         raise ValueError("--batch and --list name the stacks themselves; give no source images or --decision-map")
     stacks = stacks_for(batch=args.batch, list_file=args.list, output=args.output, suffix=args.suffix)
+    if args.engine == "dask":
+        try:
+            report = _fuse_batch_dask(args, stacks)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt("interrupted; the cluster is shut down, the stacks fused are kept, the "
+                                    "others left nothing; run again to go on (finished stacks are skipped)"
+                                    ) from None
+        return _report_batch(stacks, report)
     jobs, setup, lock, stop = _batch_jobs(args), None, threading.Lock(), threading.Event()
     if jobs > 1:
         setup = functools.partial(_worker_setup, max(1, (os.cpu_count() or 1) // jobs), stop)
     fused = []
 
     def fuse_one(stack):
-        _fuse_stack(args, list(stack.sources), stack.output, progress=False, exclusive=lock)
+        _fuse_listed(args, stack, lock)
         fused.append(stack)
 
     try:
@@ -170,8 +205,15 @@ def _cmd_fuse_batch(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt(f"interrupted; {n} stack{'s' if n != 1 else ''} fused in this run "
                                 f"{'are' if n != 1 else 'is'} kept, the others left nothing; run again to go on "
                                 f"(finished stacks are skipped)") from None
+    return _report_batch(stacks, report)
+
+
+def _report_batch(stacks: list, report) -> int:
+    """Print the failures with their reasons, the per-stack seconds and the counts; the exit status."""
     for stack, exc in report.failed:
         print(f"bamf fuse: failed {stack.name} (-> {stack.output}): {one_line(exc)}", file=sys.stderr)
+    if report.seconds:
+        print(f"bamf fuse: {report.timing()}", file=sys.stderr)
     print(f"bamf fuse: {len(stacks)} stacks: {report.summary()}", file=sys.stderr)
     return report.exit_status()
 
