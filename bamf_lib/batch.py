@@ -11,7 +11,8 @@ Two ways to name the stacks:
 
 :func:`run_batch` fuses them in one process, so the networks are loaded once; it skips a
 stack whose output exists (unless ``force``), goes on past a stack that fails, and returns
-what happened to each.
+what happened to each, with the seconds each stack took.  :func:`plan_batch` is the part every
+engine shares; :func:`bamf_lib.engines.run_dask` runs the same batch on a Dask cluster.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 * :class:`PreloadNets`, a worker plugin: each worker loads the initial and boundary networks
   once, when it joins (and a worker that replaces a dead one too); the tasks then find them in
-  the loaders' caches (:func:`bamf_lib.onnxnet.load_onnx`, :func:`bamf_lib.weights.load_pretrained`).
+  the loaders' caches (:func:`bamf_lib.onnxnet.load_onnx`,
+  :func:`bamf_lib.weights.load_pretrained`).
   On the default ONNX path a worker never imports torch.
 * :func:`run_stack`, one task per stack: it is idempotent (a retry after its worker died finds
   the output written atomically, or writes the same bytes again), and returns the seconds it
@@ -10,7 +11,7 @@
 * :func:`check_access`, the one small task run before a batch: can a worker read the first
   input and write the output folder?
 
-This module imports ``distributed``: only the dask engine imports it.
+Only the dask engine imports this module.
 """
 
 from __future__ import annotations
@@ -22,16 +23,25 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from distributed import WorkerPlugin
+try:
+    from distributed import WorkerPlugin
+except ModuleNotFoundError:  # importable without dask (doctest collection); the engine needs it
+    WorkerPlugin = object
 
 from bamf_lib.batch import Stack
 
-__all__ = ["PreloadNets", "run_stack", "check_access", "DETERMINISTIC"]
+__all__ = ["DETERMINISTIC", "PreloadNets", "check_access", "run_stack"]
 
 # failures that a second try cannot mend (bad input, a missing or unwritable file): reported at
 # once; any other exception (an I/O hiccup of a network filesystem, memory) is retried by Dask
-DETERMINISTIC = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
-                 NotADirectoryError)
+DETERMINISTIC = (
+    ValueError,
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+)
 
 
 class PreloadNets(WorkerPlugin):
@@ -41,8 +51,13 @@ class PreloadNets(WorkerPlugin):
     is left for the tasks, which then fail with the reason (as the local engine does).
     """
 
-    def __init__(self, weights: str | None = None, device: str = "auto", backend: str = "auto",
-                 path: str = "fast") -> None:
+    def __init__(
+        self,
+        weights: str | None = None,
+        device: str = "auto",
+        backend: str = "auto",
+        path: str = "fast",
+    ) -> None:
         self.options = {"weights": weights, "device": device, "backend": backend, "path": path}
 
     def setup(self, worker) -> None:
@@ -64,8 +79,9 @@ def _sendable(exc: Exception) -> Exception:
     return exc
 
 
-def run_stack(stack: Stack, fuse_one: Callable[[Stack], object], force: bool = False,
-              catch: bool = True) -> float | None | Exception:
+def run_stack(
+    stack: Stack, fuse_one: Callable[[Stack], object], force: bool = False, catch: bool = True
+) -> float | None | Exception:
     """Fuse one stack on a worker: the seconds it took; None when its output already exists
     (an earlier try of this task, on a worker that died after writing it: the batch skipped the
     outputs that existed before it started); or, with ``catch``, the exception of a bad stack.

@@ -1,4 +1,4 @@
-"""Where a batch runs: in this process (``--engine local``, the default) or on Dask (``--engine dask``).
+"""Where a batch runs: in this process (``--engine local``, the default) or on Dask.
 
 * ``local``: :func:`bamf_lib.batch.run_batch`, a stack per core in threads of this process.
 * ``dask``: :func:`run_dask`, one task per stack on a ``dask.distributed`` cluster: without a
@@ -30,12 +30,11 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 from bamf_lib.batch import BatchReport, Stack, plan_batch
 
-__all__ = ["ENGINES", "dask_client", "check_workers", "run_dask", "map_dask"]
+__all__ = ["ENGINES", "check_workers", "dask_client", "map_dask", "run_dask"]
 
 ENGINES = ("local", "dask")
 #: seconds to wait for a scheduler's first worker, and for the access check to come back
@@ -48,7 +47,9 @@ def _import_distributed():
     except ModuleNotFoundError as exc:
         if exc.name not in ("dask", "distributed"):
             raise
-        raise ValueError("--engine dask needs dask and distributed: pip install 'bamf[dask]'") from None
+        raise ValueError(
+            "--engine dask needs dask and distributed: pip install 'bamf[dask]'"
+        ) from None
     return distributed
 
 
@@ -59,8 +60,9 @@ def _cores() -> int:
 
 
 @contextlib.contextmanager
-def dask_client(scheduler: str | None = None, *, n_workers: int | None = None,
-                quiet: bool = False) -> Iterator[Any]:
+def dask_client(
+    scheduler: str | None = None, *, n_workers: int | None = None, quiet: bool = False
+) -> Iterator[Any]:
     """A ``distributed.Client``: connected to ``scheduler``, or to a new ``LocalCluster``.
 
     The local cluster has ``n_workers`` worker processes (default one per core) of one thread
@@ -70,18 +72,28 @@ def dask_client(scheduler: str | None = None, *, n_workers: int | None = None,
     distributed = _import_distributed()
     if scheduler is not None:
         if n_workers is not None:
-            raise ValueError("--jobs sizes the local cluster; with --scheduler the cluster is sized already")
+            raise ValueError(
+                "--jobs sizes the local cluster; with --scheduler the cluster is sized already"
+            )
         with distributed.Client(scheduler, timeout="30s") as client:
             yield client
         return
     if n_workers is not None and n_workers < 1:
         raise ValueError(f"--jobs must be at least 1, got {n_workers}")
-    with distributed.LocalCluster(n_workers=n_workers or _cores(), threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                                  silence_logs=logging.ERROR) as cluster:
+    with distributed.LocalCluster(
+        n_workers=n_workers or _cores(),
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        silence_logs=logging.ERROR,
+    ) as cluster:
         if not quiet:
-            print(f"bamf: local Dask cluster of {len(cluster.workers)} workers; dashboard at "
-                  f"{cluster.dashboard_link}", file=sys.stderr)
+            print(
+                f"bamf: local Dask cluster of {len(cluster.workers)} workers; dashboard at "
+                f"{cluster.dashboard_link}",
+                file=sys.stderr,
+            )
         with distributed.Client(cluster) as client:
             yield client
 
@@ -93,14 +105,20 @@ def check_workers(client: Any, check: Callable[[], object], what: str) -> None:
     try:
         client.wait_for_workers(1, timeout=WORKER_TIMEOUT)
     except TimeoutError:
-        raise TimeoutError(f"no worker joined the Dask scheduler at {where} in {WORKER_TIMEOUT} s") from None
+        raise TimeoutError(
+            f"no worker joined the Dask scheduler at {where} in {WORKER_TIMEOUT} s"
+        ) from None
     try:
-        client.submit(check, pure=False, key=f"bamf-check-{uuid.uuid4().hex}").result(timeout=WORKER_TIMEOUT)
+        client.submit(check, pure=False, key=f"bamf-check-{uuid.uuid4().hex}").result(
+            timeout=WORKER_TIMEOUT
+        )
     except Exception as exc:
         why = " ".join(str(exc).split()) or type(exc).__name__
-        raise FileNotFoundError(f"the Dask workers of {where} cannot use {what} ({why}); every worker must "
-                                f"see the inputs and outputs at the same paths (a shared filesystem; "
-                                f"fsspec URLs are not supported)") from None
+        raise FileNotFoundError(
+            f"the Dask workers of {where} cannot use {what} ({why}); every worker must "
+            f"see the inputs and outputs at the same paths (a shared filesystem; "
+            f"fsspec URLs are not supported)"
+        ) from None
 
 
 def _registered(client: Any, plugin: Any | None) -> contextlib.AbstractContextManager:
@@ -125,9 +143,19 @@ def _absolute(stack: Stack) -> Stack:
     return Stack(tuple(p.absolute() for p in stack.sources), stack.output.absolute(), stack.name)
 
 
-def run_dask(stacks: Sequence[Stack], fuse_one: Callable[[Stack], object], *, scheduler: str | None = None,
-             n_workers: int | None = None, force: bool = False, progress: bool = True, debug: bool = False,
-             plugin: Any | None = None, retries: int = 2, quiet: bool = False) -> BatchReport:
+def run_dask(
+    stacks: Sequence[Stack],
+    fuse_one: Callable[[Stack], object],
+    *,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+    debug: bool = False,
+    plugin: Any | None = None,
+    retries: int = 2,
+    quiet: bool = False,
+) -> BatchReport:
     """Fuse each stack in a Dask task; what :func:`bamf_lib.batch.run_batch` does, on a cluster.
 
     Parameters
@@ -166,14 +194,22 @@ def run_dask(stacks: Sequence[Stack], fuse_one: Callable[[Stack], object], *, sc
     first = next((s for s in tasks if s.sources and s.sources[0].is_file()), None)
     with dask_client(scheduler, n_workers=n_workers, quiet=quiet) as client:
         if first is not None:
-            check_workers(client, functools.partial(check_access, str(first.sources[0]),
-                                                    str(first.output.parent)), str(first.sources[0]))
+            check_workers(
+                client,
+                functools.partial(check_access, str(first.sources[0]), str(first.output.parent)),
+                str(first.sources[0]),
+            )
         with _registered(client, plugin):
             task = functools.partial(run_stack, fuse_one=fuse_one, force=force, catch=not debug)
-            for stack, outcome in _as_completed(client, task, tasks, todo,
-                                                retries=0 if debug else retries, debug=debug,
-                                                bar=_bar(len(stacks), len(stacks) - len(todo), "stacks",
-                                                         progress)):
+            for stack, outcome in _as_completed(
+                client,
+                task,
+                tasks,
+                todo,
+                retries=0 if debug else retries,
+                debug=debug,
+                bar=_bar(len(stacks), len(stacks) - len(todo), "stacks", progress),
+            ):
                 if isinstance(outcome, BaseException):
                     report.failed.append((stack, outcome))
                 else:
@@ -183,10 +219,20 @@ def run_dask(stacks: Sequence[Stack], fuse_one: Callable[[Stack], object], *, sc
     return report.in_order(stacks)
 
 
-def map_dask(fn: Callable[[Any], Any], items: Sequence[Any], *, scheduler: str | None = None,
-             n_workers: int | None = None, progress: bool = True, desc: str = "items",
-             check: Callable[[], object] | None = None, what: str = "the inputs",
-             plugin: Any | None = None, retries: int = 2, quiet: bool = False) -> list[Any]:
+def map_dask(
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    *,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    progress: bool = True,
+    desc: str = "items",
+    check: Callable[[], object] | None = None,
+    what: str = "the inputs",
+    plugin: Any | None = None,
+    retries: int = 2,
+    quiet: bool = False,
+) -> list[Any]:
     """``[fn(item) for item in items]``, one Dask task per item; the first error is raised
     (with its remote traceback) once the other tasks are cancelled.  ``check`` runs on one
     worker first (:func:`check_workers`)."""
@@ -198,9 +244,15 @@ def map_dask(fn: Callable[[Any], Any], items: Sequence[Any], *, scheduler: str |
         if check is not None:
             check_workers(client, check, what)
         with _registered(client, plugin):
-            for index, result in _as_completed(client, fn, list(items), list(range(len(items))),
-                                               retries=retries, debug=True,
-                                               bar=_bar(len(items), 0, desc, progress)):
+            for index, result in _as_completed(
+                client,
+                fn,
+                list(items),
+                list(range(len(items))),
+                retries=retries,
+                debug=True,
+                bar=_bar(len(items), 0, desc, progress),
+            ):
                 results[index] = result
     return [results[i] for i in range(len(items))]
 
@@ -208,12 +260,19 @@ def map_dask(fn: Callable[[Any], Any], items: Sequence[Any], *, scheduler: str |
 def _bar(total: int, initial: int, desc: str, progress: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit=desc.rstrip("s"), disable=not progress,
-                file=sys.stderr)
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit=desc.rstrip("s"),
+        disable=not progress,
+        file=sys.stderr,
+    )
 
 
-def _as_completed(client: Any, task: Callable, args: list, labels: list, *, retries: int, debug: bool,
-                  bar) -> Iterator[tuple[Any, Any]]:
+def _as_completed(
+    client: Any, task: Callable, args: list, labels: list, *, retries: int, debug: bool, bar
+) -> Iterator[tuple[Any, Any]]:
     """Submit ``task(arg)`` for each arg; yield ``(label, result)`` as they complete, a task that
     failed for good (retries spent, or its stack killed too many workers) as ``(label, exception)``
     or, with ``debug``, raised.  Ctrl-C or an error cancels what has not run."""

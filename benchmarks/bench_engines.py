@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 
 from bamf_lib.cli import main
-from bamf_lib.datasets import LYTRO_INDICES, path as data_path
+from bamf_lib.datasets import LYTRO_INDICES
+from bamf_lib.datasets import path as data_path
 
 
 def _load() -> str:
@@ -68,8 +69,11 @@ def main_bench(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stacks", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--end-to-end", action="store_true",
-                        help="also time --engine dask with its own LocalCluster (start-up included)")
+    parser.add_argument(
+        "--end-to-end",
+        action="store_true",
+        help="also time --engine dask with its own LocalCluster (start-up included)",
+    )
     args = parser.parse_args(argv)
 
     from distributed import Client, LocalCluster
@@ -77,8 +81,10 @@ def main_bench(argv: list[str] | None = None) -> None:
     logging.getLogger("distributed").setLevel(logging.ERROR)  # the clusters' closing chatter
 
     cores = len(os.sched_getaffinity(0))
-    print(f"{platform.node()}: {cores} cores, {platform.processor() or platform.machine()}, "
-          f"load {_load()} at start; {args.stacks} stacks of 520 x 520 pairs")
+    print(
+        f"{platform.node()}: {cores} cores, {platform.processor() or platform.machine()}, "
+        f"load {_load()} at start; {args.stacks} stacks of 520 x 520 pairs"
+    )
     rows: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-engines-") as tmp:
         tmp = Path(tmp)
@@ -86,17 +92,26 @@ def main_bench(argv: list[str] | None = None) -> None:
         clusters, startup = {}, {}
         for workers in (1, 2):
             t0 = time.perf_counter()
-            clusters[workers] = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                             host="127.0.0.1", dashboard_address=None,
-                                             silence_logs=logging.ERROR)
+            clusters[workers] = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
             startup[workers] = time.perf_counter() - t0
         try:
             reference = None
             for repeat in range(args.repeats):
                 runs = [("local, --jobs 2", ["--jobs", "2"])]
-                runs += [(f"dask, {w}-worker LocalCluster", ["--engine", "dask", "--scheduler",
-                                                             clusters[w].scheduler_address])
-                         for w in (2, 1)]
+                runs += [
+                    (
+                        f"dask, {w}-worker LocalCluster",
+                        ["--engine", "dask", "--scheduler", clusters[w].scheduler_address],
+                    )
+                    for w in (2, 1)
+                ]
                 if args.end_to_end or args.repeats > 1:
                     runs.append(("dask, own LocalCluster (start-up incl.)", ["--engine", "dask"]))
                 for index, (name, extra) in enumerate(runs):
@@ -120,21 +135,29 @@ def main_bench(argv: list[str] | None = None) -> None:
 
     best = {name: min(times) for name, times in rows.items()}
     local = best["local, --jobs 2"]
-    print(f"\n| engine ({args.stacks} stacks, best of {args.repeats}) | seconds | stacks/s | vs local |")
+    print(
+        f"\n| engine ({args.stacks} stacks, best of {args.repeats}) "
+        "| seconds | stacks/s | vs local |"
+    )
     print("|---|---|---|---|")
     for name, seconds in best.items():
         print(f"| {name} | {seconds:.1f} | {args.stacks / seconds:.2f} | {seconds / local:.2f}x |")
     one, two = best["dask, 1-worker LocalCluster"], best["dask, 2-worker LocalCluster"]
-    print(f"\nscaling 1 -> 2 workers: {args.stacks / one:.2f} -> {args.stacks / two:.2f} stacks/s "
-          f"({one / two:.2f}x on {cores} cores)")
+    print(
+        f"\nscaling 1 -> 2 workers: {args.stacks / one:.2f} -> {args.stacks / two:.2f} stacks/s "
+        f"({one / two:.2f}x on {cores} cores)"
+    )
     print(f"LocalCluster start-up: {startup[1]:.1f} s (1 worker), {startup[2]:.1f} s (2 workers)")
     print(f"scheduler overhead: {per_task * 1e3:.2f} ms per empty task (2,000 on 2 workers)")
     core_seconds = one / args.stacks  # one worker, one thread: a stack's cost in core-seconds
     workers = 10 * cores
-    print(f"\na stack costs {core_seconds:.2f} core-s here; 10 nodes of {cores} cores ({workers} workers) "
-          f"should fuse about {workers / core_seconds:.0f} stacks/s, as long as the scheduler's "
-          f"{per_task * 1e3:.1f} ms a task (a ceiling of {1 / per_task:.0f} tasks/s) and the shared "
-          f"filesystem keep up; load {_load()} at the end")
+    print(
+        f"\na stack costs {core_seconds:.2f} core-s here; "
+        f"10 nodes of {cores} cores ({workers} workers) "
+        f"should fuse about {workers / core_seconds:.0f} stacks/s, as long as the scheduler's "
+        f"{per_task * 1e3:.1f} ms a task (a ceiling of {1 / per_task:.0f} tasks/s) and the shared "
+        f"filesystem keep up; load {_load()} at the end"
+    )
 
 
 if __name__ == "__main__":

@@ -14,14 +14,21 @@ from PIL import Image
 distributed = pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
 
-from _standin import textured_pair  # noqa: E402
-from bamf_lib.cli import main  # noqa: E402
+from _standin import textured_pair
+
+from bamf_lib.cli import main
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address="127.0.0.1:0", silence_logs=40) as cluster:
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        silence_logs=40,
+    ) as cluster:
         yield cluster
 
 
@@ -55,15 +62,40 @@ def test_a_two_worker_cluster_fuses_a_batch_as_the_local_engine_does(cluster, tm
     rc, err = _fuse(capsys, "--batch", shoot, "-o", tmp_path / "local", "-q")
     assert rc == 2, err
     address = cluster.scheduler_address
-    rc, err = _fuse(capsys, "--batch", shoot, "-o", tmp_path / "dask", "-q", "--engine", "dask",
-                    "--scheduler", address)
+    rc, err = _fuse(
+        capsys,
+        "--batch",
+        shoot,
+        "-o",
+        tmp_path / "dask",
+        "-q",
+        "--engine",
+        "dask",
+        "--scheduler",
+        address,
+    )
     lines = err.strip().splitlines()
-    assert rc == 2 and any(l.startswith("bamf fuse: failed torn") and "b.jpg" in l for l in lines), err
+    assert rc == 2 and any(
+        l.startswith("bamf fuse: failed torn") and "b.jpg" in l for l in lines
+    ), err
     assert lines[-2].startswith("bamf fuse: seconds a stack: median ")
-    assert lines[-1] == "bamf fuse: 5 stacks: 4 fused, 0 skipped (output exists; --force replaces it), 1 failed"
+    assert (
+        lines[-1]
+        == "bamf fuse: 5 stacks: 4 fused, 0 skipped (output exists; --force replaces it), 1 failed"
+    )
     assert _same_outputs(tmp_path / "local", tmp_path / "dask")
-    rc, err = _fuse(capsys, "--batch", shoot, "-o", tmp_path / "dask", "-q", "--engine", "dask",
-                    "--scheduler", address)
+    rc, err = _fuse(
+        capsys,
+        "--batch",
+        shoot,
+        "-o",
+        tmp_path / "dask",
+        "-q",
+        "--engine",
+        "dask",
+        "--scheduler",
+        address,
+    )
     assert rc == 2 and "0 fused, 4 skipped" in err  # a rerun skips the finished stacks
     with distributed.Client(address) as client:
         # each worker loaded the two networks once (the plugin), ran them without torch, and the
@@ -72,7 +104,9 @@ def test_a_two_worker_cluster_fuses_a_batch_as_the_local_engine_does(cluster, tm
 
         loads = client.run(lambda: (_load_once.cache_info().misses, "torch" in sys.modules))
         assert set(loads.values()) == {(2, False)}, loads
-        plugins = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.worker_plugins))
+        plugins = client.run_on_scheduler(
+            lambda dask_scheduler: list(dask_scheduler.worker_plugins)
+        )
         assert not [name for name in plugins if name.startswith("bamf")], plugins
 
 
@@ -107,8 +141,18 @@ def test_workers_that_cannot_read_the_inputs_are_refused_in_one_line(cluster, tm
     with distributed.Client(cluster.scheduler_address) as client:
         client.register_plugin(_Blind(shoot), name="blind")
         try:
-            rc, err = _fuse(capsys, "--batch", shoot, "-o", tmp_path / "out", "-q", "--engine", "dask",
-                            "--scheduler", cluster.scheduler_address)
+            rc, err = _fuse(
+                capsys,
+                "--batch",
+                shoot,
+                "-o",
+                tmp_path / "out",
+                "-q",
+                "--engine",
+                "dask",
+                "--scheduler",
+                cluster.scheduler_address,
+            )
         finally:
             client.unregister_worker_plugin("blind")
     assert rc == 2 and len(err.strip().splitlines()) == 1, err
@@ -128,8 +172,11 @@ def test_a_worker_killed_mid_batch_loses_nothing(cluster, tmp_path, capsys):
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
                 done = len(list(out.glob("s*.png")))
-                busy = [w for w, keys in client.processing().items()
-                        if w in pids and any(str(k).startswith("bamf-run_stack") for k in keys)]
+                busy = [
+                    w
+                    for w, keys in client.processing().items()
+                    if w in pids and any(str(k).startswith("bamf-run_stack") for k in keys)
+                ]
                 if done and busy:
                     os.kill(pids[busy[0]], signal.SIGKILL)
                     killed.append(done)
@@ -138,8 +185,18 @@ def test_a_worker_killed_mid_batch_loses_nothing(cluster, tmp_path, capsys):
 
     killer = threading.Thread(target=kill_a_busy_worker)
     killer.start()
-    rc, err = _fuse(capsys, "--batch", shoot, "-o", out, "-q", "--engine", "dask",
-                    "--scheduler", cluster.scheduler_address)
+    rc, err = _fuse(
+        capsys,
+        "--batch",
+        shoot,
+        "-o",
+        out,
+        "-q",
+        "--engine",
+        "dask",
+        "--scheduler",
+        cluster.scheduler_address,
+    )
     killer.join()
     assert killed and killed[0] < 12, killed  # killed while stacks were left
     assert rc == 0 and "12 stacks: 12 fused, 0 skipped" in err, err
@@ -150,16 +207,24 @@ def test_a_worker_killed_mid_batch_loses_nothing(cluster, tmp_path, capsys):
 def test_the_plain_tool_never_imports_dask():
     import subprocess
 
-    code = ("import sys, bamf_lib.cli, bamf_lib.batch, bamf_lib.engines, bamf_lib.evaluation; "
-            "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))")
+    code = (
+        "import sys, bamf_lib.cli, bamf_lib.batch, bamf_lib.engines, bamf_lib.evaluation; "
+        "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--batch", "{root}", "--scheduler", "tcp://127.0.0.1:1"], "add --engine dask"),
-    (["{root}/s00/a.png", "{root}/s00/b.png", "-o", "{root}/f.png", "--engine", "dask"], "many stacks"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--batch", "{root}", "--scheduler", "tcp://127.0.0.1:1"], "add --engine dask"),
+        (
+            ["{root}/s00/a.png", "{root}/s00/b.png", "-o", "{root}/f.png", "--engine", "dask"],
+            "many stacks",
+        ),
+    ],
+)
 def test_engine_usage_errors_are_one_line(tmp_path, capsys, argv, words):
     root = _shoot(tmp_path / "shoot", 1)
     rc, err = _fuse(capsys, *(a.format(root=root) for a in argv))
