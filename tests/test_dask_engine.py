@@ -48,6 +48,12 @@ def _fuse(capsys, *argv):
     return rc, capsys.readouterr().err
 
 
+def _fuse_dask(capsys, scheduler, shoot, out):
+    return _fuse(
+        capsys, "--batch", shoot, "-o", out, "-q", "--engine", "dask", "--scheduler", scheduler
+    )
+
+
 def _same_outputs(a, b):
     names = sorted(p.name for p in a.iterdir())
     assert names == sorted(p.name for p in b.iterdir())
@@ -62,18 +68,7 @@ def test_a_two_worker_cluster_fuses_a_batch_as_the_local_engine_does(cluster, tm
     rc, err = _fuse(capsys, "--batch", shoot, "-o", tmp_path / "local", "-q")
     assert rc == 2, err
     address = cluster.scheduler_address
-    rc, err = _fuse(
-        capsys,
-        "--batch",
-        shoot,
-        "-o",
-        tmp_path / "dask",
-        "-q",
-        "--engine",
-        "dask",
-        "--scheduler",
-        address,
-    )
+    rc, err = _fuse_dask(capsys, address, shoot, tmp_path / "dask")
     lines = err.strip().splitlines()
     assert rc == 2 and any(
         l.startswith("bamf fuse: failed torn") and "b.jpg" in l for l in lines
@@ -84,18 +79,7 @@ def test_a_two_worker_cluster_fuses_a_batch_as_the_local_engine_does(cluster, tm
         == "bamf fuse: 5 stacks: 4 fused, 0 skipped (output exists; --force replaces it), 1 failed"
     )
     assert _same_outputs(tmp_path / "local", tmp_path / "dask")
-    rc, err = _fuse(
-        capsys,
-        "--batch",
-        shoot,
-        "-o",
-        tmp_path / "dask",
-        "-q",
-        "--engine",
-        "dask",
-        "--scheduler",
-        address,
-    )
+    rc, err = _fuse_dask(capsys, address, shoot, tmp_path / "dask")
     assert rc == 2 and "0 fused, 4 skipped" in err  # a rerun skips the finished stacks
     with distributed.Client(address) as client:
         # each worker loaded the two networks once (the plugin), ran them without torch, and the
@@ -141,18 +125,7 @@ def test_workers_that_cannot_read_the_inputs_are_refused_in_one_line(cluster, tm
     with distributed.Client(cluster.scheduler_address) as client:
         client.register_plugin(_Blind(shoot), name="blind")
         try:
-            rc, err = _fuse(
-                capsys,
-                "--batch",
-                shoot,
-                "-o",
-                tmp_path / "out",
-                "-q",
-                "--engine",
-                "dask",
-                "--scheduler",
-                cluster.scheduler_address,
-            )
+            rc, err = _fuse_dask(capsys, cluster.scheduler_address, shoot, tmp_path / "out")
         finally:
             client.unregister_worker_plugin("blind")
     assert rc == 2 and len(err.strip().splitlines()) == 1, err
@@ -185,18 +158,7 @@ def test_a_worker_killed_mid_batch_loses_nothing(cluster, tmp_path, capsys):
 
     killer = threading.Thread(target=kill_a_busy_worker)
     killer.start()
-    rc, err = _fuse(
-        capsys,
-        "--batch",
-        shoot,
-        "-o",
-        out,
-        "-q",
-        "--engine",
-        "dask",
-        "--scheduler",
-        cluster.scheduler_address,
-    )
+    rc, err = _fuse_dask(capsys, cluster.scheduler_address, shoot, out)
     killer.join()
     assert killed and killed[0] < 12, killed  # killed while stacks were left
     assert rc == 0 and "12 stacks: 12 fused, 0 skipped" in err, err
