@@ -2,24 +2,29 @@
 
 Every file the project writes goes through :func:`atomic_write`, and nothing overwrites an
 existing file unless asked.  Temporary files are named
-``.<name>.bamf-tmp-<pid>-<random><suffix>`` and created with the process's umask (as a plain
-``open`` would); one left by a killed process is removed by the next :func:`atomic_write` into
-the same folder.
+``.<name>.bamf-tmp-<pid>-<random>-h<host><suffix>`` and created with the process's umask (as a
+plain ``open`` would); one left by a killed process on this host is removed by the next
+:func:`atomic_write` into the same folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["atomic_write"]
 
 _TMP_TAG = ".bamf-tmp-"
-_TMP_NAME = re.compile(r"^\..*\.bamf-tmp-(\d+)-[0-9a-f]{8}(\.[^.]*)?$")
+# "-h<host>": a hash of the writer's host name; another machine's pid means nothing here (a shared
+# filesystem under a Dask cluster), so only this host's temporaries are cleaned
+_TMP_NAME = re.compile(r"^\..*\.bamf-tmp-(\d+)-[0-9a-f]{8}(?:-h([0-9a-f]{8}))?(\.[^.]*)?$")
+_TMP_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
 def _clean_stale_temporaries(folder: Path) -> None:
@@ -30,7 +35,7 @@ def _clean_stale_temporaries(folder: Path) -> None:
         return
     for entry in entries:
         match = _TMP_NAME.match(entry.name)
-        if match is None or int(match.group(1)) == os.getpid():
+        if match is None or int(match.group(1)) == os.getpid() or match.group(2) not in (None, _TMP_HOST):
             continue
         try:
             os.kill(int(match.group(1)), 0)
@@ -44,7 +49,8 @@ def _clean_stale_temporaries(folder: Path) -> None:
 def _create_temporary(path: Path) -> Path:
     """A new empty file beside ``path``, mode ``0o666`` less the umask (as ``open`` makes)."""
     for _ in range(100):
-        tmp = path.parent / f".{path.name}{_TMP_TAG}{os.getpid()}-{secrets.token_hex(4)}{path.suffix or '.tmp'}"
+        name = f".{path.name}{_TMP_TAG}{os.getpid()}-{secrets.token_hex(4)}-h{_TMP_HOST}"
+        tmp = path.parent / f"{name}{path.suffix or '.tmp'}"
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             return tmp

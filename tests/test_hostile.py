@@ -256,8 +256,10 @@ def test_stale_temporary_of_a_killed_run_is_cleaned_by_the_next_write(folder):
     assert len(stale) == 1
     mine = folder / "out" / f".g.png.bamf-tmp-{os.getpid()}-0123abcd.png"  # a live writer's: kept
     mine.write_bytes(b"in progress")
+    remote = folder / "out" / ".h.png.bamf-tmp-1-0123abcd-h00000000.png"  # another host's: its pid means nothing here
+    remote.write_bytes(b"in progress on another machine")
     write_image(folder / "out" / "other.png", np.zeros((4, 4), np.uint8))
-    assert sorted(p.name for p in (folder / "out").iterdir()) == sorted(["other.png", mine.name])
+    assert sorted(p.name for p in (folder / "out").iterdir()) == sorted(["other.png", mine.name, remote.name])
 
 
 # ------------------------------------------------------------------ unexpected errors

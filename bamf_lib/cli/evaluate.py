@@ -21,6 +21,11 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     path = getattr(args, "path", "fast")
     weights = getattr(args, "weights", None)
     json_out = Path(args.json_out) if args.json_out else None
+    engine, scheduler = getattr(args, "engine", "local"), getattr(args, "scheduler", None)
+    if scheduler and engine != "dask":
+        raise ValueError("--scheduler names a Dask scheduler; add --engine dask")
+    if engine == "dask" and args.pairs == "nyud40":
+        raise ValueError("--engine dask scores the Table 1 pair sets; nyud40 runs with --engine local")
     if json_out is not None and json_out.exists() and not overwrite:
         raise FileExistsError(f"{json_out} exists; remove it, choose another --json path or pass --existing overwrite")
     if args.pairs == "nyud40":
@@ -40,6 +45,8 @@ def evaluate_cli(args: argparse.Namespace) -> int:
         save_fused=args.save_fused,
         existing=existing,
         label=args.pairs,
+        engine=engine,
+        scheduler=scheduler,
     )
     print(format_table(result))
     if len(result.common_pairs()) < len(result.pairs):

@@ -2,7 +2,8 @@
 ``--list FILE``; :mod:`bamf_lib.fusion.batch`).
 
 The networks are resolved here, once per command (:func:`bamf_lib.fusion.scorers.load_scorer`),
-and every stack is fused with the same two scorers.
+and every stack is fused with the same two scorers; under ``--engine dask`` each worker resolves
+them once (:mod:`bamf_lib.fusion.dask_worker`).
 
 Every output is checked before any work (a folder, an input, an existing file without
 ``--force``, an unknown format, an unwritable folder), so bad input fails in one line with
@@ -23,7 +24,7 @@ import threading
 from pathlib import Path
 
 from bamf_lib.fusion import pipeline, scorers
-from bamf_lib.fusion.batch import run_batch, stacks_for
+from bamf_lib.fusion.batch import BatchReport, Stack, run_batch, stacks_for
 from bamf_lib.io import check_sources, read_image, write_image
 from bamf_lib.runtime import onnx
 
@@ -140,10 +141,14 @@ def _fuse_stack(
 
 def cmd_fuse(args: argparse.Namespace) -> int:
     """``bamf fuse``: one stack, or many with ``--batch`` / ``--list``; returns the exit status."""
+    if args.scheduler and args.engine != "dask":
+        raise ValueError("--scheduler names a Dask scheduler; add --engine dask")
     if args.batch or args.list:
         return _cmd_fuse_batch(args)
     if not args.sources or args.output is None:
         raise ValueError("name the source images and -o OUTPUT (or many stacks: --batch DIR, --list FILE)")
+    if args.engine != "local" or args.scheduler:
+        raise ValueError("--engine and --scheduler are for many stacks (--batch DIR, --list FILE)")
     if args.jobs is not None:
         raise ValueError("--jobs is for many stacks (--batch DIR, --list FILE); one stack already uses every core")
     # the outputs and inputs are checked before the networks load
@@ -168,13 +173,56 @@ def _worker_setup(threads: int, stop: threading.Event) -> None:
     onnx.set_stop(stop)
 
 
+def _fuse_listed(args: argparse.Namespace, nets, stack: Stack, exclusive: threading.Lock | None = None) -> None:
+    """Fuse one stack of a batch with ``nets`` (as :func:`_fuse_stack` takes them): what each
+    engine, local or Dask, calls per stack."""
+    _fuse_stack(args, nets, list(stack.sources), stack.output, progress=False, exclusive=exclusive)
+
+
+def _fuse_batch_dask(args: argparse.Namespace, stacks: list[Stack]) -> BatchReport:
+    """``--engine dask``: the batch on a Dask cluster (:func:`bamf_lib.fusion.engines.run_dask`).
+    Each worker resolves the scorers once (:class:`~bamf_lib.fusion.dask_worker.PreloadNets`);
+    the tasks get the options ``_fuse_stack`` reads, with a --weights folder made absolute."""
+    from bamf_lib.fusion.dask_worker import PreloadNets, worker_scorers
+    from bamf_lib.fusion.engines import run_dask
+
+    weights = args.weights
+    if weights and Path(weights).is_dir():
+        weights = str(Path(weights).absolute())
+    load = dict(weights=weights, device=args.device, backend=args.backend, path=args.path)
+    options = argparse.Namespace(
+        force=args.force, max_pixels=args.max_pixels, path=args.path, device=args.device, align=args.align
+    )
+    return run_dask(
+        stacks,
+        functools.partial(_fuse_listed, options, functools.partial(worker_scorers, **load)),
+        scheduler=args.scheduler,
+        n_workers=args.jobs,
+        force=args.force,
+        progress=not args.quiet,
+        debug=args.debug,
+        plugin=PreloadNets(**load),
+        quiet=args.quiet,
+    )
+
+
 def _cmd_fuse_batch(args: argparse.Namespace) -> int:
-    """``bamf fuse --batch DIR [-o OUTDIR]`` or ``--list FILE``: many stacks, one process."""
+    """``bamf fuse --batch DIR [-o OUTDIR]`` or ``--list FILE``: many stacks, one process
+    (``--engine local``) or a Dask cluster (``--engine dask``)."""
     if args.sources or args.decision_map:
         raise ValueError("--batch and --list name the stacks themselves; give no source images or --decision-map")
     stacks = stacks_for(batch=args.batch, list_file=args.list, output=args.output, suffix=args.suffix)
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.engine == "dask":
+        try:
+            report = _fuse_batch_dask(args, stacks)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(
+                "interrupted; the cluster is shut down, the stacks fused are kept, the "
+                "others left nothing; run again to go on (finished stacks are skipped)"
+            ) from None
+        return _report_batch(stacks, report)
     nets = _scorers(args)
     jobs, setup, lock, stop = _batch_jobs(args, nets), None, threading.Lock(), threading.Event()
     if jobs > 1:
@@ -182,7 +230,7 @@ def _cmd_fuse_batch(args: argparse.Namespace) -> int:
     fused = []
 
     def fuse_one(stack):
-        _fuse_stack(args, nets, list(stack.sources), stack.output, progress=False, exclusive=lock)
+        _fuse_listed(args, nets, stack, lock)
         fused.append(stack)
 
     try:
@@ -203,8 +251,15 @@ def _cmd_fuse_batch(args: argparse.Namespace) -> int:
             f"{'are' if n != 1 else 'is'} kept, the others left nothing; run again to go on "
             f"(finished stacks are skipped)"
         ) from None
+    return _report_batch(stacks, report)
+
+
+def _report_batch(stacks: list[Stack], report: BatchReport) -> int:
+    """Print the failures with their reasons, the per-stack seconds and the counts; the exit status."""
     for stack, exc in report.failed:
         print(f"bamf fuse: failed {stack.name} (-> {stack.output}): {one_line(exc)}", file=sys.stderr)
+    if report.seconds:
+        print(f"bamf fuse: {report.timing()}", file=sys.stderr)
     print(f"bamf fuse: {len(stacks)} stacks: {report.summary()}", file=sys.stderr)
     return report.exit_status()
 

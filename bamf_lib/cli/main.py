@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         "share of the cores (default: one per core, up to 4); stacks of over 1 MP fuse one at a time on "
         "all cores, which bounds the memory",
     )
+    _engine_options(p, "stacks")
     p.add_argument(
         "--decision-map",
         help="also write the decision map here: the index of the chosen source, "
@@ -191,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         "that failed: stop before any work (default), keep them, or replace them",
     )
     _weights_option(p)
+    _engine_options(p, "pairs")
     p.set_defaults(func=evaluate_cli)
 
     p = sub.add_parser("reproduce", help="execute every notebook with papermill and build the HTML book")
@@ -255,6 +257,24 @@ def _max_pixels_option(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"refuse an input image of more than N pixels, checked before it is decoded "
         f"(default {MAX_PIXELS:.0e}; e.g. 4e8)",
+    )
+
+
+def _engine_options(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--engine",
+        choices=["local", "dask"],
+        default="local",
+        help=f"where the {what} run: in this process (default) or on a Dask cluster, one task "
+        f"per {what.rstrip('s')} (pip install 'bamf[dask]'); every worker must see the files at "
+        f"the same paths",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="with --engine dask: the scheduler of an existing cluster, e.g. tcp://host:8786 "
+        "(default: a local cluster of a worker per core"
+        + ("; --jobs N sets the workers)" if what == "stacks" else ")"),
     )
 
 

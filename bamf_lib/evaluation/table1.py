@@ -25,6 +25,7 @@ those methods' means are over the pairs that exist.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -138,6 +139,7 @@ def _bamf(
 
         return fuse(sources, refine=refine, weights=weights, path=path).fused
 
+    run.bamf_options = (None if weights is None else str(weights), "auto", "auto", path)
     return run
 
 
@@ -198,6 +200,59 @@ def run_methods(
     return {name: _run_method(method, folders[name], pair, sources) for name, method in methods.items()}
 
 
+def _score_pair(
+    pair: Pair,
+    *,
+    methods: Mapping[str, Method],
+    folders: Mapping[str, str | None],
+    metric_fn: Callable,
+    save_fused: Path | None,
+    save_method: str,
+    existing: str,
+) -> tuple[dict, dict]:
+    """One pair's scores and seconds per method (saving ``save_method``'s fused image): the task
+    :func:`evaluate` runs per pair, in this process or on a Dask worker."""
+    sources = load_sources(pair)
+    if len(sources) != 2:
+        raise ValueError(f"pair {pair.name} has {len(sources)} sources; the metrics need exactly two")
+    scores, seconds = {}, {}
+    for name, method in methods.items():
+        t0 = time.perf_counter()
+        fused = _run_method(method, folders[name], pair, sources)
+        seconds[name] = time.perf_counter() - t0
+        if fused is None:
+            scores[name] = None
+            continue
+        if fused.shape != sources[0].shape:
+            raise ValueError(f"{name} on {pair.name}: fused shape {fused.shape} != source shape {sources[0].shape}")
+        scores[name] = {k: float(v) for k, v in metric_fn(sources[0], sources[1], fused).items()}
+        saved = None if save_fused is None or name != save_method else save_fused / f"{pair.name}.png"
+        if saved is not None and not (existing == "skip" and saved.exists()):
+            write_image(saved, fused, overwrite=existing == "overwrite")
+    return scores, seconds
+
+
+def _scored_here(score: Callable[[Pair], tuple], pairs: Sequence[Pair], total: int, progress: bool) -> Iterable[tuple]:
+    """``score`` of each pair in turn, under one progress bar (``total`` counts reused pairs too)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        pairs, desc="pairs", unit="pair", disable=not progress, file=sys.stderr, total=total, initial=total - len(pairs)
+    )
+    for pair in bar:
+        bar.set_postfix_str(pair.name)
+        yield score(pair)
+
+
+def _bamf_options(methods: Mapping[str, Method]) -> tuple:
+    """(weights, device, backend, path) of the bamf methods, for the workers to preload."""
+    for method in methods.values():
+        options = getattr(method, "bamf_options", None)
+        if options is not None:
+            return options
+    return (None, "auto", "auto", "fast")
+
+
 def evaluate(
     pairs: Sequence[Pair],
     methods: Mapping[str, Method],
@@ -211,6 +266,8 @@ def evaluate(
     progress: bool = True,
     label: str = "",
     reuse: EvaluationResult | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
 ) -> EvaluationResult:
     """Score every method on every pair and summarise (Table 1).
 
@@ -245,6 +302,11 @@ def evaluate(
         and method name) is copied from it, scores and timings, instead of being fused and
         scored again (``paper24`` and ``survey30`` share the 20 Lytro pairs). Copied pairs
         are not written to ``save_fused``.
+    engine : {"local", "dask"}
+        Score the pairs one by one here, or a task per pair on a Dask cluster
+        (:mod:`bamf_lib.fusion.engines`; its workers need the same data folder, ``BAMF_DATA_DIR``).
+    scheduler : str, optional
+        With ``engine="dask"``: an existing cluster's scheduler (default a local cluster).
 
     Returns
     -------
@@ -273,8 +335,6 @@ def evaluate(
                 f"or replace them with existing='overwrite' (CLI: --existing skip or --existing overwrite)"
             )
 
-    from tqdm.auto import tqdm
-
     scores: dict[str, dict[str, dict[str, float] | None]] = {m: {} for m in methods}
     seconds: dict[str, dict[str, float]] = {m: {} for m in methods if folders[m] is None}
     if reuse is not None and not isinstance(reuse, EvaluationResult):
@@ -292,33 +352,49 @@ def evaluate(
             )
         )
 
-    bar = tqdm(pairs, desc="pairs", unit="pair", disable=not progress, file=sys.stderr)
-    for pair in bar:
-        bar.set_postfix_str(pair.name)
-        if reusable(pair):
-            for name in methods:
-                old = reuse.scores[name][pair.name]
-                scores[name][pair.name] = None if old is None else dict(old)
-                if name in seconds:
-                    seconds[name][pair.name] = reuse.seconds[name][pair.name]
-            continue
-        sources = load_sources(pair)
-        if len(sources) != 2:
-            raise ValueError(f"pair {pair.name} has {len(sources)} sources; the metrics need exactly two")
-        for name, method in methods.items():
-            t0 = time.perf_counter()
-            fused = _run_method(method, folders[name], pair, sources)
+    score = functools.partial(
+        _score_pair,
+        methods=methods,
+        folders=folders,
+        metric_fn=metric_fn,
+        save_fused=save_fused,
+        save_method=save_method,
+        existing=existing,
+    )
+    todo = [pair for pair in pairs if not reusable(pair)]
+    if engine == "dask":  # a task per pair (bamf_lib.fusion.engines); its workers read the data folder
+        from bamf_lib.fusion.dask_worker import PreloadNets
+        from bamf_lib.fusion.engines import map_dask
+
+        check = functools.partial(datasets.path, todo[0].sources[0]) if todo else None
+        done = map_dask(
+            score,
+            todo,
+            scheduler=scheduler,
+            progress=progress,
+            desc="pairs",
+            check=check,
+            what=f"the data file {todo[0].sources[0] if todo else ''} (BAMF_DATA_DIR)",
+            plugin=PreloadNets(*_bamf_options(methods)),
+            quiet=not progress,
+        )
+    elif engine == "local":
+        done = _scored_here(score, todo, len(pairs), progress)
+    else:
+        raise ValueError(f"engine must be 'local' or 'dask', got {engine!r}")
+    results = dict(zip((pair.name for pair in todo), done))
+    for pair in pairs:
+        if pair.name not in results:  # reusable
+            results[pair.name] = (
+                {m: reuse.scores[m][pair.name] for m in methods},
+                {m: reuse.seconds[m][pair.name] for m in seconds},
+            )
+        pair_scores, pair_seconds = results[pair.name]
+        for name in methods:
+            old = pair_scores[name]
+            scores[name][pair.name] = None if old is None else dict(old)
             if name in seconds:
-                seconds[name][pair.name] = time.perf_counter() - t0
-            if fused is None:
-                scores[name][pair.name] = None
-                continue
-            if fused.shape != sources[0].shape:
-                raise ValueError(f"{name} on {pair.name}: fused shape {fused.shape} != source shape {sources[0].shape}")
-            scores[name][pair.name] = {k: float(v) for k, v in metric_fn(sources[0], sources[1], fused).items()}
-            saved = None if save_fused is None or name != save_method else save_fused / f"{pair.name}.png"
-            if saved is not None and not (existing == "skip" and saved.exists()):
-                write_image(saved, fused, overwrite=existing == "overwrite")
+                seconds[name][pair.name] = pair_seconds[name]
     names = [p.name for p in pairs]
     means, n_pairs, wins, win_pairs = summarize(scores, pairs=names, compete=compete, wins_on=wins_on)
     return EvaluationResult(

@@ -11,18 +11,20 @@ Two ways to name the stacks:
 
 :func:`run_batch` fuses them in one process, so the networks are loaded once; it skips a
 stack whose output exists (unless ``force``), goes on past a stack that fails, and returns
-what happened to each.
+what happened to each, with the seconds each stack took.  :func:`plan_batch` is the part every
+engine shares; :func:`bamf_lib.fusion.engines.run_dask` runs the same batch on a Dask cluster.
 """
 
 from __future__ import annotations
 
 import shlex
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Stack", "BatchReport", "stacks_for", "stacks_in_folder", "stacks_in_list", "run_batch"]
+__all__ = ["Stack", "BatchReport", "stacks_for", "stacks_in_folder", "stacks_in_list", "plan_batch", "run_batch"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,25 @@ class BatchReport:
     fused: list[Stack] = field(default_factory=list)
     skipped: list[Stack] = field(default_factory=list)
     failed: list[tuple[Stack, BaseException]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # stack name -> seconds to fuse it
+
+    def timing(self) -> str:
+        """Per-stack seconds of the fused stacks: median and slowest ("" when none was fused)."""
+        if not self.seconds:
+            return ""
+        times = sorted(self.seconds.values())
+        slowest = max(self.seconds, key=self.seconds.get)
+        return (
+            f"seconds a stack: median {times[len(times) // 2]:.2f}, slowest {times[-1]:.2f} "
+            f"({slowest}), total {sum(times):.1f}"
+        )
+
+    def in_order(self, stacks: Sequence[Stack]) -> BatchReport:
+        """Sort the lists in the order of ``stacks``, whatever order the stacks finished in."""
+        order = {id(s): i for i, s in enumerate(stacks)}
+        self.fused.sort(key=lambda s: order[id(s)])
+        self.failed.sort(key=lambda f: order[id(f[0])])
+        return self
 
     def summary(self) -> str:
         return (
@@ -137,6 +158,28 @@ def stacks_in_list(list_file: str | Path) -> list[Stack]:
     return stacks
 
 
+def plan_batch(stacks: Sequence[Stack], force: bool = False) -> tuple[BatchReport, list[Stack]]:
+    """A report holding the stacks no engine fuses (an output named twice: failed; an output that
+    exists, unless ``force``: skipped), and the stacks to fuse."""
+    report = BatchReport()
+    outputs = [s.output.resolve() for s in stacks]
+    todo = []
+    for stack, output in zip(stacks, outputs):
+        if outputs.count(output) > 1:
+            report.failed.append((stack, ValueError(f"{stack.output} is the output of more than one stack")))
+        elif stack.output.exists() and not force:
+            report.skipped.append(stack)
+        else:
+            todo.append(stack)
+    return report, todo
+
+
+def _timed(fuse_one: Callable[[Stack], None], stack: Stack) -> float:
+    start = time.perf_counter()
+    fuse_one(stack)
+    return time.perf_counter() - start
+
+
 def run_batch(
     stacks: Sequence[Stack],
     fuse_one: Callable[[Stack], None],
@@ -181,21 +224,13 @@ def run_batch(
 
     from tqdm import tqdm
 
-    report = BatchReport()
-    outputs = [s.output.resolve() for s in stacks]
-    todo = []
-    for stack, output in zip(stacks, outputs):
-        if outputs.count(output) > 1:
-            report.failed.append((stack, ValueError(f"{stack.output} is the output of more than one stack")))
-        elif stack.output.exists() and not force:
-            report.skipped.append(stack)
-        else:
-            todo.append(stack)
+    report, todo = plan_batch(stacks, force)
     bar = tqdm(total=len(stacks), initial=len(stacks) - len(todo), desc="stacks", unit="stack", disable=not progress)
 
-    def done(stack: Stack, exc: BaseException | None) -> None:
+    def done(stack: Stack, exc: BaseException | None, seconds: float = 0.0) -> None:
         if exc is None:
             report.fused.append(stack)
+            report.seconds[stack.name] = seconds
         elif debug:
             raise exc
         elif isinstance(exc, Exception):  # one bad stack must not stop the others; reported at the end
@@ -209,24 +244,22 @@ def run_batch(
         if jobs <= 1 or len(todo) < 2:
             for stack in todo:
                 try:
-                    fuse_one(stack)
+                    seconds = _timed(fuse_one, stack)
                 except Exception as exc:
                     done(stack, exc)
                 else:
-                    done(stack, None)
+                    done(stack, None, seconds)
         else:
             pool = ThreadPoolExecutor(min(jobs, len(todo)), thread_name_prefix="bamf-stack", initializer=setup)
             try:
-                futures = {pool.submit(fuse_one, stack): stack for stack in todo}
+                futures = {pool.submit(_timed, fuse_one, stack): stack for stack in todo}
                 for future in as_completed(futures):
-                    done(futures[future], future.exception())
+                    exc = future.exception()
+                    done(futures[future], exc, 0.0 if exc else future.result())
             except BaseException:  # Ctrl-C, SIGTERM or --debug: no new stack starts, the running ones stop early
                 if stop is not None:
                     stop.set()
                 raise
             finally:  # outputs are written atomically: a stack stopped before its write leaves nothing
                 pool.shutdown(wait=True, cancel_futures=True)
-    order = {id(s): i for i, s in enumerate(stacks)}
-    report.fused.sort(key=lambda s: order[id(s)])
-    report.failed.sort(key=lambda f: order[id(f[0])])
-    return report
+    return report.in_order(stacks)
