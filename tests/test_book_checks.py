@@ -31,6 +31,8 @@ BROKEN = {
     "an unparsed table directive": "<div class='output text_markdown'><p>:::{table} Fusion time.</p></div>",
     "an unparsed figure fence": "<p>```{figure} generated/intro.png</p>",
     "an unknown role with an argument": "<p>{unknownrole}`x`</p>",
+    "inside a section MathJax ignores": '<section class="tex2jax_ignore mathjax_ignore"><p>the {numref}`t` '
+                                        "table</p></section>",
 }
 CLEAN = {
     "rendered references": '<p>as <a href="#tab-x"><span class="std std-numref">Table 9.1</span></a> shows</p>',
@@ -57,7 +59,8 @@ def test_rendered_pages_pass(html):
 def test_a_broken_copy_of_a_book_fails_the_check(tmp_path):
     """A folder of pages, one of them broken: the command line exits 1 and names the page."""
     built = ROOT / "_build" / "html"
-    pages = sorted(built.rglob("*.html"))[:3] if (built / "index.html").exists() else []
+    pages = sorted(built.rglob("*.html")) if (built / "index.html").exists() else []
+    pages = [p for p in pages if "_static" not in p.parts and not find_unrendered(p.read_text())][:3]
     good = tmp_path / "html"
     good.mkdir()
     for i, page in enumerate(pages):

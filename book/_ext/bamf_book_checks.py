@@ -36,7 +36,8 @@ _PATTERN = re.compile(
 )
 # elements whose text may legitimately hold such markup: code cells' sources, literal blocks,
 # math (LaTeX braces), scripts and styles (widget state, search index)
-_SKIP_CLASSES = ("cell_input", "highlight", "math", "MathJax", "mjx-container")
+_SKIP_CLASSES = {"cell_input", "highlight", "math", "MathJax", "MathJax_Display"}  # whole class names: a
+# section's "mathjax_ignore" must not hide its prose
 _SKIP_TAGS = ("script", "style", "mjx-container", "textarea")
 _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
@@ -53,7 +54,8 @@ class _Text(HTMLParser):
         if tag in _VOID:
             return
         classes = dict(attrs).get("class") or ""
-        skip = tag in _SKIP_TAGS or any(c in classes.split() or c in classes for c in _SKIP_CLASSES)
+        tokens = classes.split()
+        skip = tag in _SKIP_TAGS or any(t in _SKIP_CLASSES or t.startswith(("highlight-", "mjx-")) for t in tokens)
         self.stack.append(skip or (self.stack[-1] if self.stack else False))
 
     def handle_endtag(self, tag):
