@@ -17,7 +17,8 @@ from collections.abc import Sequence
 
 from bamf_lib.tables import compare_to_best
 
-__all__ = ["TIE", "pair_label", "versus_best", "status_of", "verdict_table", "common_table", "detail_spread"]
+__all__ = ["TIE", "pair_label", "versus_best", "status_of", "verdict_table", "common_table", "detail_spread",
+           "result_from_json"]
 
 #: a difference smaller than this prints as +0.00000 at 5 decimals: a tie
 TIE = 5e-6
@@ -137,3 +138,21 @@ def detail_spread(images: Sequence, sigma: float = 2.0):
         high = g - cv2.GaussianBlur(g, (0, 0), sigma)
         stack.append(cv2.GaussianBlur(np.abs(high), (0, 0), 2 * sigma))
     return np.std(np.stack(stack), axis=0).astype(np.float32)
+
+
+def result_from_json(data: dict):
+    """An :class:`~bamf_lib.evaluation.EvaluationResult` back from its ``to_json()`` dict (how
+    chapter 9 hands its measurements to the appendix without fusing every pair again)."""
+    from bamf_lib.evaluation import EvaluationResult
+
+    methods = list(data["methods"])
+    m = data["methods"]
+    nan = float("nan")
+    return EvaluationResult(
+        pairs=list(data["pairs"]), methods=methods,
+        scores={k: dict(v["per_pair"]) for k, v in m.items()},
+        means={k: {x: (nan if y is None else y) for x, y in v["mean"].items()} for k, v in m.items()},
+        n_pairs={k: v["n_pairs"] for k, v in m.items()}, wins={k: v["wins"] for k, v in m.items()},
+        compete=list(data["compete"]), win_pairs=list(data["win_pairs"]),
+        seconds={k: dict(v["seconds"]) for k, v in m.items()}, label=data.get("label", ""),
+        wins_on=data.get("wins_on", "common"))
