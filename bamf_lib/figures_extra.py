@@ -73,21 +73,25 @@ def _signed(x: float) -> str:
 
 
 def verdict_table(sets: dict[str, dict[str, dict]], method: str = "bamf", extra_rows: Sequence[str] = ()) -> str:
-    """One row per (pair set, metric): ``method``'s mean, the best baseline's, the difference
-    (5 decimals) and the outcome, ties marked; ``extra_rows`` are appended as they are.
+    """One row per metric, one column per pair set: ``method``'s mean against the best
+    baseline's, the difference (5 decimals) and the outcome, ties marked; ``extra_rows`` (of
+    as many columns) are appended as they are.
 
     Examples
     --------
     >>> row = {"Q_MI": {"n_pairs": 2, "mean": 1.0, "best": "GF", "best_mean": 0.999998, "difference": 2e-6,
     ...        "status": "tie"}}
     >>> print(verdict_table({"s": row}).splitlines()[2])
-    | s (2 pairs) | Q_MI | 1.00000 | GF 1.00000 | +0.00000 | tie |
+    | Q_MI | 1.00000 vs GF 1.00000: +0.00000, tie |
     """
-    lines = [f"| pair set | metric | {method} | best baseline | difference | outcome |", "|---|---|---|---|---|---|"]
-    for name, rows in sets.items():
-        for k, r in rows.items():
-            lines.append(f"| {name} ({r['n_pairs']} pairs) | {k} | {r['mean']:.5f} | {r['best']} {r['best_mean']:.5f} "
-                         f"| {_signed(r['difference'])} | {r['status']} |")
+    names = list(sets)
+    head = "| metric | " + " | ".join(f"{n}: {method} vs the best baseline ({next(iter(sets[n].values()))['n_pairs']} "
+                                     "pairs)" for n in names) + " |"
+    lines = [head, "|---|" + "---|" * len(names)]
+    for k in sets[names[0]]:
+        cells = [f"{r['mean']:.5f} vs {r['best']} {r['best_mean']:.5f}: {_signed(r['difference'])}, {r['status']}"
+                 for r in (sets[n][k] for n in names)]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
     return "\n".join([*lines, *extra_rows])
 
 
@@ -154,5 +158,5 @@ def result_from_json(data: dict):
         means={k: {x: (nan if y is None else y) for x, y in v["mean"].items()} for k, v in m.items()},
         n_pairs={k: v["n_pairs"] for k, v in m.items()}, wins={k: v["wins"] for k, v in m.items()},
         compete=list(data["compete"]), win_pairs=list(data["win_pairs"]),
-        seconds={k: dict(v["seconds"]) for k, v in m.items()}, label=data.get("label", ""),
+        seconds={k: dict(v["seconds"]) for k, v in m.items() if v["seconds"]}, label=data.get("label", ""),
         wins_on=data.get("wins_on", "common"))

@@ -168,10 +168,19 @@ const outputs = Array.from(article.querySelectorAll(
   '.cell_output, .cell_output *, figure, figure img, table, .math, mjx-container, .pst-scrollable-table-container'))
   .filter(el => shown(el) && !el.closest('.cell_input'));
 const wide = [];
+// on a phone (narrow) a wide table or a long equation may scroll inside its own box, as the theme
+// and MathJax make them; nothing may stick out of the column, and the page itself may not scroll sideways
+const narrow = window.innerWidth < 600;
+const boxes = '.pst-scrollable-table-container, mjx-container, .highlight, .cell_output pre';
+if (document.documentElement.scrollWidth > window.innerWidth + 1) {
+  wide.push(`the page scrolls sideways (${document.documentElement.scrollWidth} px in ${window.innerWidth} px)`);
+}
 for (const el of outputs) {
   const r = el.getBoundingClientRect();
+  const box = el.parentElement && el.parentElement.closest(boxes);
+  if (narrow && box && box !== el && article.contains(box)) continue;  // clipped by a scrolling box
   const scrolls = ['auto', 'scroll'].includes(getComputedStyle(el).overflowX) && el.scrollWidth > el.clientWidth + 1;
-  if (r.right > col.right + 1 || r.left < col.left - 1 || scrolls) {
+  if (r.right > col.right + 1 || r.left < col.left - 1 || (scrolls && !narrow)) {
     wide.push(`${el.tagName.toLowerCase()}.${String(el.className).slice(0, 40)} (${Math.round(r.width)} px` +
               `${scrolls ? ', scrolls ' + el.scrollWidth : ''}; column ${Math.round(col.width)} px)`);
   }
