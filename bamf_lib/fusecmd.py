@@ -87,6 +87,8 @@ def _fuse_stack(args: argparse.Namespace, source_paths: list, output: str | Path
     _check_output(decision_map, args.force, source_paths, "--decision-map")
     if decision_map and _same_file(Path(decision_map), out):
         raise ValueError(f"--decision-map and -o name the same file {out}")
+    if _stack_path(args, source_paths, decision_map):
+        return _fuse_frames(args, source_paths, out, decision_map, progress, exclusive)
     sources = check_sources([read_image(p, max_pixels=args.max_pixels) for p in source_paths],
                             names=[str(p) for p in source_paths])
 
@@ -97,7 +99,7 @@ def _fuse_stack(args: argparse.Namespace, source_paths: list, output: str | Path
 
             alone.enter_context(exclusive)
             alone.enter_context(threads(None))
-        result = fuse(sources, path=args.path, device=args.device, align=args.align, progress=large and progress,
+        result = fuse(sources, path=args.path, device=args.device, align=bool(args.align), progress=large and progress,
                       weights=args.weights, backend=args.backend)
     # both images are ready before either is written, so a failure leaves no output
     write_image(out, result.fused, overwrite=args.force)
@@ -106,6 +108,86 @@ def _fuse_stack(args: argparse.Namespace, source_paths: list, output: str | Path
         write_image(decision_map, dm, overwrite=args.force)
     total = sum(result.timings.values())
     return f"wrote {out} ({result.fused.shape[1]}x{result.fused.shape[0]}) in {total:.2f} s"
+
+
+def _stack_path(args: argparse.Namespace, source_paths: list, decision_map: str | None) -> bool:
+    """Whether a stack takes :func:`bamf_lib.stack_fusion.fuse_stack` (more than two frames,
+    alignment, a depth map or 16-bit frames) rather than today's pair path, which stays as it was."""
+    from bamf_lib.stack_io import _is_16bit
+
+    if len(source_paths) > 2 or args.align or getattr(args, "depth_map", None):
+        return True
+    for p in map(Path, source_paths):
+        try:
+            if p.is_file() and _is_16bit(p):
+                return True
+        except Exception:  # unreadable: read_image says why, on the pair path
+            pass
+    return False
+
+
+def _fuse_frames(args: argparse.Namespace, source_paths: list, out: Path, decision_map: str | None,
+                 progress: bool, exclusive: threading.Lock | None) -> str:
+    """A focus stack: frames read as needed at full depth, aligned unless ``--no-align``, one
+    joint decision; the reference frame's EXIF and ICC profile go to the output."""
+    from PIL import Image
+
+    from bamf_lib.io import read_image
+    from bamf_lib.stack_fusion import fuse_stack
+    from bamf_lib.stack_io import LazyFrames, depth_preview, read_metadata, write_frame
+
+    n = len(source_paths)
+    depth_map = getattr(args, "depth_map", None)
+    preview = None if depth_map is None else Path(depth_map).with_name(Path(depth_map).stem + "-preview.png")
+    for extra, option in ((depth_map, "--depth-map"), (preview and str(preview), "--depth-map preview")):
+        _check_output(extra, args.force, source_paths, option)
+        if extra and _same_file(Path(extra), out):
+            raise ValueError(f"{option} and -o name the same file {out}")
+    if not -n <= args.reference < n:
+        raise ValueError(f"--reference {args.reference}: the stack has {n} frames (0..{n - 1}, or -1 for the last)")
+    sizes = {}
+    for p in source_paths:  # sizes from the headers, before any frame is decoded
+        if not Path(p).is_file():
+            read_image(p)  # raises the documented error (missing file, a folder)
+        try:
+            with Image.open(p) as im:
+                sizes.setdefault(im.size, []).append(str(p))
+        except Exception:
+            read_image(p, max_pixels=args.max_pixels)  # raises the documented one-line error
+            raise
+    if len(sizes) > 1:
+        raise ValueError("frames differ in size: " + "; ".join(f"{w}x{h}: {', '.join(ps[:3])}"
+                                                            for (w, h), ps in sizes.items()))
+    (w, h), = sizes
+    align = args.align if args.align is not None else n > 2
+    large = w * h >= _PROGRESS_PIXELS
+    with contextlib.ExitStack() as alone:
+        if large and exclusive is not None:
+            from bamf_lib.onnxnet import threads
+
+            alone.enter_context(exclusive)
+            alone.enter_context(threads(None))
+        result = fuse_stack(LazyFrames(source_paths, args.max_pixels), align=align, reference=args.reference,
+                            weights=args.weights, backend=args.backend, device=args.device,
+                            progress=large and progress)
+    meta = read_metadata(source_paths[args.reference])
+    write_frame(out, result.fused, overwrite=args.force, **meta)
+    if decision_map:
+        dm = (result.index.astype("uint16") * (255 // (n - 1))).astype("uint8")
+        write_frame(decision_map, dm, overwrite=args.force)
+    if depth_map:
+        write_frame(depth_map, result.index, overwrite=args.force)
+        write_frame(preview, depth_preview(result.index, n), overwrite=args.force)
+    if getattr(args, "verbose", False) and result.alignment is not None:
+        al = result.alignment
+        y0, y1, x0, x1 = al.crop
+        print(f"aligned {n} frames to frame {al.reference}: residual {max(al.residuals):.2f} px at most "
+              f"(mean {sum(al.residuals) / len(al.residuals):.2f} px over neighbour pairs); common area "
+              f"{x1 - x0}x{y1 - y0} at ({x0}, {y0})", file=sys.stderr)
+    if getattr(args, "verbose", False):
+        print("timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items()), file=sys.stderr)
+    total = sum(result.timings.values())
+    return f"wrote {out} ({result.fused.shape[1]}x{result.fused.shape[0]}, {n} frames) in {total:.2f} s"
 
 
 def cmd_fuse(args: argparse.Namespace) -> int:
