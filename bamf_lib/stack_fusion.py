@@ -15,6 +15,11 @@ index map are merged into their surroundings, and at the boundaries *between cho
 (pixels whose k x k window holds two frame indices a < b) the boundary network re-decides
 between frame a and frame b, as the paper's refinement decides between A and B near the FDB.
 
+A long stack (more than :data:`MAX_STEPS` + 1 frames) is chained on every s-th frame, so that
+the chain's neighbours differ enough in blur for the network to rank them; each pixel then takes,
+among the frames within s of the chain's choice, the one of highest local contrast
+(:func:`focus_energy`), and the boundary network re-decides only the jumps of more than s frames.
+
 Neighbouring frames have nearly the same blur, so neighbouring pairs are also what registers
 best (:mod:`bamf_lib.stack_align`).  A stack of two frames is fused by
 :func:`bamf_lib.fusion.fuse`, the paper's method exactly.
@@ -170,11 +175,36 @@ def _score_map(
     return scoring.score_masked(net, a, b, mask, device=device)
 
 
-def _refine_boundaries(index, boundary, k, gray_of, device):
-    """Re-decide, with the boundary net, the pixels whose k x k window holds two frames a < b."""
+def focus_energy(gray: np.ndarray, window: int = 15) -> np.ndarray:
+    """Local focus measure: mean |Laplacian of Gaussian| (sigma 1 px) over a ``window`` box."""
+    log = np.abs(cv2.Laplacian(cv2.GaussianBlur(gray, (0, 0), 1.0), cv2.CV_32F))
+    return cv2.blur(log, (window, window))
+
+
+def _local_sharpest(view, index, radius, window):
+    """Each pixel's frame replaced by the one of highest :func:`focus_energy` among the frames
+    within ``radius`` of it: the net's chain decided between frames ``radius`` apart, which it can
+    tell apart; between nearer frames (a fraction of a pixel of blur) a contrast measure can."""
+    best = np.full(index.shape, -1.0, np.float32)
+    out = index.copy()
+    coarse = index.astype(np.int16)
+    for j in range(len(view)):
+        near = np.abs(coarse - j) <= radius
+        if not near.any():
+            continue
+        energy = focus_energy(net_gray(np.asarray(view[j])), window)
+        better = near & (energy > best)
+        best[better] = energy[better]
+        out[better] = j
+    return out
+
+
+def _refine_boundaries(index, boundary, k, gray_of, device, min_jump=0):
+    """Re-decide, with the boundary net, the pixels whose k x k window holds two frames a < b
+    (``b - a > min_jump``)."""
     kernel = np.ones((k, k), np.uint8)
     lo, hi = cv2.erode(index, kernel), cv2.dilate(index, kernel)
-    band = lo != hi
+    band = (hi.astype(np.int16) - lo) > min_jump
     if not band.any():
         return index, band
     pair = lo.astype(np.int32) * 256 + hi
@@ -333,11 +363,19 @@ def fuse_stack(
                 grays[j] = net_gray(np.asarray(view[j]))
             return grays[j]
 
-        index, band = _refine_boundaries(index, boundary, fdb.k, gray_of, device)
+        index, band = _refine_boundaries(
+            index, boundary, fdb.k, gray_of, device, stride if stride > 1 else 0
+        )
         grays.clear()
         timings["refine"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         index = remove_small_labels(index, post.area_fraction)
+        timings["postprocess"] += time.perf_counter() - t0
+    if (
+        stride > 1
+    ):  # the frames the chain skipped: the sharpest within `stride` of the chain's choice
+        t0 = time.perf_counter()
+        index = _local_sharpest(view, index, stride, fdb.k)
         timings["postprocess"] += time.perf_counter() - t0
     t0 = time.perf_counter()
     changed = index != scanned

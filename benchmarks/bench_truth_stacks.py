@@ -40,7 +40,8 @@ from bamf_lib.stack_align import align_stack, corner_error  # noqa: E402
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, nargs="+", default=[3, 5, 8, 12, 20, 30])
-    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--seeds", type=int, default=2, help="stacks per frame count")
+    ap.add_argument("--first-seed", type=int, default=2, help="seeds 0-1 chose MAX_STEPS and the area")
     ap.add_argument("--size", type=int, default=384)
     ap.add_argument("--sigma-max", type=float, default=6.0)
     ap.add_argument("--methods", nargs="+", default=["joint", "sequential", "enfuse", "openfocus"])
@@ -50,7 +51,7 @@ def main(argv=None) -> int:
     rows, align_rows = [], []
     work = Path(tempfile.mkdtemp(prefix="bamf-truth-"))
     for n in args.frames:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             st = stack_bench.truth_stack(n, seed=seed, size=args.size, sigma_max=args.sigma_max)
             shape = st.frames[0].shape[:2]
             al = align_stack(st.frames)

@@ -159,3 +159,12 @@ def test_truth_stack_scores_its_own_truth_perfectly():
     assert s["psnr"] > 60 and s["accuracy"] == 1.0
     blurred = stack_bench.score_fused(st.frames[1], st)
     assert blurred["psnr"] < s["psnr"]
+
+
+def test_a_strided_chain_still_finds_the_skipped_frames_sharp_region():
+    frames = _three_frames()
+    r = stack_fusion.fuse_stack(frames, align=False, device="cpu", max_steps=1)  # chain 0 -> 2
+    assert (r.index[:, 48 + 12 : 48 + 36] == 1).mean() > 0.9  # frame 1, skipped by the chain
+    assert (r.index[:, 12:36] == 0).mean() > 0.9 and (
+        r.index[:, 96 + 12 : 96 + 36] == 2
+    ).mean() > 0.9
