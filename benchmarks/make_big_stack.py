@@ -1,7 +1,8 @@
 """Write a synthetic N-frame JPEG stack of W x H for memory checks: a texture in N vertical bands,
 band j sharp in frame j (Gaussian 0.4 px per frame of distance), 2 % breathing and a drifting shift.
 
-Run: `python benchmarks/make_big_stack.py 30 3000 2000 /tmp/big30`, then `/usr/bin/time -v bamf fuse /tmp/big30/*.jpg -o out.png`.
+Run: `python benchmarks/make_big_stack.py 30 3000 2000 /tmp/big30`, then
+`/usr/bin/time -v bamf fuse /tmp/big30/*.jpg -o out.png`.
 """
 
 import sys
