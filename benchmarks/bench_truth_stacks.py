@@ -41,7 +41,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, nargs="+", default=[3, 5, 8, 12, 20, 30])
     ap.add_argument("--seeds", type=int, default=2, help="stacks per frame count")
-    ap.add_argument("--first-seed", type=int, default=2, help="seeds 0-1 chose MAX_STEPS and the area")
+    ap.add_argument(
+        "--first-seed", type=int, default=2, help="seeds 0-1 chose MAX_STEPS and the area"
+    )
     ap.add_argument("--size", type=int, default=384)
     ap.add_argument("--sigma-max", type=float, default=6.0)
     ap.add_argument("--methods", nargs="+", default=["joint", "sequential", "enfuse", "openfocus"])
