@@ -183,17 +183,21 @@ def _full(warp23: np.ndarray, s: float) -> np.ndarray:
     return np.linalg.inv(down) @ m @ down
 
 
-def _crop(warps: Sequence[np.ndarray], shape: tuple[int, int], margin: int = 1) -> tuple[int, int, int, int]:
-    """The axis-aligned rectangle of reference pixels that every frame covers."""
+def _crop(warps: Sequence[np.ndarray], shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The axis-aligned rectangle of reference pixels that every frame covers: pixels whose
+    position in every frame lies between that frame's outermost pixel centres (so bilinear
+    interpolation reads no border; an identity warp keeps the whole frame)."""
     h, w = shape
     x0, y0, x1, y1 = 0.0, 0.0, w - 1.0, h - 1.0
-    corners = np.array([[-0.5, -0.5, 1], [w - 0.5, -0.5, 1], [w - 0.5, h - 0.5, 1], [-0.5, h - 0.5, 1]]).T
+    centres = np.array([[0, 0, 1], [w - 1, 0, 1], [w - 1, h - 1, 1], [0, h - 1, 1]], float).T
     for warp in warps:
-        tl, tr, br, bl = (np.linalg.inv(warp) @ corners)[:2].T  # the frame's corners on the reference
+        # the frame's corner pixel centres on the reference
+        tl, tr, br, bl = (np.linalg.inv(warp) @ centres)[:2].T
         x0, x1 = max(x0, tl[0], bl[0]), min(x1, tr[0], br[0])
         y0, y1 = max(y0, tl[1], tr[1]), min(y1, bl[1], br[1])
-    top, left = int(np.ceil(y0)) + margin, int(np.ceil(x0)) + margin
-    bottom, right = int(np.floor(y1)) - margin + 1, int(np.floor(x1)) - margin + 1
+    eps = 1e-3  # sub-millipixel differences are float noise, not a border
+    top, left = int(np.ceil(y0 - eps)), int(np.ceil(x0 - eps))
+    bottom, right = int(np.floor(y1 + eps)) + 1, int(np.floor(x1 + eps)) + 1
     if bottom - top < 16 or right - left < 16:
         raise ValueError(
             f"the frames' common area is only {right - left}x{bottom - top} px: "
