@@ -109,14 +109,16 @@ def test_transparent_alpha_is_refused(folder, capsys):
     assert_refused(rc, err, folder, before, "transparent alpha", "alpha.png")
 
 
-def test_sixteen_bit_sources_are_converted_and_fuse_like_eight_bit(textured_pair, folder, capsys):
+def test_sixteen_bit_sources_keep_their_depth_and_fuse_like_eight_bit(textured_pair, folder, capsys):
     a, b, _, _ = textured_pair()
     for name, img in (("a", a), ("b", b)):
         Image.fromarray(img).save(folder / f"{name}8.png")
         Image.fromarray(img.astype(np.uint16) * 257).save(folder / f"{name}16.png")
     assert run(capsys, folder / "a8.png", folder / "b8.png", "-o", folder / "f8.png", "-q")[0] == 0
     assert run(capsys, folder / "a16.png", folder / "b16.png", "-o", folder / "f16.png", "-q")[0] == 0
-    assert np.array_equal(np.asarray(Image.open(folder / "f8.png")), np.asarray(Image.open(folder / "f16.png")))
+    f8, f16 = np.asarray(Image.open(folder / "f8.png")), np.asarray(Image.open(folder / "f16.png"))
+    assert f16.dtype == np.uint16  # the output keeps the inputs' depth (issue 25), decided as the 8-bit pair
+    assert np.array_equal(f8.astype(np.uint16) * 257, f16)
 
 
 def test_unknown_output_format_is_refused_before_work(folder, capsys):

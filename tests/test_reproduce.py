@@ -74,6 +74,7 @@ def test_export_intro_writes_what_chapters_glued(tmp_path):
         "09-evaluation": [
             ("verdict", {record + "text/markdown": "Two sentences."}),
             ("weights", {record + "text/markdown": "shipped `exact` weights"}),
+            ("build", {record + "text/markdown": "`bamf_lib` 0.1.0 on 2 CPU cores"}),
         ],
     }
     for chapter, glues in outputs.items():
@@ -88,7 +89,12 @@ def test_export_intro_writes_what_chapters_glued(tmp_path):
         nb.cells = [cell]
         nbformat.write(nb, executed / f"{chapter}.ipynb")
     written = reproduce.export_intro(executed, tmp_path / "gen")
-    assert sorted(p.name for p in written) == ["intro-fused.png", "intro-verdict.md", "intro-weights.md"]
+    assert sorted(p.name for p in written) == [
+        "intro-build.md",
+        "intro-fused.png",
+        "intro-verdict.md",
+        "intro-weights.md",
+    ]
     assert (tmp_path / "gen" / "intro-fused.png").read_bytes() == png
     assert (tmp_path / "gen" / "intro-verdict.md").read_text() == "Two sentences.\n"
     with pytest.raises(KeyError, match="nothing"):

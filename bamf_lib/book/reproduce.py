@@ -35,6 +35,7 @@ INTRO_EXPORTS = {
     ("07-fusion", "fig-intro-fused"): "intro-fused.png",
     ("09-evaluation", "verdict"): "intro-verdict.md",
     ("09-evaluation", "weights"): "intro-weights.md",
+    ("09-evaluation", "build"): "intro-build.md",
 }
 CELL_TIMEOUT = 900  # seconds; the slowest cell on the quick profile takes about a minute
 

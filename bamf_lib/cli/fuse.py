@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bamf_lib.fusion import pipeline, scorers
 from bamf_lib.fusion.batch import BatchReport, Stack, run_batch, stacks_for
-from bamf_lib.io import check_sources, read_image, write_image
+from bamf_lib.io import check_sources, is_16bit, read_image, write_image
 from bamf_lib.runtime import onnx
 
 __all__ = ["cmd_fuse", "one_line"]
@@ -111,6 +111,8 @@ def _fuse_stack(
     _check_output(decision_map, args.force, source_paths, "--decision-map")
     if decision_map and _same_file(Path(decision_map), out):
         raise ValueError(f"--decision-map and -o name the same file {out}")
+    if _stack_path(args, source_paths):
+        return _fuse_frames(args, nets, source_paths, out, decision_map, progress, exclusive)
     sources = check_sources(
         [read_image(p, max_pixels=args.max_pixels) for p in source_paths], names=[str(p) for p in source_paths]
     )
@@ -125,7 +127,7 @@ def _fuse_stack(
             sources,
             path=args.path,
             device=args.device,
-            align=args.align,
+            align=bool(args.align),
             progress=large and progress,
             initial=nets["initial"],
             boundary=nets["boundary"],
@@ -137,6 +139,101 @@ def _fuse_stack(
         write_image(decision_map, dm, overwrite=args.force)
     total = sum(result.timings.values())
     return f"wrote {out} ({result.fused.shape[1]}x{result.fused.shape[0]}) in {total:.2f} s"
+
+
+def _stack_path(args: argparse.Namespace, source_paths: list) -> bool:
+    """Whether a stack takes :func:`bamf_lib.fusion.stack.fuse_stack` (more than two frames,
+    alignment, a depth map or 16-bit frames) rather than the pair path, which stays as it was."""
+    if len(source_paths) > 2 or args.align or getattr(args, "depth_map", None):
+        return True
+    for p in map(Path, source_paths):
+        try:
+            if p.is_file() and is_16bit(p):
+                return True
+        except Exception:  # unreadable: read_image says why, on the pair path
+            pass
+    return False
+
+
+def _fuse_frames(
+    args: argparse.Namespace,
+    nets,
+    source_paths: list,
+    out: Path,
+    decision_map: str | None,
+    progress: bool,
+    exclusive: threading.Lock | None,
+) -> str:
+    """A focus stack: frames read as needed at full depth, aligned unless ``--no-align``, one
+    joint decision with ``nets``; the reference frame's EXIF and ICC profile go to the output."""
+    from PIL import Image
+
+    from bamf_lib.fusion.stack import fuse_stack
+    from bamf_lib.io import LazyFrames, depth_preview, read_metadata, write_frame
+
+    n = len(source_paths)
+    depth_map = getattr(args, "depth_map", None)
+    reference = getattr(args, "reference", 0)
+    verbose = getattr(args, "verbose", False)
+    preview = None if depth_map is None else Path(depth_map).with_name(Path(depth_map).stem + "-preview.png")
+    for extra, option in ((depth_map, "--depth-map"), (preview and str(preview), "--depth-map preview")):
+        _check_output(extra, args.force, source_paths, option)
+        if extra and _same_file(Path(extra), out):
+            raise ValueError(f"{option} and -o name the same file {out}")
+    if not -n <= reference < n:
+        raise ValueError(f"--reference {reference}: the stack has {n} frames (0..{n - 1}, or -1 for the last)")
+    sizes = {}
+    for p in source_paths:  # sizes from the headers, before any frame is decoded
+        if not Path(p).is_file():
+            read_image(p)  # raises the documented error (missing file, a folder)
+        try:
+            with Image.open(p) as im:
+                sizes.setdefault(im.size, []).append(str(p))
+        except Exception:
+            read_image(p, max_pixels=args.max_pixels)  # raises the documented one-line error
+            raise
+    if len(sizes) > 1:
+        raise ValueError(
+            "frames differ in size: " + "; ".join(f"{w}x{h}: {', '.join(ps[:3])}" for (w, h), ps in sizes.items())
+        )
+    ((w, h),) = sizes
+    nets = nets() if callable(nets) else nets
+    align = args.align if args.align is not None else n > 2
+    large = w * h >= _PROGRESS_PIXELS
+    with contextlib.ExitStack() as alone:
+        if large and exclusive is not None:
+            alone.enter_context(exclusive)
+            alone.enter_context(onnx.threads(None))
+        result = fuse_stack(
+            LazyFrames(source_paths, args.max_pixels),
+            align=align,
+            reference=reference,
+            initial=nets["initial"],
+            boundary=nets["boundary"],
+            device=args.device,
+            progress=large and progress,
+        )
+    meta = read_metadata(source_paths[reference])
+    write_frame(out, result.fused, overwrite=args.force, **meta)
+    if decision_map:
+        dm = (result.index.astype("uint16") * (255 // (n - 1))).astype("uint8")
+        write_frame(decision_map, dm, overwrite=args.force)
+    if depth_map:
+        write_frame(depth_map, result.index, overwrite=args.force)
+        write_frame(preview, depth_preview(result.index, n), overwrite=args.force)
+    if verbose and result.alignment is not None:
+        al = result.alignment
+        y0, y1, x0, x1 = al.crop
+        print(
+            f"aligned {n} frames to frame {al.reference}: residual {max(al.residuals):.2f} px at most "
+            f"(mean {sum(al.residuals) / len(al.residuals):.2f} px over neighbour pairs); common area "
+            f"{x1 - x0}x{y1 - y0} at ({x0}, {y0})",
+            file=sys.stderr,
+        )
+    if verbose:
+        print("timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items()), file=sys.stderr)
+    total = sum(result.timings.values())
+    return f"wrote {out} ({result.fused.shape[1]}x{result.fused.shape[0]}, {n} frames) in {total:.2f} s"
 
 
 def cmd_fuse(args: argparse.Namespace) -> int:

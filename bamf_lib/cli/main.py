@@ -122,7 +122,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="what runs the networks: ONNX Runtime on the CPU (no PyTorch needed), PyTorch (CPU or "
         "GPU; pip install 'bamf[train]'), or auto: ONNX where it computes the same scores",
     )
-    p.add_argument("--align", action="store_true", help="register the sources to the first (OpenCV ECC) before fusing")
+    p.add_argument(
+        "--align",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="register the frames (each to its neighbour, OpenCV ECC, similarity; the output is cropped "
+        "to their common area) before fusing; the default for more than two frames (--no-align: skip)",
+    )
+    p.add_argument(
+        "--reference",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with alignment: the frame (0 = first, -1 = last) whose geometry the output has",
+    )
+    p.add_argument(
+        "--depth-map",
+        metavar="FILE",
+        help="also write the chosen frame's index per pixel here "
+        "(8-bit gray, value = frame index) and a colour-coded preview beside it (FILE-preview.png)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="print the alignment's residual error and timings")
     _weights_option(p)
     p.add_argument(
         "--force",

@@ -89,7 +89,7 @@ def groundtruth_set(
         photographs: objects training has seen, on backgrounds it never has.
     camera : SynthesisConfig, optional
         The blur model (PSF family, sigma law, depth ramp, noise, JPEG) of
-        :func:`~bamf_lib.synthesis.blurred_pair`; None is the paper's Gaussian.  Its
+        :func:`~bamf_lib.data.synthesis.blurred_pair`; None is the paper's Gaussian.  Its
         ``sigma_range`` is not used: ``sigma_range`` is.
 
     Returns

@@ -1,0 +1,110 @@
+"""The peers a focus-stacking benchmark runs as whole processes: ``bamf fuse``, Hugin's
+``align_image_stack`` + ``enfuse`` (the classic free pipeline, with exactly issue 25's flags)
+and ``openfocus`` (PyPI, StackMFF-V3; in its own venv, ``OPENFOCUS`` or ``/tmp/ofvenv``).
+
+Each runner returns ``(seconds, peak MB, output path)``; peak memory is the largest resident
+set of the tool's processes (``/usr/bin/time -f %M``, per process; the classic pipeline's two
+processes run one after the other, so its peak is the larger of the two).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ENFUSE_FLAGS = [
+    "--exposure-weight=0",
+    "--saturation-weight=0",
+    "--contrast-weight=1",
+    "--hard-mask",
+    "--contrast-window-size=5",
+]
+
+
+def _timed(cmd: list[str], env=None) -> tuple[float, float]:
+    """Run ``cmd``; (wall seconds, peak resident MB)."""
+    t0 = time.perf_counter()
+    p = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M", *cmd], capture_output=True, text=True, env=env)
+    dt = time.perf_counter() - t0
+    if p.returncode:
+        raise RuntimeError(f"{cmd[0]} failed ({p.returncode}): {p.stderr[-2000:]}")
+    rss = [int(line.split()[1]) for line in p.stderr.splitlines() if line.startswith("MAXRSS ")]
+    return dt, (rss[-1] / 1024 if rss else float("nan"))
+
+
+def have_classic() -> bool:
+    return bool(shutil.which("align_image_stack") and shutil.which("enfuse"))
+
+
+def openfocus_bin() -> str | None:
+    for cand in (os.environ.get("OPENFOCUS"), "/tmp/ofvenv/bin/openfocus"):
+        if cand and Path(cand).is_file():
+            return cand
+    return None
+
+
+def run_bamf(frames: list[str], out: Path, *extra: str) -> tuple[float, float, Path]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    dt, mb = _timed(
+        [
+            sys.executable,
+            "-m",
+            "bamf_lib.cli",
+            "fuse",
+            *frames,
+            "-o",
+            str(out),
+            "--force",
+            "-q",
+            *extra,
+        ],
+        env,
+    )
+    return dt, mb, out
+
+
+def run_classic(frames: list[str], out: Path, work: Path) -> tuple[float, float, Path]:
+    """``align_image_stack -m -a PREFIX frames`` then ``enfuse FLAGS -o out aligned*``."""
+    work.mkdir(parents=True, exist_ok=True)
+    prefix = str(work / "aligned_")
+    for old in glob.glob(prefix + "*"):
+        os.remove(old)
+    t1, m1 = _timed(["align_image_stack", "-m", "-a", prefix, *frames])
+    tif = work / "enfused.tif"
+    t2, m2 = _timed(["enfuse", *ENFUSE_FLAGS, "-o", str(tif), *sorted(glob.glob(prefix + "*.tif"))])
+    return t1 + t2, max(m1, m2), tif
+
+
+def run_openfocus(frames: list[str], out: Path, work: Path) -> tuple[float, float, Path]:
+    """openfocus's command line on a folder holding the frames (links)."""
+    exe = openfocus_bin()
+    if exe is None:
+        raise FileNotFoundError("openfocus is not installed (OPENFOCUS or /tmp/ofvenv/bin/openfocus)")
+    src = work / "of_in"
+    shutil.rmtree(src, ignore_errors=True)
+    src.mkdir(parents=True)
+    for i, f in enumerate(frames):
+        os.symlink(os.path.abspath(f), src / f"{i:03d}{Path(f).suffix}")
+    dt, mb = _timed([exe, str(src), "-o", str(out)])
+    return dt, mb, out
+
+
+def read_rgb(path: Path):
+    """An output file as RGB uint8 (enfuse writes 16-bit TIFF with an alpha channel)."""
+    import cv2
+    import numpy as np
+
+    im = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if im is None:
+        raise ValueError(f"cannot read {path}")
+    if im.dtype == np.uint16:
+        im = ((im.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if im.ndim == 3:
+        im = cv2.cvtColor(im[..., :3], cv2.COLOR_BGR2RGB)
+    return im
