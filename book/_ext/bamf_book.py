@@ -67,7 +67,7 @@ def _fail_on_unrendered_markup(app, exception):
         log = logging.getLogger(__name__)
         for page, hits in found.items():
             for hit in hits:
-                log.warning(f"unrendered role or directive left as text: {hit}", location=page)
+                log.warning(f"{page}: unrendered role or directive left as text: {hit}")
         raise ExtensionError(
             f"{sum(map(len, found.values()))} unrendered roles or directives on "
             f"{len(found)} pages: {', '.join(found)} (book/_ext/bamf_book_checks.py)"
