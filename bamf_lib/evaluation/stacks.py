@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from bamf_lib.fusion.stack_align import full_size_warp, shrink
+
 __all__ = [
     "TruthStack",
     "truth_stack",
@@ -219,13 +221,10 @@ def register_to(image: np.ndarray, truth: np.ndarray, init: np.ndarray | None = 
     image by ECC; ``init`` starts it (e.g. the known offset of a crop).  The image is the
     template, so a cropped output needs no padding."""
 
-    def g(x):
-        return (cv2.cvtColor(x, cv2.COLOR_RGB2GRAY) if x.ndim == 3 else x).astype(np.float32) / 255
-
     warp = np.eye(2, 3, dtype=np.float32) if init is None else np.asarray(init, np.float32).copy()
     crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-6)
     try:
-        _, warp = cv2.findTransformECC(g(image), g(truth), warp, cv2.MOTION_AFFINE, crit, None, 1)
+        _, warp = cv2.findTransformECC(_gray(image), _gray(truth), warp, cv2.MOTION_AFFINE, crit, None, 1)
     except cv2.error:
         pass
     return warp
@@ -326,21 +325,11 @@ def cell_log_energy(
     return energy, covered
 
 
-def _reduce(g: np.ndarray, s: float) -> np.ndarray:
-    if s >= 1.0:
-        return g
-    return cv2.resize(
-        g,
-        (max(1, round(g.shape[1] * s)), max(1, round(g.shape[0] * s))),
-        interpolation=cv2.INTER_AREA,
-    )
-
-
 def register_onto(frame_gray: np.ndarray, out_gray: np.ndarray) -> np.ndarray:
     """Homography (3 x 3, output pixel -> frame pixel) registering a frame onto the output:
     the offset by template matching on reduced copies, then ECC (homography) there."""
     s = min(1.0, _SIDE / max(frame_gray.shape))
-    f, o = _reduce(frame_gray, s), _reduce(out_gray, s)
+    f, o = shrink(frame_gray, s), shrink(out_gray, s)
     init = np.eye(3, dtype=np.float32)
     if o.shape[0] <= f.shape[0] and o.shape[1] <= f.shape[1] and o.shape != f.shape:
         # the output is a crop of the frames' field: start from where it fits best
@@ -355,8 +344,7 @@ def register_onto(frame_gray: np.ndarray, out_gray: np.ndarray) -> np.ndarray:
         _, init = cv2.findTransformECC(ob, fb, init, cv2.MOTION_HOMOGRAPHY, crit, None, 1)
     except cv2.error:
         pass  # keep the template-matching offset
-    down = np.array([[s, 0, 0.5 * s - 0.5], [0, s, 0.5 * s - 0.5], [0, 0, 1]])
-    return np.linalg.inv(down) @ init.astype(np.float64) @ down
+    return full_size_warp(init, s)
 
 
 def soft_cell_share(

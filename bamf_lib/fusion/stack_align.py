@@ -157,13 +157,15 @@ def _reduced(frame: np.ndarray, side: int) -> tuple[np.ndarray, float]:
     gray = rgb2gray(frame) if frame.dtype == np.uint8 else _gray16(frame)
     s = min(1.0, side / max(gray.shape))
     g = gray.astype(np.float32) / (255.0 if gray.dtype == np.uint8 else 65535.0)
-    if s < 1.0:
-        g = cv2.resize(
-            g,
-            (max(1, round(g.shape[1] * s)), max(1, round(g.shape[0] * s))),
-            interpolation=cv2.INTER_AREA,
-        )
-    return g, s
+    return shrink(g, s), s
+
+
+def shrink(gray: np.ndarray, s: float) -> np.ndarray:
+    """``gray`` resized by the factor ``s`` (area averaging); itself when ``s >= 1``."""
+    if s >= 1.0:
+        return gray
+    size = (max(1, round(gray.shape[1] * s)), max(1, round(gray.shape[0] * s)))
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
 
 
 def _gray16(frame: np.ndarray) -> np.ndarray:
@@ -173,9 +175,11 @@ def _gray16(frame: np.ndarray) -> np.ndarray:
     return (f.astype(np.float32) @ np.array([0.298936, 0.587043, 0.114021], np.float32)).astype(np.uint16)
 
 
-def _full(warp23: np.ndarray, s: float) -> np.ndarray:
-    """A reduced-copy warp (2 x 3) as a 3 x 3 warp of full-size pixel coordinates."""
-    m = np.vstack([np.asarray(warp23, np.float64), [0, 0, 1]])
+def full_size_warp(warp: np.ndarray, s: float) -> np.ndarray:
+    """A warp (2 x 3 or 3 x 3) of copies reduced by ``s`` as a 3 x 3 warp of full-size pixels."""
+    m = np.asarray(warp, np.float64)
+    if m.shape == (2, 3):
+        m = np.vstack([m, [0, 0, 1]])
     if s == 1.0:
         return m
     # pixel centres: x_reduced = (x + 0.5) s - 0.5
@@ -270,7 +274,7 @@ def align_stack(
         )
         left, _ = pair_warp(prev_bp, back, motion="translation")
         residuals.append(float(np.hypot(*left[:, 2])) / s)
-        steps.append(_full(warp, s))
+        steps.append(full_size_warp(warp, s))
         rhos.append(rho)
         prev_bp = cur_bp
     warps = [np.eye(3) for _ in range(n)]
