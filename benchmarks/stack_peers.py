@@ -82,7 +82,8 @@ def run_classic(frames: list[str], out: Path, work: Path) -> tuple[float, float,
 
 
 def run_openfocus(frames: list[str], out: Path, work: Path) -> tuple[float, float, Path]:
-    """openfocus's command line on a folder holding the frames (links)."""
+    """openfocus's command line on a folder holding the frames (links): StackMFF-V3 on the CPU after
+    openfocus's own registration (``--align openfocus``)."""
     exe = openfocus_bin()
     if exe is None:
         raise FileNotFoundError("openfocus is not installed (OPENFOCUS or /tmp/ofvenv/bin/openfocus)")
@@ -91,7 +92,9 @@ def run_openfocus(frames: list[str], out: Path, work: Path) -> tuple[float, floa
     src.mkdir(parents=True)
     for i, f in enumerate(frames):
         os.symlink(os.path.abspath(f), src / f"{i:03d}{Path(f).suffix}")
-    dt, mb = _timed([exe, str(src), "-o", str(out)])
+    dt, mb = _timed(
+        [exe, "--input", str(src), "-o", str(out), "--method", "stackmffv3", "--align", "openfocus", "--cpu"]
+    )
     return dt, mb, out
 
 
