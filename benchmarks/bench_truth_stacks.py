@@ -6,15 +6,20 @@ Stacks: :func:`bamf_lib.evaluation.stacks.truth_stack` (held-out Kodak photograp
 behind alpha-matting foregrounds, each layer sharp in one frame, focus breathing), 3-30 frames.
 Methods:
 
-* ``joint``: :func:`bamf_lib.fusion.stack.fuse_stack` (neighbour alignment, joint decision);
-* ``sequential``: today's ``fuse(frames, align=True)`` (ECC affine to the first frame, pairwise
-  running fusion);
+* ``joint``: :func:`bamf_lib.fusion.stack.fuse_stack` as it ships (neighbour alignment, joint
+  decision, exposure matched, contrast term of weight ``ENERGY_WEIGHT``);
+* ``joint-net``: the same with the network alone (no exposure matching, no contrast term), and
+  ``joint-net+x``, ``joint-net+e10``, ``joint-net+x+e30``...: each of the two added back (the ablation);
+* ``sequential``: ``fuse(frames, align=True, stack="sequential")`` (ECC affine to the first frame,
+  pairwise running fusion);
 * ``enfuse``: ``align_image_stack -m`` + ``enfuse`` with issue 25's flags (when installed);
 * ``openfocus``: StackMFF-V3 (when installed in its venv).
 
 Every output is registered onto the truth (ECC affine) before it is scored, the same way for
 every method.  Run: ``BAMF_DATA_DIR=../shared/data .venv/bin/python
-benchmarks/bench_truth_stacks.py [--frames 3 5 8 12 20 30] [--seeds 2] [--json OUT]``.
+benchmarks/bench_truth_stacks.py [--frames 3 5 8 12 20 30] [--seeds 2] [--exposure 0.01 --contrast 0.15]
+[--soft] [--json OUT]``; ``--exposure``/``--contrast`` render the harder stacks (exposure drift, a
+flat backdrop), ``--soft`` adds the real stacks' no-reference score.
 """
 
 from __future__ import annotations
@@ -49,7 +54,10 @@ def main(argv=None) -> int:
     ap.add_argument("--first-seed", type=int, default=2, help="seeds 0-1 chose MAX_STEPS and the area")
     ap.add_argument("--size", type=int, default=384)
     ap.add_argument("--sigma-max", type=float, default=6.0)
+    ap.add_argument("--exposure", type=float, default=0.0, help="exposure drift a frame (truth_stack)")
+    ap.add_argument("--contrast", type=float, default=1.0, help="background contrast (truth_stack)")
     ap.add_argument("--methods", nargs="+", default=["joint", "sequential", "enfuse", "openfocus"])
+    ap.add_argument("--soft", action="store_true", help="also the share of cells left soft (as on real stacks)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     initial, boundary = scorers.load_scorer("initial"), scorers.load_scorer("boundary")
@@ -57,7 +65,9 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bamf-truth-"))
     for n in args.frames:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            st = stack_bench.truth_stack(n, seed=seed, size=args.size, sigma_max=args.sigma_max)
+            st = stack_bench.truth_stack(
+                n, seed=seed, size=args.size, sigma_max=args.sigma_max, exposure=args.exposure, contrast=args.contrast
+            )
             shape = st.frames[0].shape[:2]
             al = align_stack(st.frames)
             new_err = max(corner_error(al.warps[k], st.warps[k], shape) for k in range(n))
@@ -82,11 +92,18 @@ def main(argv=None) -> int:
             for method in args.methods:
                 t0 = time.perf_counter()
                 try:
-                    if method == "joint":
-                        r = stack_fusion.fuse_stack(st.frames, initial=initial, boundary=boundary)
+                    if method.split("+")[0] in ("joint", "joint-net"):
+                        # joint: fuse_stack's defaults; joint-net[+x][+e<W>]: the net alone, then with
+                        # exposure matching (x) and the contrast term of weight W
+                        opts = method.split("+")[1:]
+                        kw = {}
+                        if method.startswith("joint-net"):
+                            w = float(next((o[1:] for o in opts if o.startswith("e")), 0.0))
+                            kw = dict(energy_weight=w, match_exposure="x" in opts)
+                        r = stack_fusion.fuse_stack(st.frames, initial=initial, boundary=boundary, **kw)
                         s = stack_bench.score_fused(r.fused, st, index=r.index, offset=r.alignment.crop[::2])
                     elif method == "sequential":
-                        r = fusion.fuse(st.frames, align=True, initial=initial, boundary=boundary)
+                        r = fusion.fuse(st.frames, align=True, initial=initial, boundary=boundary, stack="sequential")
                         s = stack_bench.score_fused(r.fused, st, index=r.decision_map, offset=(0, 0))
                     elif method in ("enfuse", "openfocus"):
                         if method == "enfuse" and not stack_peers.have_classic():
@@ -107,9 +124,18 @@ def main(argv=None) -> int:
                 except Exception as exc:  # a peer failing on one stack is reported, not fatal
                     print(f"{method} failed on {st.name}: {exc}", file=sys.stderr)
                     continue
-                s.update(method=method, frames=n, seed=seed, seconds=time.perf_counter() - t0)
+                seconds = time.perf_counter() - t0
+                if args.soft:
+                    out = (
+                        r.fused
+                        if method.split("+")[0] in ("joint", "joint-net", "sequential")
+                        else stack_peers.read_rgb(out)
+                    )
+                    s["soft"] = stack_bench.soft_cell_share(out, st.frames)["share"]
+                s.update(method=method, frames=n, seed=seed, seconds=seconds)
                 rows.append(s)
                 acc = f" acc {s['accuracy']:.3f} (+-1: {s['accuracy_1']:.3f})" if "accuracy" in s else ""
+                acc += f" soft {s['soft']:.3f}" if "soft" in s else ""
                 print(
                     f"{st.name:50s} {method:10s} PSNR {s['psnr']:6.2f} "
                     f"halo RMSE {s['halo_rmse']:6.2f}"
@@ -123,8 +149,11 @@ def main(argv=None) -> int:
         f"to the first (today) mean {statistics.mean(r['to_first_px'] for r in align_rows):.3f} "
         f"max {max(r['to_first_px'] for r in align_rows):.3f}"
     )
-    print("\n| method | stacks | PSNR dB | halo RMSE (6 px band) | decision accuracy (exact / +-1 frame) |")
-    print("|---|---|---|---|---|")
+    print(
+        "\n| method | stacks | PSNR dB | halo RMSE (6 px band) | decision accuracy (exact / +-1 frame) "
+        "| cells left soft |"
+    )
+    print("|---|---|---|---|---|---|")
     for method in args.methods:
         rs = [r for r in rows if r["method"] == method]
         if not rs:
@@ -136,7 +165,12 @@ def main(argv=None) -> int:
         )
         print(
             f"| {method} | {len(rs)} | {statistics.mean(r['psnr'] for r in rs):.2f} | "
-            f"{statistics.mean(r['halo_rmse'] for r in rs):.2f} | {acc} |"
+            f"{statistics.mean(r['halo_rmse'] for r in rs):.2f} | {acc} | "
+            + (
+                f"{statistics.mean(r['soft'] for r in rs if r['soft'] == r['soft']):.3f} |"
+                if "soft" in rs[0]
+                else "- |"
+            )
         )
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "alignment": align_rows}, indent=1))

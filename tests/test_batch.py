@@ -105,6 +105,7 @@ def test_two_stacks_writing_one_file_both_fail(shoot, capsys):
     [
         (["--batch", "{shoot}", "--list", "{shoot}/x.txt"], "not both"),
         (["--batch", "{shoot}", "{shoot}/bee/0.png"], "no source images"),
+        (["--batch", "{shoot}", "--depth-map", "d.png"], "one stack"),
         (["--list", "{shoot}/x.txt", "-o", "o.png"], "drop -o"),
         (["--batch", "{shoot}/notes.txt"], "not a folder"),
         (["{shoot}/bee/0.png", "{shoot}/bee/1.png"], "-o OUTPUT"),

@@ -165,6 +165,8 @@ def test_fuse_with_weights_from_a_training_folder(tmp_path, monkeypatch):
         pytest.skip("no shipped weights to copy")
     runs = tmp_path / "runs"
     runs.mkdir()
+    for net in ("initial", "boundary"):  # the graphs `python -m bamf_lib.nets.export runs` would write
+        shutil.copy(WEIGHTS_DIR / f"{net}.onnx", runs / f"cpu-{net}.onnx")
     shutil.copy(WEIGHTS_DIR / "initial.safetensors", runs / "cpu-initial.safetensors")
     rng = np.random.default_rng(0)
     src = [tmp_path / "a.png", tmp_path / "b.png"]

@@ -80,10 +80,15 @@ def test_three_sources_take_each_from_where_it_is_sharp(nets):
     blurred = cv2.GaussianBlur(sharp, (0, 0), 3)
     thirds = np.repeat(np.arange(3), 48)[None, :].repeat(96, axis=0)
     stack = [np.where(thirds == i, sharp, blurred) for i in range(3)]
-    r = fuse(stack, device="cpu", **nets)
-    assert r.score_map.shape == (2, 96, 144) and r.near_boundary.shape == (2, 96, 144)
-    assert np.mean(r.decision_map == thirds) > 0.95
-    assert np.mean(r.fused == sharp) > 0.9
+    seq = fuse(stack, device="cpu", stack="sequential", **nets)
+    assert seq.score_map.shape == (2, 96, 144) and seq.near_boundary.shape == (2, 96, 144)
+    joint = fuse(stack, device="cpu", **nets)  # the default for more than two: one joint decision
+    assert joint.score_map is None and joint.near_boundary.shape == (96, 144)
+    for r in (seq, joint):
+        assert np.mean(r.decision_map == thirds) > 0.95
+        assert np.mean(r.fused == sharp) > 0.9
+    with pytest.raises(ValueError, match="stack must be"):
+        fuse(stack, device="cpu", stack="pairwise", **nets)
 
 
 def test_bad_input_raises_value_error(textured_pair, nets):

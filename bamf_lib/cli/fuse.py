@@ -308,6 +308,8 @@ def _cmd_fuse_batch(args: argparse.Namespace) -> int:
     (``--engine local``) or a Dask cluster (``--engine dask``)."""
     if args.sources or args.decision_map:
         raise ValueError("--batch and --list name the stacks themselves; give no source images or --decision-map")
+    if getattr(args, "depth_map", None):
+        raise ValueError("--depth-map names one file, for one stack; fuse a stack alone to get its depth map")
     stacks = stacks_for(batch=args.batch, list_file=args.list, output=args.output, suffix=args.suffix)
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")

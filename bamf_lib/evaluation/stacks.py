@@ -132,6 +132,8 @@ def truth_stack(
     shift_px: float = 1.5,
     angle_deg: float = 0.05,
     noise: float = 1.0,
+    exposure: float = 0.0,
+    contrast: float = 1.0,
 ) -> TruthStack:
     """Render a focus stack of ``n_frames`` frames with its all-in-focus truth.
 
@@ -154,6 +156,14 @@ def truth_stack(
         Standard deviations of each frame's random shift step (px) and rotation step (degrees).
     noise : float
         Sensor noise, grey levels (standard deviation).
+    exposure : float
+        Exposure drift: each frame's gain is the previous frame's times ``1 + N(0, exposure)``
+        (frame 0 has gain 1, as the truth; real stacks drift by a fraction of a percent a frame
+        as the aperture's effective size changes with focus).
+    contrast : float
+        The background photograph's contrast around its mean (1: as photographed; below 1 a dim,
+        nearly flat backdrop such as paper or cloth, where focus shows only in faint texture).
+        The foreground objects keep theirs.
 
     Returns
     -------
@@ -170,6 +180,14 @@ def truth_stack(
     margin = size // 8
     canvas = (size + 2 * margin, size + 2 * margin)
     layers, names = _layers(canvas, rng, n_steps, n_objects, photos, mattes)
+    if contrast != 1.0:
+        bg = layers[0][0]
+        flat = (bg.mean() + contrast * (bg - bg.mean())).astype(np.float32)
+        layers = [(flat, a) for _, a in layers[:n_steps]] + layers[n_steps:]
+    gains = np.ones(n_frames)
+    if exposure:  # its own generator: a stack without drift is the same as before the option
+        steps = 1 + np.random.default_rng([seed, 26, n_frames]).normal(0, exposure, n_frames - 1)
+        gains[1:] = np.cumprod(steps)
     n_layers = len(layers)
     # the far layers (background steps) focus last: sharp frame of layer j, far -> near
     sharp_at = np.round(np.linspace(n_frames - 1, 0, n_layers)).astype(int)
@@ -193,7 +211,7 @@ def truth_stack(
         # frame k's pixel p shows the scene at m^-1 p (a magnified frame sees less)
         frame_to_canvas = to_canvas @ np.linalg.inv(m)
         img = cv2.warpAffine(img, frame_to_canvas[:2], (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
-        img = img * 255 + rng.normal(0, noise, img.shape)
+        img = img * (255 * gains[k]) + rng.normal(0, noise, img.shape)
         frames.append(np.clip(np.round(img), 0, 255).astype(np.uint8))
         warps.append(m)
     truth = truth_canvas[margin : margin + size, margin : margin + size]

@@ -9,12 +9,16 @@ decision, ``F = D A + (1 - D) B``, so the fused image has the sources' shape and
 source whose pixel was taken (0 for the first source).  For a pair the paper's ``D``
 (1 where A is focused) is therefore ``decision_map == 0``.
 
-**More than two sources.**  The paper fuses pairs.  A stack ``S0, S1, ..., S(N-1)``
-is fused by sequential pairwise fusion: the running result (initially ``S0``) is fused
-with the next source with the same networks and post-processing, and the index map
-records, per pixel, which source the running result last took.  Each step is the
-paper's method on a pair, so a pair fuses exactly as the paper says.  The score maps of
-the ``N - 1`` steps are stacked along a first axis.
+**More than two sources.**  The paper fuses pairs.  A stack ``S0, S1, ..., S(N-1)`` is by
+default fused with one joint decision over all N (``stack="joint"``,
+:func:`bamf_lib.fusion.stack.fuse_stack`: the initial net on neighbouring pairs, summed into a
+per-pixel potential, one argmax, the boundary net between the chosen frames); its scores are
+streamed, so ``score_map`` and ``refined_score_map`` are None.  ``stack="sequential"`` is the
+earlier pairwise accumulation: the running result (initially ``S0``) is fused with the next
+source with the same networks and post-processing, the index map recording which source the
+running result last took, and the score maps of the ``N - 1`` steps stacked along a first axis
+(measured against the joint decision in ``benchmarks/STACKS.md``).  A pair fuses exactly as the
+paper says either way.
 
 **Networks.**  The initial and boundary networks reach the pipeline as
 :class:`~bamf_lib.runtime.scorer.Scorer` objects, resolved once by :mod:`bamf_lib.fusion.scorers`
@@ -24,7 +28,8 @@ decision maps differ only at pixels scored within float32 rounding of 0.5
 (``tests/test_onnxnet.py``).
 
 **Alignment.**  ``align=True`` registers every source to the first
-(:func:`bamf_lib.fusion.align.align_sources`).
+(:func:`bamf_lib.fusion.align.align_sources`); for a joint stack, each frame to its neighbour
+(:func:`bamf_lib.fusion.stack_align.align_stack`), the output cropped to the common area.
 """
 
 from __future__ import annotations
@@ -35,12 +40,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bamf_lib.colour import to_float_gray
 from bamf_lib.config import SCORING_PATHS, FDBConfig, PostprocessConfig
 from bamf_lib.fusion import boundary as _boundary
 from bamf_lib.fusion import scorers
 from bamf_lib.fusion.align import align_sources
-from bamf_lib.fusion.postprocess import decision_map as _decision_map
+from bamf_lib.fusion.pair import fuse_pair
+from bamf_lib.fusion.stack import fuse_stack
 from bamf_lib.io import check_sources
 
 __all__ = ["FusionResult", "fuse", "MAX_SOURCES"]
@@ -59,12 +64,14 @@ class FusionResult:
         The fused image, same shape and dtype as the sources.
     decision_map : ndarray of uint8, shape (H, W)
         Index of the source taken at each pixel.
-    score_map : ndarray of float32
-        Initial score map, (H, W) for a pair, (N - 1, H, W) for N sources (one per step).
-    refined_score_map : ndarray of float32
+    score_map : ndarray of float32 or None
+        Initial score map, (H, W) for a pair, (N - 1, H, W) for N sources fused sequentially (one
+        per step); None for a joint stack (its neighbour scores are streamed, not kept).
+    refined_score_map : ndarray of float32 or None
         Score map after boundary refinement (same shape as ``score_map``).
     near_boundary : ndarray of bool
-        The re-scored (near-FDB) pixels (same shape as ``score_map``).
+        The re-scored (near-FDB) pixels (same shape as ``score_map``; (H, W) for a joint stack:
+        the pixels the boundary net re-decided between chosen frames).
     timings : dict[str, float]
         Seconds per stage: ``align``, ``score``, ``refine``, ``postprocess``, ``fuse``.
     fdb : FDBConfig or None
@@ -74,17 +81,11 @@ class FusionResult:
 
     fused: np.ndarray
     decision_map: np.ndarray
-    score_map: np.ndarray
-    refined_score_map: np.ndarray
+    score_map: np.ndarray | None
+    refined_score_map: np.ndarray | None
     near_boundary: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
     fdb: FDBConfig | None = None
-
-
-def _select(decision: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``D A + (1 - D) B`` for a binary ``D``, per channel, keeping the dtype."""
-    d = decision[..., None] if a.ndim == 3 else decision
-    return np.where(d, a, b)
 
 
 def fuse(
@@ -94,7 +95,7 @@ def fuse(
     device: str = "auto",
     align: bool = False,
     fdb: FDBConfig | None = None,
-    post: PostprocessConfig = PostprocessConfig(),
+    post: PostprocessConfig | None = None,
     refine: bool = True,
     progress: bool = False,
     initial=None,
@@ -102,6 +103,7 @@ def fuse(
     weights=None,
     optimized: bool = True,
     backend: str = "auto",
+    stack: str = "joint",
 ) -> FusionResult:
     """Fuse two or more registered, differently focused images into one.
 
@@ -116,12 +118,14 @@ def fuse(
         (dense-capable) nets every whole-image path is the reference's computation.
     device : {"auto", "cpu", "cuda"}
     align : bool
-        Register the sources to the first before fusing (:func:`~bamf_lib.fusion.align.align_sources`).
+        Register the sources before fusing: to the first (:func:`~bamf_lib.fusion.align.align_sources`),
+        or, for a joint stack, each to its neighbour, cropped to the common area.
     fdb : FDBConfig, optional
         Window ``k`` and margin ``tau`` of the boundary band; default: the values tuned
         for the initial network (:func:`~bamf_lib.fusion.boundary.fdb_for`).
-    post : PostprocessConfig
-        Binarisation threshold and small-region area fraction.
+    post : PostprocessConfig, optional
+        Binarisation threshold and small-region area fraction; default ``PostprocessConfig()``
+        (a joint stack: :data:`bamf_lib.fusion.stack.STACK_AREA_FRACTION`).
     refine : bool
         Re-score the boundary band with the boundary network (False: initial net alone,
         the paper's "w/o" column).
@@ -141,6 +145,9 @@ def fuse(
         What runs the default networks (:func:`bamf_lib.runtime.backend.choose_backend`):
         ``"auto"`` is ONNX Runtime on the CPU where it computes the same scores (the shipped
         nets), which never imports torch.
+    stack : {"joint", "sequential"}
+        How more than two sources are decided (see the module's docstring); a pair is the
+        paper's method either way.
 
     Returns
     -------
@@ -162,6 +169,8 @@ def fuse(
     """
     if path not in SCORING_PATHS:
         raise ValueError(f"path must be one of {SCORING_PATHS}, got {path!r}")
+    if stack not in ("joint", "sequential"):
+        raise ValueError(f"stack must be 'joint' or 'sequential', got {stack!r}")
     if len(sources) > MAX_SOURCES:
         raise ValueError(
             f"got {len(sources)} sources, more than the {MAX_SOURCES} a uint8 decision map can index; "
@@ -181,6 +190,27 @@ def fuse(
         )
     fdb = fdb if fdb is not None else _boundary.fdb_for(initial)
     sources = check_sources(sources, min_size=initial.config.patch_size)
+    if len(sources) > 2 and stack == "joint":
+        r = fuse_stack(
+            sources,
+            align=align,
+            fdb=fdb,
+            post=post,
+            refine=refine,
+            initial=initial,
+            boundary=boundary if refine else None,
+            progress=progress,
+        )
+        return FusionResult(
+            fused=np.ascontiguousarray(r.fused),
+            decision_map=r.index,
+            score_map=None,
+            refined_score_map=None,
+            near_boundary=r.band,
+            timings=r.timings,
+            fdb=fdb,
+        )
+    post = post if post is not None else PostprocessConfig()
 
     t0 = time.perf_counter()
     if align:
@@ -191,25 +221,16 @@ def fuse(
     index = np.zeros(sources[0].shape[:2], np.uint8)
     scores, refined_scores, bands = [], [], []
     for i, nxt in enumerate(sources[1:], start=1):
-        t0 = time.perf_counter()
-        a, b = to_float_gray(fused), to_float_gray(nxt)
-        score = initial.score_map(a, b, progress=progress)
-        t1 = time.perf_counter()
-        if refine:
-            refined, band = _boundary.refine(score, a, b, boundary, k=fdb.k, tau=fdb.tau)
-        else:
-            refined, band = score, np.zeros(score.shape, bool)
-        t2 = time.perf_counter()
-        take_running = _decision_map(refined, post)
-        t3 = time.perf_counter()
-        fused = _select(take_running, fused, nxt)
-        index[~take_running] = i
-        t4 = time.perf_counter()
-        for key, dt in zip(("score", "refine", "postprocess", "fuse"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+        step = fuse_pair(
+            fused, nxt, initial=initial, boundary=boundary, fdb=fdb, post=post, refine=refine, progress=progress
+        )
+        fused = step.fused
+        index[~step.take_a] = i
+        for key, dt in step.timings.items():
             timings[key] += dt
-        scores.append(score)
-        refined_scores.append(refined)
-        bands.append(band)
+        scores.append(step.score)
+        refined_scores.append(step.refined)
+        bands.append(step.band)
 
     stack = (lambda xs: xs[0]) if len(sources) == 2 else np.stack
     return FusionResult(

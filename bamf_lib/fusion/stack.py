@@ -47,8 +47,9 @@ from bamf_lib.colour import to_float_gray
 from bamf_lib.config import FDBConfig, PostprocessConfig
 from bamf_lib.fusion import scorers
 from bamf_lib.fusion.boundary import fdb_for
-from bamf_lib.fusion.pipeline import fuse
+from bamf_lib.fusion.pair import fuse_pair
 from bamf_lib.fusion.stack_align import align_stack
+from bamf_lib.io import check_sources
 
 __all__ = [
     "StackResult",
@@ -58,6 +59,9 @@ __all__ = [
     "net_gray",
     "LOGIT_CLIP",
     "MAX_STEPS",
+    "ENERGY_WEIGHT",
+    "gain_matched",
+    "focus_energy",
     "STACK_AREA_FRACTION",
 ]
 
@@ -69,6 +73,12 @@ MAX_STEPS = 8
 #: paper's 1 % is for two labels; with N labels a frame's legitimate share is smaller; measured
 #: on rendered stacks, seeds 0-1: 32.8 dB against 32.6 dB at 1 %)
 STACK_AREA_FRACTION = 0.002
+#: weight of the log local contrast in the joint argmax (``energy_weight``): chosen on rendered
+#: stacks, seeds 0-1, with and without exposure drift and a flat backdrop (benchmarks/STACKS.md),
+#: the best mean PSNR of 0, 10 and 30, each with and without exposure matching
+ENERGY_WEIGHT = 10.0
+#: added to the local contrast before its logarithm (gray levels in [0, 1])
+ENERGY_EPS = 1e-4
 #: scores are clipped to [sigmoid(-c), sigmoid(c)] before their log-odds are summed
 LOGIT_CLIP = 8.0
 
@@ -162,8 +172,19 @@ def _logit_(score: np.ndarray) -> np.ndarray:
     return np.log(score, out=score)
 
 
-def _score_map(net, a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """The scorer's score map of ``a`` against ``b`` (only where ``mask``, when given)."""
+def gain_matched(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``b`` scaled so that its mean gray level equals ``a``'s (clipped to [0, 1])."""
+    mb = float(b.mean())
+    if mb <= 0:
+        return b
+    return np.clip(b * np.float32(float(a.mean()) / mb), 0, 1)
+
+
+def _score_map(net, a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, match: bool = False) -> np.ndarray:
+    """The scorer's score map of ``a`` against ``b`` (only where ``mask``, when given); ``match``:
+    ``b`` brought to ``a``'s mean gray level first (:func:`gain_matched`)."""
+    if match:
+        b = gain_matched(a, b)
     return net.score_map(a, b) if mask is None else net.score_masked(a, b, mask)
 
 
@@ -191,7 +212,7 @@ def _local_sharpest(view, index, radius, window):
     return out
 
 
-def _refine_boundaries(index, boundary, k, gray_of, min_jump=0):
+def _refine_boundaries(index, boundary, k, gray_of, min_jump=0, match=False):
     """Re-decide, with the boundary net, the pixels whose k x k window holds two frames a < b
     (``b - a > min_jump``)."""
     kernel = np.ones((k, k), np.uint8)
@@ -205,7 +226,7 @@ def _refine_boundaries(index, boundary, k, gray_of, min_jump=0):
     for code in np.unique(pair[band]):
         a, b = divmod(int(code), 256)
         mask = pair == code
-        score = _score_map(boundary, gray_of(a), gray_of(b), mask)
+        score = _score_map(boundary, gray_of(a), gray_of(b), mask, match)
         out[mask] = np.where(score[mask] > 0.5, a, b).astype(out.dtype)
     return out, band
 
@@ -225,6 +246,8 @@ def fuse_stack(
     device: str = "auto",
     progress: bool = False,
     max_steps: int | None = MAX_STEPS,
+    energy_weight: float = ENERGY_WEIGHT,
+    match_exposure: bool = True,
 ) -> StackResult:
     """Fuse a focus stack (frames in focus order) into one all-in-focus image.
 
@@ -256,6 +279,17 @@ def fuse_stack(
         Most steps of the chain: a longer stack is decided on every s-th frame (and the last),
         ``s = ceil((N - 1) / max_steps)``, so that neighbours in the chain differ enough in blur
         for the network to tell them apart (None: every frame).
+    energy_weight : float
+        ``w`` of the contrast term: each pixel takes the frame of highest
+        ``phi_j + w log(E_j + eps)``, the net's accumulated log-odds plus ``w`` times the log of the
+        frame's local contrast :func:`focus_energy` (the net's odds times the contrast ratio to
+        the power ``w``).  Where the net is sure (log-odds of several units) it decides; where its
+        evidence is weak or biased (flat, faintly textured regions, which it was never trained
+        on) the frame with more detail wins.  0: the network alone (the ablation).
+    match_exposure : bool
+        Score each pair after scaling the second frame to the first's mean gray level
+        (:func:`gain_matched`), so that an exposure drift along the stack does not read as focus
+        (the shipped nets take a brighter flat patch for the sharper one).
 
     Returns
     -------
@@ -289,21 +323,15 @@ def fuse_stack(
     if n == 2:  # the paper's method exactly; a 16-bit pair is decided on its 8-bit copies
         pair = [np.asarray(view[0]), np.asarray(view[1])]
         to8 = [((f.astype(np.uint32) + 128) // 257).astype(np.uint8) if f.dtype == np.uint16 else f for f in pair]
-        r = fuse(
-            to8,
-            fdb=fdb,
-            post=post,
-            refine=refine,
-            initial=initial,
-            boundary=boundary,
-            progress=progress,
-        )
+        to8 = check_sources(to8, min_size=initial.config.patch_size)
+        r = fuse_pair(*to8, initial=initial, boundary=boundary, fdb=fdb, post=post, refine=refine, progress=progress)
+        index = (~r.take_a).astype(np.uint8)
         fused = r.fused
         if pair[0].dtype == np.uint16:
-            take = r.decision_map == 0
-            fused = np.where(take[..., None] if pair[0].ndim == 3 else take, pair[0], pair[1])
-        timings.update({k: timings[k] + v for k, v in r.timings.items() if k != "align"})
-        return StackResult(fused, r.decision_map, alignment, r.near_boundary, timings)
+            fused = np.where(r.take_a[..., None] if pair[0].ndim == 3 else r.take_a, pair[0], pair[1])
+        for key, dt in r.timings.items():
+            timings[key] += dt
+        return StackResult(np.ascontiguousarray(fused), index, alignment, r.band, timings)
 
     stride = 1 if max_steps is None or n - 1 <= max_steps else -(-(n - 1) // max_steps)
     used = sorted(set(range(0, n, stride)) | {n - 1})
@@ -317,6 +345,8 @@ def fuse_stack(
     prev_gray = net_gray(first)
     potential = np.zeros(prev_gray.shape, np.float32)
     best = np.zeros(prev_gray.shape, np.float32)
+    if energy_weight:
+        best += energy_weight * np.log(focus_energy(prev_gray, fdb.k) + ENERGY_EPS)
     index = np.zeros(prev_gray.shape, np.uint8)
     for i in bar:
         t0 = time.perf_counter()
@@ -324,12 +354,15 @@ def fuse_stack(
         if cur.shape != first.shape or cur.dtype != first.dtype:
             raise ValueError(f"frame {i} is {cur.dtype} {cur.shape}, frame 0 {first.dtype} {first.shape}")
         cur_gray = net_gray(cur)
-        score = _score_map(initial, prev_gray, cur_gray)
+        score = _score_map(initial, prev_gray, cur_gray, match=match_exposure)
         potential -= _logit_(score)
         del score
         t1 = time.perf_counter()
-        better = potential > best
-        np.copyto(best, potential, where=better)
+        merit = potential
+        if energy_weight:
+            merit = potential + energy_weight * np.log(focus_energy(cur_gray, fdb.k) + ENERGY_EPS)
+        better = merit > best
+        np.copyto(best, merit, where=better)
         index[better] = i
         np.copyto(fused, cur, where=better[..., None] if cur.ndim == 3 else better)
         prev_gray = cur_gray
@@ -353,7 +386,7 @@ def fuse_stack(
                 grays[j] = net_gray(np.asarray(view[j]))
             return grays[j]
 
-        index, band = _refine_boundaries(index, boundary, fdb.k, gray_of, stride if stride > 1 else 0)
+        index, band = _refine_boundaries(index, boundary, fdb.k, gray_of, stride if stride > 1 else 0, match_exposure)
         grays.clear()
         timings["refine"] += time.perf_counter() - t0
         t0 = time.perf_counter()
