@@ -10,6 +10,7 @@ Methods:
   decision, exposure matched, contrast term of weight ``ENERGY_WEIGHT``);
 * ``joint-net``: the same with the network alone (no exposure matching, no contrast term), and
   ``joint-net+x``, ``joint-net+e10``, ``joint-net+x+e30``...: each of the two added back (the ablation);
+  ``+s0.5`` on either: decided on copies at half size (``scale``);
 * ``sequential``: ``fuse(frames, align=True, stack="sequential")`` (ECC affine to the first frame,
   pairwise running fusion);
 * ``enfuse``: ``align_image_stack -m`` + ``enfuse`` with issue 25's flags (when installed);
@@ -96,10 +97,10 @@ def main(argv=None) -> int:
                         # joint: fuse_stack's defaults; joint-net[+x][+e<W>]: the net alone, then with
                         # exposure matching (x) and the contrast term of weight W
                         opts = method.split("+")[1:]
-                        kw = {}
+                        kw = dict(scale=float(next((o[1:] for o in opts if o.startswith("s")), 1.0)))  # +s0.5
                         if method.startswith("joint-net"):
                             w = float(next((o[1:] for o in opts if o.startswith("e")), 0.0))
-                            kw = dict(energy_weight=w, match_exposure="x" in opts)
+                            kw.update(energy_weight=w, match_exposure="x" in opts)
                         r = stack_fusion.fuse_stack(st.frames, initial=initial, boundary=boundary, **kw)
                         s = stack_bench.score_fused(r.fused, st, index=r.index, offset=r.alignment.crop[::2])
                     elif method == "sequential":

@@ -210,3 +210,16 @@ def test_gain_matched_equalises_the_mean():
     b = np.full((8, 8), 0.4, np.float32)
     assert abs(float(stack_fusion.gain_matched(a, b).mean()) - 0.5) < 1e-6
     assert stack_fusion.gain_matched(a, np.zeros_like(b)).max() == 0  # a black frame stays black
+
+
+def test_a_reduced_decision_keeps_full_size_pixels():
+    frames = [cv2.resize(f, (288, 192), interpolation=cv2.INTER_NEAREST) for f in _three_frames()]
+    r = stack_fusion.fuse_stack(frames, align=False, device="cpu", scale=0.5)
+    assert r.index.shape == (192, 288) and r.fused.shape == (192, 288)
+    for k in range(3):
+        assert (r.index[:, k * 96 + 24 : k * 96 + 72] == k).mean() > 0.95
+    rows, cols = np.indices(r.index.shape)
+    stack = np.stack(frames)
+    np.testing.assert_array_equal(r.fused, stack[r.index, rows, cols])  # every pixel is its frame's own
+    with pytest.raises(ValueError, match="scale"):
+        stack_fusion.fuse_stack(frames, align=False, device="cpu", scale=0)

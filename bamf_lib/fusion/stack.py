@@ -48,7 +48,7 @@ from bamf_lib.config import FDBConfig, PostprocessConfig
 from bamf_lib.fusion import scorers
 from bamf_lib.fusion.boundary import fdb_for
 from bamf_lib.fusion.pair import fuse_pair
-from bamf_lib.fusion.stack_align import align_stack
+from bamf_lib.fusion.stack_align import align_stack, shrink
 from bamf_lib.io import check_sources
 
 __all__ = [
@@ -194,7 +194,7 @@ def focus_energy(gray: np.ndarray, window: int = 15) -> np.ndarray:
     return cv2.blur(log, (window, window))
 
 
-def _local_sharpest(view, index, radius, window):
+def _local_sharpest(view, index, radius, window, to_net=None):
     """Each pixel's frame replaced by the one of highest :func:`focus_energy` among the frames
     within ``radius`` of it: the net's chain decided between frames ``radius`` apart, which it can
     tell apart; between nearer frames (a fraction of a pixel of blur) a contrast measure can."""
@@ -205,7 +205,7 @@ def _local_sharpest(view, index, radius, window):
         near = np.abs(coarse - j) <= radius
         if not near.any():
             continue
-        energy = focus_energy(net_gray(np.asarray(view[j])), window)
+        energy = focus_energy((to_net or net_gray)(np.asarray(view[j])), window)
         better = near & (energy > best)
         best[better] = energy[better]
         out[better] = j
@@ -248,6 +248,7 @@ def fuse_stack(
     max_steps: int | None = MAX_STEPS,
     energy_weight: float = ENERGY_WEIGHT,
     match_exposure: bool = True,
+    scale: float = 1.0,
 ) -> StackResult:
     """Fuse a focus stack (frames in focus order) into one all-in-focus image.
 
@@ -290,6 +291,10 @@ def fuse_stack(
         Score each pair after scaling the second frame to the first's mean gray level
         (:func:`gain_matched`), so that an exposure drift along the stack does not read as focus
         (the shipped nets take a brighter flat patch for the sharper one).
+    scale : float
+        Decide on copies reduced by this factor (area averaging; 1: full size): the networks'
+        work falls with its square; the depth map is brought back to full size (nearest) and
+        the output takes its pixels from the full-size frames.  Not used for two frames.
 
     Returns
     -------
@@ -340,9 +345,15 @@ def fuse_stack(
         from tqdm.auto import tqdm
 
         bar = tqdm(bar, desc="frames", unit="frame")
+    if not 0 < scale <= 1:
+        raise ValueError(f"scale must be in (0, 1], got {scale}")
+
+    def to_net(frame: np.ndarray) -> np.ndarray:
+        return shrink(net_gray(frame), scale)
+
     first = np.asarray(view[0])
     fused = first.copy()
-    prev_gray = net_gray(first)
+    prev_gray = to_net(first)
     potential = np.zeros(prev_gray.shape, np.float32)
     best = np.zeros(prev_gray.shape, np.float32)
     if energy_weight:
@@ -353,7 +364,7 @@ def fuse_stack(
         cur = np.asarray(view[i])
         if cur.shape != first.shape or cur.dtype != first.dtype:
             raise ValueError(f"frame {i} is {cur.dtype} {cur.shape}, frame 0 {first.dtype} {first.shape}")
-        cur_gray = net_gray(cur)
+        cur_gray = to_net(cur)
         score = _score_map(initial, prev_gray, cur_gray, match=match_exposure)
         potential -= _logit_(score)
         del score
@@ -364,12 +375,13 @@ def fuse_stack(
         better = merit > best
         np.copyto(best, merit, where=better)
         index[better] = i
-        np.copyto(fused, cur, where=better[..., None] if cur.ndim == 3 else better)
+        if scale == 1:
+            np.copyto(fused, cur, where=better[..., None] if cur.ndim == 3 else better)
         prev_gray = cur_gray
         timings["score"] += t1 - t0
         timings["fuse"] += time.perf_counter() - t1
     del potential, best, prev_gray
-    scanned = index.copy()
+    scanned = index.copy() if scale == 1 else None
 
     t0 = time.perf_counter()
     index = remove_small_labels(index, post.area_fraction)
@@ -383,7 +395,7 @@ def fuse_stack(
             if j not in grays:
                 if len(grays) >= 2:
                     grays.pop(min(grays))  # pairs come sorted: the smaller index is done first
-                grays[j] = net_gray(np.asarray(view[j]))
+                grays[j] = to_net(np.asarray(view[j]))
             return grays[j]
 
         index, band = _refine_boundaries(index, boundary, fdb.k, gray_of, stride if stride > 1 else 0, match_exposure)
@@ -394,9 +406,14 @@ def fuse_stack(
         timings["postprocess"] += time.perf_counter() - t0
     if stride > 1:  # the frames the chain skipped: the sharpest within `stride` of the chain's choice
         t0 = time.perf_counter()
-        index = _local_sharpest(view, index, stride, fdb.k)
+        index = _local_sharpest(view, index, stride, fdb.k, to_net)
         timings["postprocess"] += time.perf_counter() - t0
     t0 = time.perf_counter()
+    if scale < 1:  # the decision back to full size; every pixel not from frame 0 is copied below
+        size = (first.shape[1], first.shape[0])
+        index = cv2.resize(index, size, interpolation=cv2.INTER_NEAREST)
+        band = cv2.resize(band.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+        scanned = np.zeros(index.shape, np.uint8)
     changed = index != scanned
     for j in np.unique(index[changed]):
         take = changed & (index == j)
