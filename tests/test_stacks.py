@@ -223,3 +223,19 @@ def test_a_reduced_decision_keeps_full_size_pixels():
     np.testing.assert_array_equal(r.fused, stack[r.index, rows, cols])  # every pixel is its frame's own
     with pytest.raises(ValueError, match="scale"):
         stack_fusion.fuse_stack(frames, align=False, device="cpu", scale=0)
+
+
+def test_cli_scale_is_checked_and_reaches_the_stack(tmp_path, capsys):
+    paths = []
+    for k, f in enumerate(cv2.resize(f, (288, 192), interpolation=cv2.INTER_NEAREST) for f in _three_frames()):
+        paths.append(tmp_path / f"{k}.png")
+        Image.fromarray(f).save(paths[-1])
+    out = tmp_path / "s.png"
+    assert main(["fuse", *map(str, paths), "-o", str(out), "--no-align", "--scale", "0.5", "-q"]) == 0
+    assert np.asarray(Image.open(out)).shape == (192, 288)
+    capsys.readouterr()
+    assert main(["fuse", *map(str, paths), "-o", str(tmp_path / "t.png"), "--scale", "1.5"]) == 2
+    assert main(["fuse", *map(str, paths[:2]), "-o", str(tmp_path / "u.png"), "--scale", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--scale must be in (0, 1]" in err and "more than two frames" in err
+    assert not (tmp_path / "t.png").exists() and not (tmp_path / "u.png").exists()

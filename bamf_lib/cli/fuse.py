@@ -111,6 +111,13 @@ def _fuse_stack(
     _check_output(decision_map, args.force, source_paths, "--decision-map")
     if decision_map and _same_file(Path(decision_map), out):
         raise ValueError(f"--decision-map and -o name the same file {out}")
+    scale = getattr(args, "scale", 1.0)
+    if not 0 < scale <= 1:
+        raise ValueError(f"--scale must be in (0, 1], got {scale}")
+    if scale != 1 and len(source_paths) < 3:
+        raise ValueError(
+            "--scale is for stacks of more than two frames (a pair is decided at full size, as the paper does)"
+        )
     if _stack_path(args, source_paths):
         return _fuse_frames(args, nets, source_paths, out, decision_map, progress, exclusive)
     sources = check_sources(
@@ -212,6 +219,7 @@ def _fuse_frames(
             boundary=nets["boundary"],
             device=args.device,
             progress=large and progress,
+            scale=getattr(args, "scale", 1.0),
         )
     meta = read_metadata(source_paths[reference])
     write_frame(out, result.fused, overwrite=args.force, **meta)

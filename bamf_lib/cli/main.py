@@ -142,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the chosen frame's index per pixel here "
         "(8-bit gray, value = frame index) and a colour-coded preview beside it (FILE-preview.png)",
     )
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="for more than two frames: decide on copies reduced by S (0 < S <= 1; 0.5 scores a quarter "
+        "of the pixels, about twice as fast; the output keeps full size; benchmarks/STACKS.md measures the cost)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="print the alignment's residual error and timings")
     _weights_option(p)
     p.add_argument(

@@ -1,0 +1,94 @@
+"""The training campaign's curves, from the files it commits (``campaign/`` in the repository).
+
+A campaign (``campaign/README.md``) trains both networks on one fixed schedule over several
+sessions; each session appends a row per epoch to ``camera-{initial,boundary}.log.jsonl``
+(loss, training accuracy, the training-side validation accuracy, the run that made it) and a row
+per scored checkpoint to ``validation.jsonl`` (mean and worst refined pixel accuracy on the
+camera validation set, and the shipped default's).  :func:`campaign_curves` reads them;
+:func:`campaign_figure` draws them, one colour a session.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+__all__ = ["campaign_curves", "campaign_figure"]
+
+NETS = ("initial", "boundary")
+
+
+def _rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def campaign_curves(folder: str | Path) -> dict:
+    """The campaign in ``folder``: ``{"initial": rows, "boundary": rows, "validation": rows,
+    "shipped": row or None, "runs": [run ids in order]}``; an epoch row has ``epoch``, ``loss``,
+    ``acc``, ``val_acc``, ``steps``, ``seconds`` and ``run``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``folder`` holds neither network's log.
+    """
+    folder = Path(folder)
+    out = {net: _rows(folder / f"camera-{net}.log.jsonl") for net in NETS}
+    if not any(out[net] for net in NETS):
+        raise FileNotFoundError(f"no campaign logs (camera-initial.log.jsonl, camera-boundary.log.jsonl) in {folder}")
+    validation = _rows(folder / "validation.jsonl")
+    out["shipped"] = next((r for r in validation if r.get("nets") == "shipped"), None)
+    out["validation"] = [r for r in validation if r.get("nets") != "shipped"]
+    runs: list[str] = []
+    for net in NETS:
+        for r in out[net]:
+            if r.get("run") not in runs:
+                runs.append(r.get("run"))
+    out["runs"] = runs
+    return out
+
+
+def campaign_figure(curves: dict, total_epochs: int | None = None):
+    """Three panels: each network's training loss and its validation accuracy per epoch (one
+    colour a run, i.e. a session of that network's training), and the refined accuracy of the scored checkpoints on the camera
+    validation set against the shipped default's."""
+    import matplotlib.pyplot as plt
+
+    colours = {run: plt.cm.tab10(i % 10) for i, run in enumerate(curves["runs"])}
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.0))
+    for ax, net in zip(axes[:2], NETS):
+        rows = curves[net]
+        for run in curves["runs"]:
+            mine = [r for r in rows if r.get("run") == run]
+            if not mine:
+                continue
+            e = [r["epoch"] for r in mine]
+            ax.plot(e, [r["loss"] for r in mine], "o-", ms=3, color=colours[run], label=f"run {run}")
+        ax.set_title(f"{net} net: training loss", fontsize=9)
+        ax.set_xlabel("epoch")
+        if total_epochs:
+            ax.set_xlim(0, total_epochs + 0.5)
+        ax2 = ax.twinx()
+        ax2.plot([r["epoch"] for r in rows], [r["val_acc"] for r in rows], "--", color="0.5", lw=1)
+        ax2.set_ylabel("val. accuracy (dashed)", fontsize=8)
+        ax2.set_ylim(0.4, 1.0)
+        ax.legend(fontsize=6, loc="upper center")
+    ax = axes[2]
+    val = curves["validation"]
+    if val:
+        e = [max(r["epoch_initial"], r["epoch_boundary"]) for r in val]
+        ax.plot(e, [r["refined"]["mean"] for r in val], "o-", label="campaign, mean")
+        ax.plot(e, [r["refined"]["worst"] for r in val], "s:", label="campaign, worst pair")
+    if curves["shipped"] is not None:
+        ax.axhline(curves["shipped"]["refined"]["mean"], color="k", lw=1, label="shipped default, mean")
+        ax.axhline(curves["shipped"]["refined"]["worst"], color="k", lw=1, ls=":", label="shipped, worst")
+    ax.set_title("camera validation set: refined accuracy", fontsize=9)
+    ax.set_xlabel("epoch of the checkpoint")
+    if total_epochs:
+        ax.set_xlim(0, total_epochs + 0.5)
+    ax.set_ylim(0.5, 1.0)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
