@@ -1,7 +1,8 @@
 """Real focus stacks (issue 25, item 5): each tool as a whole process, one right after the other
 on each stack, with its time, peak memory and the share of cells it leaves soft.
 
-Tools: ``bamf fuse FRAMES -o out.png`` (alignment on by default for more than two frames),
+Tools: ``bamf fuse FRAMES -o out.png`` (alignment on by default for more than two frames;
+``bamf-fast``: the same with ``--scale 0.5``, not run unless named in ``--tools``),
 Hugin's ``align_image_stack -m`` + ``enfuse`` with issue 25's flags (when installed) and
 ``openfocus`` (StackMFF-V3, when installed in its venv; ``--openfocus-max-mp`` skips it on large
 stacks).  The soft-cell share is :func:`bamf_lib.evaluation.stacks.soft_cell_share` (12 x 12 cells,
@@ -9,7 +10,9 @@ every frame registered onto the output by ECC homography, mean |LoG| at sigma 2 
 the sharpest frame >= 1.5 x the softest; share where the output < 0.8 x the sharpest).
 
 Run: ``BAMF_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_stacks.py [FOLDER ...]
-[--out DIR] [--json OUT]``; without folders, the four shared stacks (``$BAMF_DATA_DIR/stacks``).
+[--out DIR] [--tools bamf bamf-fast classic openfocus] [--json OUT]``; without folders, the four
+shared stacks (``$BAMF_DATA_DIR/stacks``).  The JSON holds ``{"meta": {command, date, load, ...},
+"rows": [{"stack", "frames", "mp", TOOL: {"seconds", "peak_mb", "soft", "cells", "output"}}]}``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -65,6 +69,8 @@ def main(argv=None) -> int:
             try:
                 if tool == "bamf":
                     sec, mb, out = stack_peers.run_bamf(frames, work / "bamf.png")
+                elif tool == "bamf-fast":  # decided at half size
+                    sec, mb, out = stack_peers.run_bamf(frames, work / "bamf-fast.png", "--scale", "0.5")
                 elif tool == "classic":
                     if not stack_peers.have_classic():
                         continue
@@ -93,30 +99,43 @@ def main(argv=None) -> int:
             )
         rows.append(row)
     print(f"\nload average at start: {load:.2f}; outputs in {out_root}\n")
+    names = {"classic": "align+enfuse"}
+    tools = [t for t in args.tools if any(t in r for r in rows)]
+    ours = [t for t in tools if t.startswith("bamf")]
+    label = " / ".join(names.get(t, t) for t in tools)
     print(
-        "| stack | frames | s: bamf / align+enfuse / openfocus | bamf / classic time "
-        "| peak MB: bamf / classic "
-        "/ openfocus | cells left soft: bamf / align+enfuse / openfocus |"
+        f"| stack | frames | s: {label} | " + " | ".join(f"{t} / classic time" for t in ours) + f" | peak MB: {label} "
+        f"| cells left soft: {label} |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|" + "---|" * len(ours) + "---|---|")
     get = lambda r, t, k, f: f.format(r[t][k]) if t in r else "-"  # noqa: E731
     for r in rows:
-        ratio = f"{r['bamf']['seconds'] / r['classic']['seconds']:.2f}x" if "bamf" in r and "classic" in r else "-"
+        ratios = [
+            f"{r[t]['seconds'] / r['classic']['seconds']:.2f}x" if t in r and "classic" in r else "-" for t in ours
+        ]
         print(
             f"| {r['stack']} | {r['frames']} x {r['mp']:.1f} MP | "
-            + " / ".join(get(r, t, "seconds", "{:.1f}") for t in ("bamf", "classic", "openfocus"))
-            + f" | {ratio} | "
-            + " / ".join(get(r, t, "peak_mb", "{:.0f}") for t in ("bamf", "classic", "openfocus"))
+            + " / ".join(get(r, t, "seconds", "{:.1f}") for t in tools)
             + " | "
-            + " / ".join(get(r, t, "soft", "{:.2f}") for t in ("bamf", "classic", "openfocus"))
+            + " | ".join(ratios)
+            + " | "
+            + " / ".join(get(r, t, "peak_mb", "{:.0f}") for t in tools)
+            + " | "
+            + " / ".join(get(r, t, "soft", "{:.2f}") for t in tools)
             + " |"
         )
-    for t in ("bamf", "classic", "openfocus"):
+    for t in tools:
         vals = [r[t]["soft"] for r in rows if t in r]
-        if vals:
-            print(f"mean soft-cell share, {t}: {statistics.mean(vals):.3f} over {len(vals)} stacks")
+        print(f"mean soft-cell share, {t}: {statistics.mean(vals):.3f} over {len(vals)} stacks")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        meta = {
+            "command": "benchmarks/bench_stacks.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "load_average_at_start": round(load, 2),
+            "cpus": os.cpu_count(),
+            "tools": tools,
+        }
+        Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     return 0
 
 
