@@ -296,7 +296,13 @@ def _fuse_batch_dask(args: argparse.Namespace, stacks: list[Stack]) -> BatchRepo
         weights = str(Path(weights).absolute())
     load = dict(weights=weights, device=args.device, backend=args.backend, path=args.path)
     options = argparse.Namespace(
-        force=args.force, max_pixels=args.max_pixels, path=args.path, device=args.device, align=args.align
+        force=args.force,
+        max_pixels=args.max_pixels,
+        path=args.path,
+        device=args.device,
+        align=args.align,
+        reference=args.reference,
+        scale=args.scale,
     )
     return run_dask(
         stacks,
