@@ -239,3 +239,15 @@ def test_cli_scale_is_checked_and_reaches_the_stack(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--scale must be in (0, 1]" in err and "more than two frames" in err
     assert not (tmp_path / "t.png").exists() and not (tmp_path / "u.png").exists()
+
+
+def test_a_frames_border_beside_a_cell_is_not_read_as_detail():
+    """A frame whose field ends just outside a cell: its fill must not put a step there whose
+    Laplacian makes the sharpest frame look sharper than an output that equals it."""
+    rng = np.random.default_rng(3)
+    big = cv2.GaussianBlur((rng.random((140, 160)) * 255).astype(np.uint8), (0, 0), 0.8)
+    out = big[10:130, 10:150]
+    shifted = big[10:130, 16:156]  # the scene moved 6 px: this frame does not reach the left edge
+    r = stack_score.soft_cell_share(out, [shifted, cv2.GaussianBlur(out, (0, 0), 3)], grid=6)
+    assert r["share"] == 0.0 and r["cells"] > 20
+    assert r["ratio"][:, 1:].min() > 0.9  # the cells right of the uncovered column

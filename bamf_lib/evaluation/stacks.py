@@ -42,6 +42,7 @@ __all__ = [
     "soft_cell_share",
     "cell_log_energy",
     "register_onto",
+    "warp_onto",
 ]
 
 
@@ -343,6 +344,25 @@ def cell_log_energy(
     return energy, covered
 
 
+def warp_onto(frame_gray: np.ndarray, warp: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``frame_gray`` warped onto an output of ``shape`` by ``warp`` (output pixel -> frame pixel),
+    and where it lies inside the frame.  Outside, the frame's edge pixels are repeated: a constant
+    fill would put a step at the frame's border whose Laplacian reaches into the cells beside it
+    and reads as detail the output lacks.
+
+    >>> flat = np.full((40, 40), 0.5, np.float32)
+    >>> reg, inside = warp_onto(flat, np.array([[1, 0, 5], [0, 1, 0], [0, 0, 1.0]]), (40, 40))
+    >>> bool(inside[:, :35].all()), bool(inside[:, 36:].any()), float(np.abs(reg - 0.5).max())
+    (True, False, 0.0)
+    """
+    h, w = shape
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    reg = cv2.warpPerspective(frame_gray, warp, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    ones = np.ones(frame_gray.shape, np.uint8)
+    inside = cv2.warpPerspective(ones, warp, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP) > 0
+    return reg, inside
+
+
 def register_onto(frame_gray: np.ndarray, out_gray: np.ndarray) -> np.ndarray:
     """Homography (3 x 3, output pixel -> frame pixel) registering a frame onto the output:
     the offset by template matching on reduced copies, then ECC (homography) there."""
@@ -408,18 +428,7 @@ def soft_cell_share(
     best, worst, covered = None, None, np.ones((grid, grid), bool)
     for frame in frames:
         g = _gray(frame)
-        warp = register_onto(g, out_gray)
-        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-        reg = cv2.warpPerspective(g, warp, (w, h), flags=flags)
-        inside = (
-            cv2.warpPerspective(
-                np.ones(g.shape, np.uint8),
-                warp,
-                (w, h),
-                flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
-            )
-            > 0
-        )
+        reg, inside = warp_onto(g, register_onto(g, out_gray), (h, w))
         energy, cov = cell_log_energy(reg, grid, sigma, inside)
         covered &= cov
         best = energy if best is None else np.maximum(best, energy)
