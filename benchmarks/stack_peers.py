@@ -9,7 +9,6 @@ processes run one after the other, so its peak is the larger of the two).
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import subprocess
@@ -17,14 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+from bamf_lib.evaluation import peers
+
 ROOT = Path(__file__).resolve().parents[1]
-ENFUSE_FLAGS = [
-    "--exposure-weight=0",
-    "--saturation-weight=0",
-    "--contrast-weight=1",
-    "--hard-mask",
-    "--contrast-window-size=5",
-]
+ENFUSE_FLAGS = list(peers.ENFUSE_FLAGS)
 
 
 def _timed(cmd: list[str], env=None) -> tuple[float, float]:
@@ -38,8 +33,7 @@ def _timed(cmd: list[str], env=None) -> tuple[float, float]:
     return dt, (rss[-1] / 1024 if rss else float("nan"))
 
 
-def have_classic() -> bool:
-    return bool(shutil.which("align_image_stack") and shutil.which("enfuse"))
+have_classic = peers.have_classic
 
 
 def openfocus_bin() -> str | None:
@@ -70,15 +64,19 @@ def run_bamf(frames: list[str], out: Path, *extra: str) -> tuple[float, float, P
 
 
 def run_classic(frames: list[str], out: Path, work: Path) -> tuple[float, float, Path]:
-    """``align_image_stack -m -a PREFIX frames`` then ``enfuse FLAGS -o out aligned*``."""
-    work.mkdir(parents=True, exist_ok=True)
-    prefix = str(work / "aligned_")
-    for old in glob.glob(prefix + "*"):
-        os.remove(old)
-    t1, m1 = _timed(["align_image_stack", "-m", "-a", prefix, *frames])
-    tif = work / "enfused.tif"
-    t2, m2 = _timed(["enfuse", *ENFUSE_FLAGS, "-o", str(tif), *sorted(glob.glob(prefix + "*.tif"))])
-    return t1 + t2, max(m1, m2), tif
+    """:func:`bamf_lib.evaluation.peers.run_classic`, each of its two processes timed; its output
+    is ``work/enfused.tif`` (``out`` is not used: enfuse writes TIFF)."""
+    stats = []
+
+    def timed(cmd, **kw):
+        t0 = time.perf_counter()
+        p = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M", *cmd], **kw)
+        rss = [int(line.split()[1]) for line in (p.stderr or "").splitlines() if line.startswith("MAXRSS ")]
+        stats.append((time.perf_counter() - t0, rss[-1] / 1024 if rss else float("nan")))
+        return p
+
+    tif = peers.run_classic(frames, Path(work) / "enfused.tif", work, run=timed)
+    return sum(t for t, _ in stats), max(m for _, m in stats), tif
 
 
 def run_openfocus(frames: list[str], out: Path, work: Path) -> tuple[float, float, Path]:
@@ -99,15 +97,5 @@ def run_openfocus(frames: list[str], out: Path, work: Path) -> tuple[float, floa
 
 
 def read_rgb(path: Path):
-    """An output file as RGB uint8 (enfuse writes 16-bit TIFF with an alpha channel)."""
-    import cv2
-    import numpy as np
-
-    im = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if im is None:
-        raise ValueError(f"cannot read {path}")
-    if im.dtype == np.uint16:
-        im = ((im.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    if im.ndim == 3:
-        im = cv2.cvtColor(im[..., :3], cv2.COLOR_BGR2RGB)
-    return im
+    """An output file as RGB uint8 (:func:`bamf_lib.evaluation.peers.read_output`)."""
+    return peers.read_output(path)
