@@ -134,3 +134,12 @@ def test_coco_backgrounds_are_chosen_extracted_and_pinned(tmp_path, monkeypatch)
     listed.write_bytes(listed.read_bytes() + b"x")
     with pytest.raises(datasets.DataIntegrityError):
         coco.coco_backgrounds()
+
+
+@pytest.mark.requires_data("stacks/fs_pcb")
+def test_stack_frames_are_the_frames_in_order_without_the_upstream_result():
+    frames = datasets.stack_frames("fs_pcb")
+    assert [p.name for p in frames] == [f"{k:02d}.jpg" for k in range(7)] and all(p.is_file() for p in frames)
+    with pytest.raises(ValueError, match="STACK_NAMES|must be one of"):
+        datasets.stack_frames("nope")
+    assert "stacks" in datasets.TEST_DATASETS

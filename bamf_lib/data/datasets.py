@@ -40,6 +40,8 @@ __all__ = [
     "file_hash",
     "lytro_pair",
     "lytro_triple",
+    "stack_frames",
+    "STACK_NAMES",
     "grayscale_pair",
     "alphamatting",
     "published_fused",
@@ -56,9 +58,11 @@ __all__ = [
 ]
 
 REGISTRY_FILE = Path(__file__).with_name("registry.txt")
-TEST_DATASETS = ("lytro", "grayscale", "classic", "nyud")  # never read by training-data synthesis
+TEST_DATASETS = ("lytro", "grayscale", "classic", "nyud", "stacks")  # never read by training-data synthesis
 LYTRO_INDICES = tuple(range(1, 21))
 LYTRO_TRIPLE_INDICES = (1, 2, 3, 4)
+#: the shared real focus stacks (``stacks/``: unregistered, frames in focus order; test data only)
+STACK_NAMES = ("fs_pcb", "mcguinness_steps", "mfusionj_diatom", "peeters_dsc28")
 GRAYSCALE_NAMES = (
     "clock",
     "pepsi",
@@ -190,6 +194,17 @@ def lytro_triple(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lytro triple series ``n`` (1-4): three RGB sources.  Test data only."""
     n = _index(n, LYTRO_TRIPLE_INDICES, "n")
     return tuple(read_image(path(f"lytro/triple/lytro-{n:02d}-{s}.jpg")) for s in "ABC")  # type: ignore[return-value]
+
+
+def stack_frames(name: str) -> list[Path]:
+    """The frame files of the shared real focus stack ``name`` (:data:`STACK_NAMES`), in focus
+    order; an upstream tool's own result beside them (``reference-*``) is left out.  Test data only."""
+    if name not in STACK_NAMES:
+        raise ValueError(f"name must be one of {STACK_NAMES}, got {name!r}")
+    files = sorted(
+        n for n in registry() if n.startswith(f"stacks/{name}/") and not n.split("/")[-1].startswith("reference")
+    )
+    return [path(n) for n in files]
 
 
 def grayscale_pair(n: int | str) -> tuple[np.ndarray, np.ndarray]:
