@@ -90,7 +90,7 @@ def main(argv=None) -> int:
                 "peak_mb": mb,
                 "soft": soft["share"],
                 "cells": soft["cells"],
-                "output": str(out),
+                "output": str(Path(out).relative_to(out_root)),  # relative: no machine paths
             }
             print(
                 f"{folder.name:20s} {tool:9s} {sec:7.1f} s {mb:7.0f} MB  soft {soft['share']:.3f} "
@@ -129,7 +129,10 @@ def main(argv=None) -> int:
         print(f"mean soft-cell share, {t}: {statistics.mean(vals):.3f} over {len(vals)} stacks")
     if args.json:
         meta = {
-            "command": "benchmarks/bench_stacks.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            # the tools and stacks, not this machine's paths (the book prints it)
+            "command": "benchmarks/bench_stacks.py "
+            + " ".join([f.name for f in folders] if args.folders else [])
+            + f" --tools {' '.join(args.tools)} --json {Path(args.json).name}",
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "load_average_at_start": round(load, 2),
             "cpus": os.cpu_count(),
