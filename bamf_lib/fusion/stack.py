@@ -79,6 +79,9 @@ STACK_AREA_FRACTION = 0.002
 ENERGY_WEIGHT = 10.0
 #: added to the local contrast before its logarithm (gray levels in [0, 1])
 ENERGY_EPS = 1e-4
+#: the boundary refinement keeps as many frames' gray copies as fit in this (at least two), so that
+#: the pairs between chosen frames do not read and warp a frame again for each pair
+GRAY_CACHE_BYTES = 256 * 2**20
 #: scores are clipped to [sigmoid(-c), sigmoid(c)] before their log-odds are summed
 LOGIT_CLIP = 8.0
 
@@ -380,6 +383,7 @@ def fuse_stack(
         prev_gray = cur_gray
         timings["score"] += t1 - t0
         timings["fuse"] += time.perf_counter() - t1
+    prev_nbytes = prev_gray.nbytes
     del potential, best, prev_gray
     scanned = index.copy() if scale == 1 else None
 
@@ -390,12 +394,15 @@ def fuse_stack(
     if refine:
         t0 = time.perf_counter()
         grays: dict[int, np.ndarray] = {}
+        last = [-1]
+        room = max(2, int(GRAY_CACHE_BYTES // max(1, prev_nbytes)))  # frames' gray copies kept at once
 
         def gray_of(j: int) -> np.ndarray:
             if j not in grays:
-                if len(grays) >= 2:
-                    grays.pop(min(grays))  # pairs come sorted: the smaller index is done first
+                while len(grays) >= room:  # pairs come sorted by their first frame: drop the earliest,
+                    grays.pop(min(k for k in grays if k != last[0]))  # never the pair's other frame
                 grays[j] = to_net(np.asarray(view[j]))
+            last[0] = j
             return grays[j]
 
         index, band = _refine_boundaries(index, boundary, fdb.k, gray_of, stride if stride > 1 else 0, match_exposure)
