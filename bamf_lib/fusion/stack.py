@@ -308,6 +308,8 @@ def fuse_stack(
         raise ValueError(f"need at least two frames, got {n}")
     if n > 256:
         raise ValueError(f"got {n} frames, more than the 256 a uint8 index map can hold; fuse them in groups")
+    if not 0 < scale <= 1:
+        raise ValueError(f"scale must be in (0, 1], got {scale}")
     timings = dict.fromkeys(("align", "score", "refine", "postprocess", "fuse"), 0.0)
     load = dict(device=device, backend=backend)
     initial = (
@@ -348,9 +350,6 @@ def fuse_stack(
         from tqdm.auto import tqdm
 
         bar = tqdm(bar, desc="frames", unit="frame")
-    if not 0 < scale <= 1:
-        raise ValueError(f"scale must be in (0, 1], got {scale}")
-
     def to_net(frame: np.ndarray) -> np.ndarray:
         return shrink(net_gray(frame), scale)
 
