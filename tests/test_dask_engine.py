@@ -113,6 +113,44 @@ class _Blind(distributed.WorkerPlugin):
         builtins.open = self.open
 
 
+def test_stack_options_reach_the_workers(cluster, tmp_path, capsys):
+    """--scale and --reference travel with the tasks: a 3-frame stack fuses on the cluster as it
+    does locally with the same options (and --scale changes the result, so the test can fail)."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    sharp = cv2.resize(rng.integers(0, 256, (48, 64), dtype=np.uint8), (256, 192), interpolation=cv2.INTER_NEAREST)
+    shoot = tmp_path / "shoot" / "s00"
+    shoot.mkdir(parents=True)
+    for k in range(3):
+        f = cv2.GaussianBlur(sharp, (0, 0), 2.5)
+        f[:, k * 85 : (k + 1) * 85] = sharp[:, k * 85 : (k + 1) * 85]
+        Image.fromarray(f).save(shoot / f"{k}.png")
+    opts = ["--scale", "0.5", "--no-align", "--reference", "1"]
+    local, dask_out, full = tmp_path / "local", tmp_path / "dask", tmp_path / "full"
+    assert _fuse(capsys, "--batch", shoot.parent, "-o", local, "-q", *opts)[0] == 0
+    assert (
+        _fuse(
+            capsys,
+            "--batch",
+            shoot.parent,
+            "-o",
+            dask_out,
+            "-q",
+            "--engine",
+            "dask",
+            "--scheduler",
+            cluster.scheduler_address,
+            *opts,
+        )[0]
+        == 0
+    )
+    assert _fuse(capsys, "--batch", shoot.parent, "-o", full, "-q", "--no-align")[0] == 0
+    _same_outputs(local, dask_out)
+    assert (local / "s00.png").read_bytes() != (full / "s00.png").read_bytes()
+
+
 def test_workers_that_cannot_read_the_inputs_are_refused_in_one_line(cluster, tmp_path, capsys, make_shoot):
     shoot = make_shoot(tmp_path / "shoot", 2)
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
