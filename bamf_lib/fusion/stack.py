@@ -350,6 +350,7 @@ def fuse_stack(
         from tqdm.auto import tqdm
 
         bar = tqdm(bar, desc="frames", unit="frame")
+
     def to_net(frame: np.ndarray) -> np.ndarray:
         return shrink(net_gray(frame), scale)
 
