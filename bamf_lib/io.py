@@ -37,6 +37,7 @@ __all__ = [
     "write_image",
     "check_sources",
     "is_16bit",
+    "to_8bit",
     "read_frame",
     "read_metadata",
     "write_frame",
@@ -274,6 +275,18 @@ def _png_bit_depth(path: Path) -> int:
     return head[24] if len(head) >= 25 and head[12:16] == b"IHDR" else 8
 
 
+def to_8bit(image: np.ndarray) -> np.ndarray:
+    """A uint16 image's 8-bit copy, ``round(v / 257)`` in integers; any other image as it is.
+
+    >>> to_8bit(np.array([0, 128, 257, 65535], np.uint16)).tolist()  # 128 / 257 rounds to 0
+    [0, 0, 1, 255]
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint16:
+        return image
+    return ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
 def read_frame(path: str | os.PathLike, *, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     """A frame at its depth: uint16 for 16-bit PNG/TIFF (``H x W`` or ``H x W x 3``, RGB),
     otherwise :func:`read_image`'s uint8."""
@@ -337,7 +350,7 @@ def write_frame(
     if image.dtype not in (np.uint8, np.uint16) or image.ndim not in (2, 3):
         raise ValueError(f"write_frame needs a uint8/uint16 H x W or H x W x 3 array, got {image.dtype} {image.shape}")
     if image.dtype == np.uint16 and suffix not in (".png", ".tif", ".tiff"):
-        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        image = to_8bit(image)
     with atomic_write(path, overwrite=overwrite) as tmp:
         if image.dtype == np.uint16 and suffix == ".png":
             bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image

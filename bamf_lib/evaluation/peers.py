@@ -23,6 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bamf_lib.io import to_8bit
+
 __all__ = ["ENFUSE_FLAGS", "CLASSIC_TOOLS", "have_classic", "classic_commands", "run_classic", "read_output"]
 
 #: issue 25's enfuse flags: contrast only, one frame a pixel (hard mask), a 5 px window
@@ -93,8 +95,7 @@ def read_output(path: str | Path) -> np.ndarray:
     im = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if im is None:
         raise ValueError(f"cannot read {path}")
-    if im.dtype == np.uint16:
-        im = ((im.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    im = to_8bit(im)
     if im.ndim == 3:
         im = cv2.cvtColor(im[..., :3], cv2.COLOR_BGR2RGB)
     return im

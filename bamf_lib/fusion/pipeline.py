@@ -198,7 +198,7 @@ def fuse(
             post=post,
             refine=refine,
             initial=initial,
-            boundary=boundary if refine else None,
+            boundary=boundary,
             progress=progress,
         )
         return FusionResult(

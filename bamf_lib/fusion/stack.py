@@ -49,7 +49,7 @@ from bamf_lib.fusion import scorers
 from bamf_lib.fusion.boundary import fdb_for
 from bamf_lib.fusion.pair import fuse_pair
 from bamf_lib.fusion.stack_align import align_stack, shrink
-from bamf_lib.io import check_sources
+from bamf_lib.io import check_sources, to_8bit
 
 __all__ = [
     "StackResult",
@@ -114,10 +114,7 @@ class StackResult:
 def net_gray(frame: np.ndarray) -> np.ndarray:
     """The networks' input: gray float32 in [0, 1]; a 16-bit frame is scored from its 8-bit
     copy (``round(v / 257)``, as :func:`bamf_lib.io.read_image` reduces it)."""
-    frame = np.asarray(frame)
-    if frame.dtype == np.uint16:
-        frame = ((frame.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    return to_float_gray(frame)
+    return to_float_gray(to_8bit(frame))
 
 
 class AlignedFrames(Sequence):
@@ -197,7 +194,7 @@ def focus_energy(gray: np.ndarray, window: int = 15) -> np.ndarray:
     return cv2.blur(log, (window, window))
 
 
-def _local_sharpest(view, index, radius, window, to_net=None):
+def _local_sharpest(view, index, radius, window, to_net):
     """Each pixel's frame replaced by the one of highest :func:`focus_energy` among the frames
     within ``radius`` of it: the net's chain decided between frames ``radius`` apart, which it can
     tell apart; between nearer frames (a fraction of a pixel of blur) a contrast measure can."""
@@ -208,7 +205,7 @@ def _local_sharpest(view, index, radius, window, to_net=None):
         near = np.abs(coarse - j) <= radius
         if not near.any():
             continue
-        energy = focus_energy((to_net or net_gray)(np.asarray(view[j])), window)
+        energy = focus_energy(to_net(np.asarray(view[j])), window)
         better = near & (energy > best)
         best[better] = energy[better]
         out[better] = j
@@ -332,8 +329,7 @@ def fuse_stack(
     view = AlignedFrames(frames, alignment) if align else frames
     if n == 2:  # the paper's method exactly; a 16-bit pair is decided on its 8-bit copies
         pair = [np.asarray(view[0]), np.asarray(view[1])]
-        to8 = [((f.astype(np.uint32) + 128) // 257).astype(np.uint8) if f.dtype == np.uint16 else f for f in pair]
-        to8 = check_sources(to8, min_size=initial.config.patch_size)
+        to8 = check_sources([to_8bit(f) for f in pair], min_size=initial.config.patch_size)
         r = fuse_pair(*to8, initial=initial, boundary=boundary, fdb=fdb, post=post, refine=refine, progress=progress)
         index = (~r.take_a).astype(np.uint8)
         fused = r.fused
