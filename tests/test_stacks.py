@@ -124,6 +124,9 @@ def test_soft_cell_share_counts_cells_left_soft():
     assert stack_score.soft_cell_share(sharp, [sharp, soft], grid=4)["share"] == 0.0
     assert stack_score.soft_cell_share(soft, [sharp, soft], grid=4)["share"] == 1.0
     assert stack_score.soft_cell_share(half, [sharp, soft], grid=4)["share"] == 0.5
+    # registering the soft frame onto the half-soft output is ill-posed for ECC on noise; where
+    # it ends worse than it started (it wandered 3.4 px off on one machine) the start is kept
+    np.testing.assert_allclose(stack_score.register_onto(soft, half), np.eye(3), atol=0.05)
 
 
 def test_cli_fuses_a_stack_with_depth_map_and_metadata(tmp_path, capsys):

@@ -378,11 +378,20 @@ def register_onto(frame_gray: np.ndarray, out_gray: np.ndarray) -> np.ndarray:
         init[0, 2], init[1, 2] = x - dx, y - dy
     crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-6)
     fb, ob = cv2.GaussianBlur(f, (0, 0), 1.5), cv2.GaussianBlur(o, (0, 0), 1.5)
+    start = _correlation(ob, fb, init)
     try:
-        _, init = cv2.findTransformECC(ob, fb, init, cv2.MOTION_HOMOGRAPHY, crit, None, 1)
+        cc, warp = cv2.findTransformECC(ob, fb, init.copy(), cv2.MOTION_HOMOGRAPHY, crit, None, 1)
     except cv2.error:
-        pass  # keep the template-matching offset
+        cc = -np.inf  # keep the template-matching offset
+    if cc >= start:  # ECC can wander off on a frame with little structure: keep the better start
+        init = warp
     return full_size_warp(init, s)
+
+
+def _correlation(out: np.ndarray, frame: np.ndarray, warp: np.ndarray) -> float:
+    """ECC's criterion (zero-mean normalised correlation) of ``frame`` warped by ``warp`` onto ``out``."""
+    moved = cv2.warpPerspective(frame, warp, out.shape[::-1], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    return float(cv2.computeECC(out, moved))
 
 
 def soft_cell_share(
