@@ -178,3 +178,22 @@ def test_fuse_with_weights_from_a_training_folder(tmp_path, monkeypatch):
     assert main(["fuse", *map(str, src), "-o", str(tmp_path / "f.png"), "--weights", str(runs), "-q"]) == 0
     assert np.asarray(Image.open(tmp_path / "f.png")).shape == (80, 90)
     assert main(["fuse", *map(str, src), "-o", str(tmp_path / "g.png"), "--weights", str(tmp_path / "nope")]) == 2
+
+
+def test_swap_average_reaches_the_fusion(folder, capsys, monkeypatch):
+    """--swap-average hands fusion scorers of both orders (and only then)."""
+    from bamf_lib.fusion import pipeline
+    from bamf_lib.fusion.scorers import SwapAveraged
+
+    seen = []
+    real = pipeline.fuse
+
+    def spy(sources, **kw):
+        seen.append(type(kw["initial"]) is SwapAveraged and type(kw["boundary"]) is SwapAveraged)
+        return real(sources, **kw)
+
+    monkeypatch.setattr(pipeline, "fuse", spy)
+    for k, extra in enumerate(([], ["--swap-average"])):
+        rc, _ = run(capsys, folder / "a.png", folder / "b.png", "-o", folder / f"f{k}.png", "-q", *extra)
+        assert rc == 0
+    assert seen == [False, True]

@@ -114,8 +114,9 @@ class _Blind(distributed.WorkerPlugin):
 
 
 def test_stack_options_reach_the_workers(cluster, tmp_path, capsys):
-    """--scale and --reference travel with the tasks: a 3-frame stack fuses on the cluster as it
-    does locally with the same options (and --scale changes the result, so the test can fail)."""
+    """--scale, --reference and --swap-average travel with the tasks: a 3-frame stack fuses on the
+    cluster as it does locally with the same options (and --scale and --swap-average each change
+    the result, so the test can fail)."""
     import cv2
     import numpy as np
 
@@ -127,8 +128,8 @@ def test_stack_options_reach_the_workers(cluster, tmp_path, capsys):
         f = cv2.GaussianBlur(sharp, (0, 0), 2.5)
         f[:, k * 85 : (k + 1) * 85] = sharp[:, k * 85 : (k + 1) * 85]
         Image.fromarray(f).save(shoot / f"{k}.png")
-    opts = ["--scale", "0.5", "--no-align", "--reference", "1"]
-    local, dask_out, full = tmp_path / "local", tmp_path / "dask", tmp_path / "full"
+    opts = ["--scale", "0.5", "--no-align", "--reference", "1", "--swap-average"]
+    local, dask_out, full, one_order = (tmp_path / d for d in ("local", "dask", "full", "one_order"))
     assert _fuse(capsys, "--batch", shoot.parent, "-o", local, "-q", *opts)[0] == 0
     assert (
         _fuse(
@@ -146,9 +147,11 @@ def test_stack_options_reach_the_workers(cluster, tmp_path, capsys):
         )[0]
         == 0
     )
-    assert _fuse(capsys, "--batch", shoot.parent, "-o", full, "-q", "--no-align")[0] == 0
+    assert _fuse(capsys, "--batch", shoot.parent, "-o", full, "-q", "--no-align", "--swap-average")[0] == 0
+    assert _fuse(capsys, "--batch", shoot.parent, "-o", one_order, "-q", *opts[:-1])[0] == 0
     _same_outputs(local, dask_out)
     assert (local / "s00.png").read_bytes() != (full / "s00.png").read_bytes()
+    assert (local / "s00.png").read_bytes() != (one_order / "s00.png").read_bytes()
 
 
 def test_workers_that_cannot_read_the_inputs_are_refused_in_one_line(cluster, tmp_path, capsys, make_shoot):

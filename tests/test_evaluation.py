@@ -125,13 +125,20 @@ def test_evaluate_saves_fused_images_and_refuses_to_overwrite(score_row, tmp_pat
 def test_evaluate_cli_prints_table_and_writes_json(tmp_path, monkeypatch, capsys):
     two = [p for p in pair_set("grayscale10") if p.name in ("g_05", "g_10")]
     monkeypatch.setattr(ev, "pair_set", lambda name: two)
-    monkeypatch.setattr(
-        ev, "default_methods", lambda weights=None, path="fast": {"GF": "published:GF", "bamf": lambda s: s[1]}
-    )
+    asked = []
+
+    def methods(weights=None, path="fast", swap_average=False):
+        asked.append(swap_average)
+        return {"GF": "published:GF", "bamf": lambda s: s[1]}
+
+    monkeypatch.setattr(ev, "default_methods", methods)
     out = tmp_path / "scores.json"
     args = argparse.Namespace(pairs="grayscale10", json_out=str(out), save_fused=str(tmp_path / "fused"))
     assert evaluate_cli(args) == 0
     assert "| Q_CB |" in capsys.readouterr().out
+    both = argparse.Namespace(pairs="grayscale10", json_out=None, save_fused=None, swap_average=True)
+    assert evaluate_cli(both) == 0 and asked == [False, True]  # --swap-average reaches bamf's method
+    assert "both orders" in capsys.readouterr().out
     data = json.loads(out.read_text())
     assert set(data["methods"]) == {"GF", "bamf"} and data["pairs"] == ["g_05", "g_10"]
     gf = data["methods"]["GF"]

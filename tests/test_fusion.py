@@ -192,3 +192,20 @@ def test_fuse_uses_the_fdb_values_stored_with_the_initial_net_and_reports_them(s
     assert told.fdb == FDBConfig(k=5, tau=0.2)
     assert np.array_equal(told.near_boundary, near_boundary(told.score_map, 5, 0.2))
     assert fdb_for(stand_in()) == FDBConfig()  # weights without tuned values: the fallback
+
+
+def test_swap_average_scores_both_orders_of_the_pair():
+    """fuse(swap_average=True): the initial score map is the mean of the two orders' (and differs
+    from one order's: the shipped net leans on this pair), and the decision follows it."""
+    from bamf_lib.colour import to_float_gray
+    from bamf_lib.evaluation.groundtruth import groundtruth_set
+    from bamf_lib.fusion.scorers import load_scorer
+
+    pair = groundtruth_set(1, seed=4)[0]
+    plain = fuse([pair.a, pair.b], device="cpu")
+    both = fuse([pair.a, pair.b], device="cpu", swap_average=True)
+    net = load_scorer("initial", device="cpu")
+    a, b = to_float_gray(pair.a), to_float_gray(pair.b)
+    np.testing.assert_allclose(both.score_map, (net.score_map(a, b) + 1 - net.score_map(b, a)) / 2, atol=1e-6)
+    assert np.abs(both.score_map - plain.score_map).max() > 1e-3
+    assert both.fused.shape == plain.fused.shape

@@ -96,3 +96,25 @@ def test_choose_backend_says_why_onnx_runtime_does_not_run_a_network():
     assert "padding-free" in choose_backend(ModelConfig(), device="cpu")[1]
     with pytest.raises(ValueError, match="cannot run net.safetensors"):
         choose_backend(ModelConfig(), backend="onnx", what="net.safetensors")
+
+
+def test_swap_averaged_scores_are_antisymmetric_and_the_mean_of_both_orders():
+    """SwapAveraged: s(a, b) + s(b, a) = 1 exactly where the plain net is not (so the test can
+    fail), in the whole map and in a band, and it keeps the net's configuration and weights hash."""
+    from bamf_lib.fusion.scorers import SwapAveraged
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.random((40, 48)).astype(np.float32) for _ in range(2))
+    plain = as_scorer(_tiny_net(), device="cpu")
+    both = SwapAveraged(plain)
+    s_ab, s_ba = plain.score_map(a, b), plain.score_map(b, a)
+    assert np.abs(s_ab + s_ba - 1).max() > 1e-3  # an untrained net leans towards one order
+    np.testing.assert_allclose(both.score_map(a, b), (s_ab + 1 - s_ba) / 2, atol=1e-6)
+    np.testing.assert_allclose(both.score_map(a, b) + both.score_map(b, a), 1.0, atol=1e-6)
+    mask = np.zeros(a.shape, bool)
+    mask[10:20, 5:30] = True
+    band = both.score_masked(a, b, mask)
+    assert np.isnan(band[~mask]).all()
+    np.testing.assert_allclose(band[mask], both.score_map(a, b)[mask], atol=1e-5)
+    assert is_scorer(both) and both.config == plain.config and both.sha256 == plain.sha256
+    assert "both orders" in both.name

@@ -20,6 +20,8 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     overwrite = existing == "overwrite"
     path = getattr(args, "path", "fast")
     weights = getattr(args, "weights", None)
+    swap = getattr(args, "swap_average", False)
+    both = ", each pair scored in both orders (--swap-average)" if swap else ""
     json_out = Path(args.json_out) if args.json_out else None
     engine, scheduler = getattr(args, "engine", "local"), getattr(args, "scheduler", None)
     if scheduler and engine != "dask":
@@ -31,17 +33,17 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     if args.pairs == "nyud40":
         from bamf_lib.evaluation import nyud
 
-        scores = nyud.evaluate_nyud(nyud.default_methods(weights, path), progress=True)
-        print(f"nyud40: fused images scored against the all-in-focus ground truth; bamf on the {path} path\n")
+        scores = nyud.evaluate_nyud(nyud.default_methods(weights, path, swap), progress=True)
+        print(f"nyud40: fused images scored against the all-in-focus ground truth; bamf on the {path} path{both}\n")
         print(nyud.format_nyud(scores))
         if json_out is not None:
             with atomic_write(json_out, overwrite=overwrite) as tmp:
                 tmp.write_text(json.dumps(scores, indent=1))
         return 0
-    print(f"bamf and bamf-initial scored on the {path} path\n")
+    print(f"bamf and bamf-initial scored on the {path} path{both}\n")
     result = evaluate(
         pair_set(args.pairs),
-        default_methods(weights, path),
+        default_methods(weights, path, swap),
         save_fused=args.save_fused,
         existing=existing,
         label=args.pairs,

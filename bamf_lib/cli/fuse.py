@@ -85,6 +85,15 @@ def _scorers(args: argparse.Namespace) -> dict:
     return {net: scorers.load_scorer(net, args.weights, **load) for net in ("initial", "boundary")}
 
 
+def _resolve(nets, args: argparse.Namespace) -> dict:
+    """``nets`` (a dict of scorers, or a callable returning one), each scoring both orders of a
+    pair under ``--swap-average``."""
+    nets = nets() if callable(nets) else nets
+    if getattr(args, "swap_average", False):
+        return {net: scorers.SwapAveraged(s) for net, s in nets.items()}
+    return nets
+
+
 def _fuse_stack(
     args: argparse.Namespace,
     nets: dict,
@@ -123,7 +132,7 @@ def _fuse_stack(
     sources = check_sources(
         [read_image(p, max_pixels=args.max_pixels) for p in source_paths], names=[str(p) for p in source_paths]
     )
-    nets = nets() if callable(nets) else nets
+    nets = _resolve(nets, args)
 
     large = sources[0].shape[0] * sources[0].shape[1] >= _PROGRESS_PIXELS
     with contextlib.ExitStack() as alone:
@@ -204,7 +213,7 @@ def _fuse_frames(
             "frames differ in size: " + "; ".join(f"{w}x{h}: {', '.join(ps[:3])}" for (w, h), ps in sizes.items())
         )
     ((w, h),) = sizes
-    nets = nets() if callable(nets) else nets
+    nets = _resolve(nets, args)
     align = args.align if args.align is not None else n > 2
     large = w * h >= _PROGRESS_PIXELS
     with contextlib.ExitStack() as alone:
@@ -303,6 +312,7 @@ def _fuse_batch_dask(args: argparse.Namespace, stacks: list[Stack]) -> BatchRepo
         align=args.align,
         reference=args.reference,
         scale=args.scale,
+        swap_average=args.swap_average,
     )
     return run_dask(
         stacks,

@@ -150,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="for more than two frames: decide on copies reduced by S (0 < S <= 1; 0.5 scores a quarter "
         "of the pixels, about twice as fast; the output keeps full size; benchmarks/STACKS.md measures the cost)",
     )
+    _swap_option(p)
     p.add_argument("-v", "--verbose", action="store_true", help="print the alignment's residual error and timings")
     _weights_option(p)
     p.add_argument(
@@ -219,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="what to do with --save-fused images (and a --json file) already there, e.g. from a run "
         "that failed: stop before any work (default), keep them, or replace them",
     )
+    _swap_option(p)
     _weights_option(p)
     _engine_options(p, "pairs")
     p.set_defaults(func=evaluate_cli)
@@ -303,6 +305,15 @@ def _engine_options(p: argparse.ArgumentParser, what: str) -> None:
         help="with --engine dask: the scheduler of an existing cluster, e.g. tcp://host:8786 "
         "(default: a local cluster of a worker per core"
         + ("; --jobs N sets the workers)" if what == "stacks" else ")"),
+    )
+
+
+def _swap_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--swap-average",
+        action="store_true",
+        help="score every pair in both orders and average (beyond the paper: removes the networks' lean "
+        "towards one order on regions without detail; twice the scoring time; ablation in campaign/README.md)",
     )
 
 

@@ -101,11 +101,11 @@ def decision_accuracy(decision: np.ndarray, take_a: np.ndarray, scored: np.ndarr
     return float((np.asarray(decision, bool) == take_a)[scored].mean())
 
 
-def _bamf(refine: bool, weights=None, path: str = "fast") -> Method:
+def _bamf(refine: bool, weights=None, path: str = "fast", swap_average: bool = False) -> Method:
     def run(sources: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         from bamf_lib.fusion.pipeline import fuse
 
-        r = fuse(sources, refine=refine, weights=weights, path=path, device="cpu")
+        r = fuse(sources, refine=refine, weights=weights, path=path, device="cpu", swap_average=swap_average)
         return r.fused, r.decision_map == 0
 
     return run
@@ -117,10 +117,12 @@ def _gff(sources: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return gff_fuse(sources), np.asarray(gff_decision_map(sources)) > 0.5
 
 
-def default_methods(weights=None, path: str = "fast") -> dict[str, Method]:
+def default_methods(weights=None, path: str = "fast", swap_average: bool = False) -> dict[str, Method]:
     """``bamf``, ``bamf-initial`` (the networks in the folder ``weights``, default the shipped
-    ones, scored on ``path``) and ``gff`` (this project's GFF)."""
-    return {"bamf": _bamf(True, weights, path), "bamf-initial": _bamf(False, weights, path), "gff": _gff}
+    ones, scored on ``path``, each pair in both orders with ``swap_average``) and ``gff`` (this
+    project's GFF)."""
+    nets = dict(weights=weights, path=path, swap_average=swap_average)
+    return {"bamf": _bamf(True, **nets), "bamf-initial": _bamf(False, **nets), "gff": _gff}
 
 
 def evaluate_nyud(

@@ -132,25 +132,28 @@ def load_sources(pair: Pair) -> list[np.ndarray]:
 
 
 def _bamf(
-    refine: bool, weights: str | Path | None = None, path: str = "fast"
+    refine: bool, weights: str | Path | None = None, path: str = "fast", swap_average: bool = False
 ) -> Callable[[list[np.ndarray]], np.ndarray]:
     def run(sources: list[np.ndarray]) -> np.ndarray:
         from bamf_lib.fusion.pipeline import fuse
 
-        return fuse(sources, refine=refine, weights=weights, path=path).fused
+        return fuse(sources, refine=refine, weights=weights, path=path, swap_average=swap_average).fused
 
     run.bamf_options = (None if weights is None else str(weights), "auto", "auto", path)
     return run
 
 
-def default_methods(weights: str | Path | None = None, path: str = "fast") -> dict[str, Method]:
+def default_methods(
+    weights: str | Path | None = None, path: str = "fast", swap_average: bool = False
+) -> dict[str, Method]:
     """Table 1's columns: the six published baselines, this project's GFF, bamf w/o and with
     refinement (with the networks in the folder ``weights``, default the shipped ones, scored on
-    the ``path`` given: ``"fast"`` or the paper's per-patch ``"reference"``)."""
+    the ``path`` given: ``"fast"`` or the paper's per-patch ``"reference"``; each pair in both
+    orders with ``swap_average``)."""
     methods: dict[str, Method] = {name: f"published:{name}" for name in TABLE1_BASELINES}
     methods["gff-here"] = gff_fuse
-    methods["bamf-initial"] = _bamf(refine=False, weights=weights, path=path)
-    methods["bamf"] = _bamf(refine=True, weights=weights, path=path)
+    methods["bamf-initial"] = _bamf(refine=False, weights=weights, path=path, swap_average=swap_average)
+    methods["bamf"] = _bamf(refine=True, weights=weights, path=path, swap_average=swap_average)
     return methods
 
 

@@ -17,7 +17,7 @@ from bamf_lib.runtime.header import header_info
 from bamf_lib.runtime.locate import existing_weights
 from bamf_lib.runtime.scorer import Scorer, is_scorer
 
-__all__ = ["load_scorer", "as_scorer"]
+__all__ = ["load_scorer", "as_scorer", "SwapAveraged"]
 
 
 def _torch_needed(why: str | None) -> ValueError:
@@ -87,3 +87,37 @@ def as_scorer(net, *, path: str = "fast", device: str = "auto", optimized: bool 
     from bamf_lib.nets.scorer import TorchScorer
 
     return TorchScorer(net, device=device, path=path, optimized=optimized)
+
+
+class SwapAveraged:
+    """A scorer whose score is the mean of the pair's two orders: ``(s(a, b) + 1 - s(b, a)) / 2``.
+
+    The networks are trained with the sources' order swapped at random (channel swap), yet a
+    trained net is not exactly antisymmetric: on a region with no detail it may lean towards one
+    order.  Scoring both orders removes that lean at twice the cost.  An option beyond the paper
+    (``fuse(swap_average=True)``, ``bamf fuse --swap-average``); its ablation is in
+    ``campaign/README.md``.
+    """
+
+    def __init__(self, scorer: Scorer) -> None:
+        self.scorer = scorer
+        self.config, self.metadata, self.backend = scorer.config, scorer.metadata, scorer.backend
+
+    @property
+    def name(self) -> str:
+        return f"{self.scorer.name} (both orders)"
+
+    @property
+    def sha256(self) -> str:
+        return self.scorer.sha256
+
+    def __repr__(self) -> str:
+        return f"SwapAveraged({self.scorer!r})"
+
+    def score_map(self, a, b, *, progress: bool = False):
+        s_ab = self.scorer.score_map(a, b, progress=progress)
+        return (s_ab + 1.0 - self.scorer.score_map(b, a, progress=progress)) / 2
+
+    def score_masked(self, a, b, mask, *, progress: bool = False):
+        s_ab = self.scorer.score_masked(a, b, mask, progress=progress)
+        return (s_ab + 1.0 - self.scorer.score_masked(b, a, mask, progress=progress)) / 2
