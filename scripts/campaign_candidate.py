@@ -4,7 +4,9 @@
 
 1. (k, tau) of the candidate (the networks in ``CAMPAIGN_DIR/camera-{initial,boundary}/checkpoint.pt``)
    are tuned on the camera tuning set, ``camera_validation_set(24, seed=1)``
-   (:func:`bamf_lib.fusion.boundary.tune_fdb`);
+   (:func:`bamf_lib.fusion.boundary.tune_fdb`), once scoring one order of each pair and once both
+   (:class:`bamf_lib.fusion.scorers.SwapAveraged`); the better tuned accuracy on that set decides
+   whether the candidate scores both orders (a tie: one order, the cheaper);
 2. its mean refined pixel accuracy on ``camera_validation_set(24, seed=2)`` must beat the shipped
    default's (with the shipped (k, tau));
 3. on the paper's Gaussian validation sets, ``groundtruth_set(8, seed=2, images="kodak")`` and
@@ -35,6 +37,7 @@ from bamf_lib.config import FDBConfig  # noqa: E402
 from bamf_lib.evaluation.groundtruth import camera_validation_set, evaluate_decisions, groundtruth_set  # noqa: E402
 from bamf_lib.fusion.boundary import fdb_for, tune_fdb  # noqa: E402
 from bamf_lib.fusion.pipeline import fuse  # noqa: E402
+from bamf_lib.fusion.scorers import SwapAveraged, as_scorer  # noqa: E402
 
 #: how far below the shipped default a candidate may fall on the Gaussian sets (rule 3)
 GAUSSIAN_SLACK = 0.005
@@ -56,7 +59,14 @@ def verdict(folder: Path) -> dict:
     cb, e_bound = checkpoint_net(folder / "camera-boundary" / "checkpoint.pt")
     si, sb = load_pretrained("initial"), load_pretrained("boundary")
     shipped_fdb = fdb_for(si)
-    tuned = tune_fdb(ci, camera_validation_set(24, seed=1), cb, path="fast", device="cpu")
+    tuning = camera_validation_set(24, seed=1)
+    options = {}
+    for swap in (False, True):
+        nets = [as_scorer(n, device="cpu") for n in (ci, cb)]
+        nets = [SwapAveraged(n) for n in nets] if swap else nets
+        options[swap] = (tune_fdb(nets[0], tuning, nets[1], path="fast", device="cpu"), nets)
+    swap = options[True][0]["accuracy"] > options[False][0]["accuracy"]
+    tuned, (ci, cb) = options[swap]
     fdb = FDBConfig(k=tuned["k"], tau=tuned["tau"])
     camera = camera_validation_set(24, seed=2)
     gauss = {"kodak": groundtruth_set(8, seed=2, images="kodak"), "embedded": groundtruth_set(8, seed=2)}
@@ -64,6 +74,8 @@ def verdict(folder: Path) -> dict:
         "epoch_initial": e_init,
         "epoch_boundary": e_bound,
         "fdb": {"k": fdb.k, "tau": fdb.tau, "tuned_on": "camera_validation_set(24, seed=1)"},
+        "swap_average": swap,
+        "tuning_accuracy": {"one_order": options[False][0]["accuracy"], "both_orders": options[True][0]["accuracy"]},
         "camera": {
             "candidate": refined_accuracy(camera, ci, cb, fdb),
             "shipped": refined_accuracy(camera, si, sb, shipped_fdb),

@@ -1,0 +1,75 @@
+"""Ablation of scoring both orders of a pair (``--swap-average``) on the validation sets only.
+
+    python scripts/ablate_swap.py [CAMPAIGN_DIR] [--append campaign/ablations.jsonl]
+
+For the shipped default nets (their stored (k, tau)) and the campaign's current checkpoints
+(``CAMPAIGN_DIR/camera-{initial,boundary}/checkpoint.pt``, the (k, tau) given by ``--k/--tau``),
+scored once in one order (the paper's method) and once in both
+(:class:`bamf_lib.fusion.scorers.SwapAveraged`): the mean refined pixel accuracy on the camera
+tuning set ``camera_validation_set(24, seed=1)``, the camera validation set (seed 2) and the
+paper's Gaussian validation sets (``groundtruth_set(8, seed=2, images="kodak")``,
+``groundtruth_set(8, seed=2)``).  One JSON row per (nets, order).  No test pair is read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from campaign_validate import checkpoint_net  # noqa: E402
+
+from bamf_lib import load_pretrained  # noqa: E402
+from bamf_lib.config import FDBConfig  # noqa: E402
+from bamf_lib.evaluation.groundtruth import camera_validation_set, evaluate_decisions, groundtruth_set  # noqa: E402
+from bamf_lib.fusion.boundary import fdb_for  # noqa: E402
+from bamf_lib.fusion.pipeline import fuse  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folder", nargs="?", default="campaign", type=Path)
+    ap.add_argument("--k", type=int, default=5, help="FDB window of the campaign's nets (default 5)")
+    ap.add_argument("--tau", type=float, default=0.3, help="FDB margin of the campaign's nets (default 0.3)")
+    ap.add_argument("--append", type=Path)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    si = load_pretrained("initial")
+    ci, e_init = checkpoint_net(args.folder / "camera-initial" / "checkpoint.pt")
+    cb, e_bound = checkpoint_net(args.folder / "camera-boundary" / "checkpoint.pt")
+    nets = {
+        "shipped": (si, load_pretrained("boundary"), fdb_for(si)),
+        f"campaign epochs {e_init}/{e_bound}": (ci, cb, FDBConfig(k=args.k, tau=args.tau)),
+    }
+    sets = {
+        "camera_tuning_seed1": camera_validation_set(24, seed=1),
+        "camera_seed2": camera_validation_set(24, seed=2),
+        "gaussian_kodak": groundtruth_set(8, seed=2, images="kodak"),
+        "gaussian_embedded": groundtruth_set(8, seed=2),
+    }
+    for name, (initial, boundary, fdb) in nets.items():
+        for swap in (False, True):
+            t0 = time.perf_counter()
+
+            def decide(a, b, initial=initial, boundary=boundary, fdb=fdb, swap=swap):
+                r = fuse([a, b], fdb=fdb, device="cpu", initial=initial, boundary=boundary, swap_average=swap)
+                return r.decision_map == 0
+
+            row = {"nets": name, "fdb": [fdb.k, fdb.tau], "swap_average": swap}
+            for label, pairs in sets.items():
+                row[label] = round(evaluate_decisions(pairs, {"r": decide})["r"]["mean"]["accuracy"], 4)
+            row["seconds"] = round(time.perf_counter() - t0, 1)
+            line = json.dumps(row)
+            print(line, flush=True)
+            if args.append:
+                with open(args.append, "a") as fh:
+                    fh.write(line + "\n")
+
+
+if __name__ == "__main__":
+    main()
