@@ -89,3 +89,24 @@ def test_format_table_methods_as_rows_is_the_transpose(score_result):
     assert ours.split(" | ")[1] == "**1.3667** (1)"
     assert next(line for line in lines if line.startswith("| ours-w/o |")).count("9.0000") == 4
     assert text.split("\n\n")[1] == format_table(score_result()).split("\n\n")[1]  # the same notes
+
+
+def test_with_scores_replaces_one_column_and_recounts_the_wins():
+    """EvaluationResult.with_scores: the other result's column in place of one method's, means and
+    wins recomputed over the same pairs; a method or pair the other result lacks is refused."""
+    from bamf_lib.evaluation.summary import EvaluationResult, summarize
+
+    def result(scores):
+        pairs = list(next(iter(scores.values())))
+        return EvaluationResult(pairs, list(scores), scores, *summarize(scores)[:3], list(scores), pairs)
+
+    base = result({"b": {"p": {"Q_MI": 1.0}, "q": {"Q_MI": 1.0}}, "m": {"p": {"Q_MI": 0.5}, "q": {"Q_MI": 0.5}}})
+    other = result({"m": {"p": {"Q_MI": 2.0}, "q": {"Q_MI": 0.0}}})
+    new = base.with_scores("m", other, label="both")
+    assert new.means["m"]["Q_MI"] == 1.0 and new.wins["m"]["Q_MI"] == 1 and new.wins["b"]["Q_MI"] == 1
+    assert base.means["m"]["Q_MI"] == 0.5 and base.wins["b"]["Q_MI"] == 2  # the original is untouched
+    assert new.scores["b"] == base.scores["b"] and new.label == "both"
+    with pytest.raises(ValueError, match="method of both"):
+        base.with_scores("x", other)
+    with pytest.raises(ValueError, match="no 'm' score"):
+        base.with_scores("m", result({"m": {"p": {"Q_MI": 2.0}}}))

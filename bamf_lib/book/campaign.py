@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["campaign_curves", "campaign_figure"]
+__all__ = ["campaign_curves", "campaign_figure", "read_jsonl"]
 
 NETS = ("initial", "boundary")
 
 
-def _rows(path: Path) -> list[dict]:
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The rows of a JSON-lines file (one object a line), [] when there is no such file."""
+    path = Path(path)
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -35,10 +37,10 @@ def campaign_curves(folder: str | Path) -> dict:
         If ``folder`` holds neither network's log.
     """
     folder = Path(folder)
-    out = {net: _rows(folder / f"camera-{net}.log.jsonl") for net in NETS}
+    out = {net: read_jsonl(folder / f"camera-{net}.log.jsonl") for net in NETS}
     if not any(out[net] for net in NETS):
         raise FileNotFoundError(f"no campaign logs (camera-initial.log.jsonl, camera-boundary.log.jsonl) in {folder}")
-    validation = _rows(folder / "validation.jsonl")
+    validation = read_jsonl(folder / "validation.jsonl")
     out["shipped"] = next((r for r in validation if r.get("nets") == "shipped"), None)
     out["validation"] = [r for r in validation if r.get("nets") != "shipped"]
     runs: list[str] = []

@@ -52,6 +52,46 @@ class EvaluationResult:
         sub = {m: {p: self.scores[m][p] for p in common} for m in self.methods}
         return summarize(sub, pairs=common)[0] if common else {m: {} for m in self.methods}
 
+    def with_scores(self, method: str, other: EvaluationResult, label: str = "") -> EvaluationResult:
+        """This table with ``method``'s column replaced by ``other``'s ``method`` column (the same
+        pairs), means and wins recomputed: e.g. Table 1 with bamf run another way, without scoring
+        the baselines again.
+
+        Examples
+        --------
+        >>> s = {"b": {"p": {"Q_MI": 1.0}}, "m": {"p": {"Q_MI": 0.5}}}
+        >>> r = EvaluationResult(["p"], ["b", "m"], s, *summarize(s)[:3], ["b", "m"], ["p"])
+        >>> t = {"m": {"p": {"Q_MI": 2.0}}}
+        >>> o = EvaluationResult(["p"], ["m"], t, *summarize(t)[:3], ["m"], ["p"])
+        >>> r.with_scores("m", o).wins["m"]["Q_MI"], r.wins["m"]["Q_MI"]
+        (1, 0)
+        """
+        if method not in self.methods or method not in other.methods:
+            raise ValueError(f"{method!r} must be a method of both results")
+        missing = [p for p in self.pairs if p not in other.scores[method]]
+        if missing:
+            raise ValueError(f"the other result has no {method!r} score for {missing[:3]}")
+        scores = {m: dict(self.scores[m]) for m in self.methods}
+        scores[method] = {p: other.scores[method][p] for p in self.pairs}
+        timed = other.seconds.get(method, {})
+        seconds = {**self.seconds, method: {p: timed[p] for p in self.pairs if p in timed}}
+        means, n_pairs, wins, win_pairs = summarize(
+            scores, pairs=self.pairs, compete=self.compete, wins_on=self.wins_on
+        )
+        return EvaluationResult(
+            list(self.pairs),
+            list(self.methods),
+            scores,
+            means,
+            n_pairs,
+            wins,
+            list(self.compete),
+            win_pairs,
+            seconds,
+            label or self.label,
+            self.wins_on,
+        )
+
     def to_json(self) -> dict:
         """A JSON-serialisable dict (n/a and NaN become ``null``)."""
 
