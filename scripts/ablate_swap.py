@@ -22,13 +22,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from campaign_candidate import refined_accuracy  # noqa: E402
 from campaign_validate import checkpoint_net  # noqa: E402
 
 from bamf_lib import load_pretrained  # noqa: E402
 from bamf_lib.config import FDBConfig  # noqa: E402
-from bamf_lib.evaluation.groundtruth import camera_validation_set, evaluate_decisions, groundtruth_set  # noqa: E402
+from bamf_lib.evaluation.groundtruth import camera_validation_set, groundtruth_set  # noqa: E402
 from bamf_lib.fusion.boundary import fdb_for  # noqa: E402
-from bamf_lib.fusion.pipeline import fuse  # noqa: E402
+from bamf_lib.fusion.scorers import SwapAveraged, as_scorer  # noqa: E402
 
 
 def main() -> None:
@@ -55,14 +56,11 @@ def main() -> None:
     for name, (initial, boundary, fdb) in nets.items():
         for swap in (False, True):
             t0 = time.perf_counter()
-
-            def decide(a, b, initial=initial, boundary=boundary, fdb=fdb, swap=swap):
-                r = fuse([a, b], fdb=fdb, device="cpu", initial=initial, boundary=boundary, swap_average=swap)
-                return r.decision_map == 0
-
+            scored = [as_scorer(n, device="cpu") for n in (initial, boundary)]
+            scored = [SwapAveraged(n) for n in scored] if swap else scored
             row = {"nets": name, "fdb": [fdb.k, fdb.tau], "swap_average": swap}
             for label, pairs in sets.items():
-                row[label] = round(evaluate_decisions(pairs, {"r": decide})["r"]["mean"]["accuracy"], 4)
+                row[label] = round(refined_accuracy(pairs, *scored, fdb), 4)
             row["seconds"] = round(time.perf_counter() - t0, 1)
             line = json.dumps(row)
             print(line, flush=True)
