@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bamf_lib.book.campaign import campaign_curves, campaign_figure
+from bamf_lib.book.campaign import blur_effect, campaign_curves, campaign_figure, rule_verdict
 
 
 def _write(path, rows):
@@ -36,3 +36,37 @@ def test_curves_split_sessions_and_the_shipped_row(tmp_path):
 def test_a_folder_without_logs_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no campaign logs"):
         campaign_curves(tmp_path)
+
+
+def _candidate(passes, camera=0.99, embedded=0.93):
+    return {
+        "epoch_initial": 40,
+        "epoch_boundary": 39,
+        "swap_average": True,
+        "camera": {"candidate": camera, "shipped": 0.933},
+        "gaussian_kodak": {"candidate": 0.998, "shipped": 0.995},
+        "gaussian_embedded": {"candidate": embedded, "shipped": 0.977},
+        "rule": {
+            "2_camera_beats_shipped": camera > 0.933,
+            "3_gaussian_within_slack": passes,
+            "gaussian_mean": {"candidate": 0.965, "shipped": 0.986},
+        },
+        "passes": passes,
+    }
+
+
+def test_the_verdict_reads_the_row_it_is_given():
+    failed = rule_verdict(_candidate(False))
+    assert "epochs 40 / 39" in failed and "both orders" in failed
+    assert "0.990 against the shipped 0.933 (rule 2 holds)" in failed and "(rule 3 fails)" in failed
+    assert "default is unchanged" in failed and "It passes" not in failed
+    assert rule_verdict(_candidate(True)).endswith("It passes.")
+    assert rule_verdict(None).startswith("No checkpoint has been put")
+
+
+def test_the_blur_effect_gives_signed_differences_and_the_outcome():
+    text = blur_effect(_candidate(False, camera=0.95, embedded=0.9))
+    assert "0.950 vs the shipped 0.933 (+0.017)" in text and "embedded textures -0.077" in text
+    assert "Kodak +0.003" in text and "does not ship" in text
+    assert "passes the selection rule" in blur_effect(_candidate(True))
+    assert "not measured" in blur_effect(None)

@@ -5,7 +5,9 @@ sessions; each session appends a row per epoch to ``camera-{initial,boundary}.lo
 (loss, training accuracy, the training-side validation accuracy, the run that made it) and a row
 per scored checkpoint to ``validation.jsonl`` (mean and worst refined pixel accuracy on the
 camera validation set, and the shipped default's).  :func:`campaign_curves` reads them;
-:func:`campaign_figure` draws them, one colour a session.
+:func:`campaign_figure` draws them, one colour a session.  ``candidates.jsonl`` holds one row per
+checkpoint put to the selection rule (``scripts/campaign_candidate.py``); :func:`rule_verdict`
+and :func:`blur_effect` say in words what its latest row measured, for chapters 1, 3, 9 and 11.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["campaign_curves", "campaign_figure", "read_jsonl"]
+__all__ = ["blur_effect", "campaign_curves", "campaign_figure", "read_jsonl", "rule_verdict"]
 
 NETS = ("initial", "boundary")
 
@@ -24,6 +26,46 @@ def read_jsonl(path: str | Path) -> list[dict]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def rule_verdict(row: dict | None) -> str:
+    """One paragraph on a ``candidates.jsonl`` row: each rule's figures and whether it holds.
+
+    Examples
+    --------
+    >>> rule_verdict(None)
+    'No checkpoint has been put to the selection rule yet.'
+    """
+    if row is None:
+        return "No checkpoint has been put to the selection rule yet."
+    held = {True: "holds", False: "fails"}
+    g, rule = row["rule"]["gaussian_mean"], row["rule"]
+    order = " (scored in both orders, chosen on the tuning set)" if row.get("swap_average") else ""
+    return (
+        f"The selection rule, applied last to the checkpoints of epochs {row['epoch_initial']} / "
+        f"{row['epoch_boundary']}{order}: on the camera validation set the candidate scores "
+        f"{row['camera']['candidate']:.3f} against the shipped {row['camera']['shipped']:.3f} (rule 2 "
+        f"{held[rule['2_camera_beats_shipped']]}); on the paper's Gaussian validation sets "
+        f"{g['candidate']:.3f} against {g['shipped']:.3f}, at most 0.005 below allowed (rule 3 "
+        f"{held[rule['3_gaussian_within_slack']]}). "
+        + ("It passes." if row["passes"] else "The default is unchanged; `campaign/README.md` says why.")
+    )
+
+
+def blur_effect(row: dict | None) -> str:
+    """The camera blur model's measured effect in one clause, from a ``candidates.jsonl`` row:
+    what the campaign's nets gain on camera blur and lose on the paper's Gaussian blur (mean
+    refined pixel accuracy, validation data only), and whether they ship."""
+    if row is None:
+        return "not measured yet: no campaign checkpoint has been scored"
+    cam, kod, emb = row["camera"], row["gaussian_kodak"], row["gaussian_embedded"]
+    shipped = "passes the selection rule" if row["passes"] else "fails the selection rule, so it does not ship"
+    return (
+        f"nets trained on it (campaign epochs {row['epoch_initial']} / {row['epoch_boundary']}): camera-blur "
+        f"validation {cam['candidate']:.3f} vs the shipped {cam['shipped']:.3f} ({cam['candidate'] - cam['shipped']:+.3f}); "
+        f"Gaussian validation: Kodak {kod['candidate'] - kod['shipped']:+.3f}, embedded textures "
+        f"{emb['candidate'] - emb['shipped']:+.3f}; it {shipped}"
+    )
 
 
 def campaign_curves(folder: str | Path) -> dict:
