@@ -1,8 +1,8 @@
 """The campaign's selection rule (``campaign/README.md``), applied to its current checkpoints.
 
-    python scripts/campaign_candidate.py [CAMPAIGN_DIR] [--append campaign/candidates.jsonl]
+    python scripts/campaign_candidate.py [CAMPAIGN_DIR] [--profile camera] [--append campaign/candidates.jsonl]
 
-1. (k, tau) of the candidate (the networks in ``CAMPAIGN_DIR/camera-{initial,boundary}/checkpoint.pt``)
+1. (k, tau) of the candidate (the networks in ``CAMPAIGN_DIR/PROFILE-{initial,boundary}/checkpoint.pt``)
    are tuned on the camera tuning set, ``camera_validation_set(24, seed=1)``
    (:func:`bamf_lib.fusion.boundary.tune_fdb`), once scoring one order of each pair and once both
    (:class:`bamf_lib.fusion.scorers.SwapAveraged`); the better tuned accuracy on that set decides
@@ -52,11 +52,11 @@ def refined_accuracy(pairs, initial, boundary, fdb: FDBConfig) -> float:
     return float(evaluate_decisions(pairs, {"refined": decide})["refined"]["mean"]["accuracy"])
 
 
-def verdict(folder: Path) -> dict:
+def verdict(folder: Path, profile: str = "camera") -> dict:
     """Every score the rule needs, and whether the candidate passes."""
     t0 = time.perf_counter()
-    ci, e_init = checkpoint_net(folder / "camera-initial" / "checkpoint.pt")
-    cb, e_bound = checkpoint_net(folder / "camera-boundary" / "checkpoint.pt")
+    ci, e_init = checkpoint_net(folder / f"{profile}-initial" / "checkpoint.pt", profile)
+    cb, e_bound = checkpoint_net(folder / f"{profile}-boundary" / "checkpoint.pt", profile)
     si, sb = load_pretrained("initial"), load_pretrained("boundary")
     shipped_fdb = fdb_for(si)
     tuning = camera_validation_set(24, seed=1)
@@ -71,6 +71,7 @@ def verdict(folder: Path) -> dict:
     camera = camera_validation_set(24, seed=2)
     gauss = {"kodak": groundtruth_set(8, seed=2, images="kodak"), "embedded": groundtruth_set(8, seed=2)}
     row = {
+        "profile": profile,
         "epoch_initial": e_init,
         "epoch_boundary": e_bound,
         "fdb": {"k": fdb.k, "tau": fdb.tau, "tuned_on": "camera_validation_set(24, seed=1)"},
@@ -101,10 +102,11 @@ def verdict(folder: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", nargs="?", default="campaign", type=Path)
+    ap.add_argument("--profile", default="camera", help="the campaign's profile (camera, camera2)")
     ap.add_argument("--append", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    row = verdict(args.folder)
+    row = verdict(args.folder, args.profile)
     line = json.dumps(row)
     print(line)
     if args.append:

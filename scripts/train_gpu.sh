@@ -7,13 +7,15 @@
 #
 #   BAMF_DATA_DIR=/data OUT=/results BAMF_TIME_BUDGET=540 scripts/train_gpu.sh
 #
-# The default profile is "camera", the training campaign (campaign/README.md): the shipped
+# The default profile is "camera2", the second training campaign (campaign/README.md): the shipped
 # default's shape (padding-free ResNet-20 v1 whose features see the whole 64x64 patch) on blur as
-# cameras make it, 40 epochs fixed in advance.  Each net resumes from the campaign's committed
+# cameras make it, half of the pairs without noise or JPEG, 40 epochs fixed in advance ("camera",
+# the first campaign, finished its 40 epochs in session 4).  Each net resumes from the campaign's committed
 # checkpoint, $BAMF_RESUME_FROM/<profile>-<net>/checkpoint.pt (default folder: campaign/), when
 # there is one, and the budget ends the run after the last whole epoch that fits while keeping
 # the schedule (bamf train --stop-after), so the checkpoint it brings back resumes again.
-# BAMF_PROFILE picks another profile ("whole": the shipped default's; "paper" for Res56 v2); for
+# BAMF_PROFILE picks another profile ("camera": the first campaign; "whole": the shipped default's;
+# "paper" for Res56 v2); for those not named camera*
 # those the budget shortens the schedule to what fits (bamf train --time-budget).  With BAMF_PARALLEL=1
 # (default) both nets train at once on the GPU, each with the whole budget; with 0 the initial
 # net gets BAMF_INITIAL_SHARE (default 0.5) of it and the boundary net what is left.
@@ -28,13 +30,13 @@ set -euo pipefail
 OUT=${OUT:-runs/gpu}
 BUDGET=${BAMF_TIME_BUDGET:-540}
 SHARE=${BAMF_INITIAL_SHARE:-0.5}
-PROFILE=${BAMF_PROFILE:-camera}
+PROFILE=${BAMF_PROFILE:-camera2}
 RESUME=${BAMF_RESUME_FROM:-campaign}
 PARALLEL=${BAMF_PARALLEL:-1}
 PYTHON=${PYTHON:-python3}
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
 mkdir -p "$OUT"
-if [ "$PROFILE" = camera ]; then LIMIT=--stop-after; else LIMIT=--time-budget; fi
+case "$PROFILE" in camera*) LIMIT=--stop-after ;; *) LIMIT=--time-budget ;; esac  # campaigns keep their schedule
 # the flags that resume net $1 from the campaign's checkpoint, if one is there
 resume() { if [ -f "$RESUME/$PROFILE-$1/checkpoint.pt" ]; then echo --resume-from "$RESUME/$PROFILE-$1/checkpoint.pt"; fi; }
 

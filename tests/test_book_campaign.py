@@ -22,7 +22,8 @@ def test_curves_split_sessions_and_the_shipped_row(tmp_path):
     _write(tmp_path / "camera-boundary.log.jsonl", [_epoch(1, "s1", 0.6)])
     shipped = {"nets": "shipped", "refined": {"mean": 0.93, "worst": 0.64}}
     cand = {"nets": "campaign", "epoch_initial": 3, "epoch_boundary": 1, "refined": {"mean": 0.98, "worst": 0.9}}
-    _write(tmp_path / "validation.jsonl", [shipped, cand])
+    second = {**cand, "profile": "camera2"}  # another campaign's row, not this one's
+    _write(tmp_path / "validation.jsonl", [shipped, cand, second])
     c = campaign_curves(tmp_path)
     assert c["runs"] == ["s1", "s2"] and c["shipped"] == shipped and c["validation"] == [cand]
     assert [r["epoch"] for r in c["initial"]] == [1, 2, 3]
@@ -36,6 +37,9 @@ def test_curves_split_sessions_and_the_shipped_row(tmp_path):
 def test_a_folder_without_logs_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no campaign logs"):
         campaign_curves(tmp_path)
+    _write(tmp_path / "camera-initial.log.jsonl", [_epoch(1, "s1", 0.5)])
+    with pytest.raises(FileNotFoundError, match="camera2-initial"):
+        campaign_curves(tmp_path, profile="camera2")
 
 
 def _candidate(passes, camera=0.99, embedded=0.93):
@@ -57,7 +61,7 @@ def _candidate(passes, camera=0.99, embedded=0.93):
 
 def test_the_verdict_reads_the_row_it_is_given():
     failed = rule_verdict(_candidate(False))
-    assert "epochs 40 / 39" in failed and "both orders" in failed
+    assert "epochs 40 / 39" in failed and "`camera`" in blur_effect(_candidate(False)) and "both orders" in failed
     assert "0.990 against the shipped 0.933 (rule 2 holds)" in failed and "(rule 3 fails)" in failed
     assert "default is unchanged" in failed and "It passes" not in failed
     assert rule_verdict(_candidate(True)).endswith("It passes.")

@@ -1,6 +1,7 @@
 """The camera blur model (bamf_lib.defocus) and how synthesis and validation use it."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -130,6 +131,28 @@ def test_default_config_draws_the_papers_data_bit_for_bit():
     assert cam.sigma_range[0] <= min(other[3:]) and max(other[3:]) <= cam.sigma_range[1]
 
 
+def test_clean_share_spares_that_share_of_pairs_noise_and_jpeg():
+    # a pair is clean when its focused layer comes through untouched: no noise, no JPEG
+    rng_data = np.random.default_rng(5)
+    fg = rng_data.uniform(0, 255, (64, 64)).astype(np.float32)
+    bg = rng_data.uniform(0, 255, (80, 80)).astype(np.float32)
+    alpha = np.zeros((64, 64), np.float32)
+    alpha[16:48, 16:48] = 1
+    inner = (slice(20, 44), slice(20, 44))
+
+    def clean_count(share: float, n: int = 60) -> int:
+        cam = replace(get_profile("camera").synthesis, clean_share=share)
+        count = 0
+        for seed in range(n):
+            _, a, _, _, _ = blurred_pair(fg, alpha, bg, np.random.default_rng(seed), cam.sigma_range, camera=cam)
+            count += bool(np.array_equal(a[inner], np.rint(fg[inner]).astype(np.uint8)))
+        return count
+
+    assert clean_count(0.0) == 0 and clean_count(1.0) == 60
+    assert 18 <= clean_count(0.5) <= 42  # binomial(60, 0.5): 30 +- 12 is beyond 3 sigma
+    assert get_profile("camera2").synthesis == replace(get_profile("camera").synthesis, clean_share=0.5)
+
+
 def test_make_source_pair_blurs_each_layer_with_the_family_asked():
     rng = np.random.default_rng(0)
     fg, bg = (rng.uniform(0, 255, (48, 48)).astype(np.float32) for _ in range(2))
@@ -151,6 +174,7 @@ def test_make_source_pair_blurs_each_layer_with_the_family_asked():
         ("depth_ramp", 3.0, "depth_ramp"),
         ("noise_range", (2.0, 1.0), "noise_range"),
         ("jpeg_quality", (90, 80), "jpeg_quality"),
+        ("clean_share", 1.5, "clean_share"),
     ],
 )
 def test_camera_fields_are_validated(field, value, match):

@@ -58,13 +58,14 @@ def test_train_gpu_script_resumes_the_campaign_and_brings_back_a_resumable_check
     # session 1 stops after its first epoch of two (a zero budget); its checkpoints are
     # "committed" into a campaign folder, from which session 2 goes on to the end
     first, campaign, second = tmp_path / "first", tmp_path / "campaign", tmp_path / "second"
+    profile = "camera2"  # the script's default: the campaign in progress
     _run_script(first, "--set", "train.epochs=2", BAMF_TIME_BUDGET="0", BAMF_RESUME_FROM=str(campaign))
     for net in ("initial", "boundary"):
-        assert load_weights(first / f"camera-{net}.safetensors").metadata["epochs"] == 1
-        (campaign / f"camera-{net}").mkdir(parents=True)
-        committed = (first / f"camera-{net}" / "checkpoint.pt").read_bytes()
-        (campaign / f"camera-{net}" / "checkpoint.pt").write_bytes(committed)
+        assert load_weights(first / f"{profile}-{net}.safetensors").metadata["epochs"] == 1
+        (campaign / f"{profile}-{net}").mkdir(parents=True)
+        committed = (first / f"{profile}-{net}" / "checkpoint.pt").read_bytes()
+        (campaign / f"{profile}-{net}" / "checkpoint.pt").write_bytes(committed)
     _run_script(second, "--set", "train.epochs=2", BAMF_TIME_BUDGET="600", BAMF_RESUME_FROM=str(campaign))
     for net in ("initial", "boundary"):
-        meta = load_weights(second / f"camera-{net}.safetensors").metadata
+        meta = load_weights(second / f"{profile}-{net}.safetensors").metadata
         assert (meta["epochs"], meta["epochs_planned"], len(meta["runs"])) == (2, 2, 2), net

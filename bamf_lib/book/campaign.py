@@ -1,7 +1,7 @@
 """The training campaign's curves, from the files it commits (``campaign/`` in the repository).
 
 A campaign (``campaign/README.md``) trains both networks on one fixed schedule over several
-sessions; each session appends a row per epoch to ``camera-{initial,boundary}.log.jsonl``
+sessions; each session appends a row per epoch to ``PROFILE-{initial,boundary}.log.jsonl``
 (loss, training accuracy, the training-side validation accuracy, the run that made it) and a row
 per scored checkpoint to ``validation.jsonl`` (mean and worst refined pixel accuracy on the
 camera validation set, and the shipped default's).  :func:`campaign_curves` reads them;
@@ -61,15 +61,17 @@ def blur_effect(row: dict | None) -> str:
     cam, kod, emb = row["camera"], row["gaussian_kodak"], row["gaussian_embedded"]
     shipped = "passes the selection rule" if row["passes"] else "fails the selection rule, so it does not ship"
     return (
-        f"nets trained on it (campaign epochs {row['epoch_initial']} / {row['epoch_boundary']}): camera-blur "
+        f"nets trained on it (campaign `{row.get('profile', 'camera')}`, epochs {row['epoch_initial']} / "
+        f"{row['epoch_boundary']}): camera-blur "
         f"validation {cam['candidate']:.3f} vs the shipped {cam['shipped']:.3f} ({cam['candidate'] - cam['shipped']:+.3f}); "
         f"Gaussian validation: Kodak {kod['candidate'] - kod['shipped']:+.3f}, embedded textures "
         f"{emb['candidate'] - emb['shipped']:+.3f}; it {shipped}"
     )
 
 
-def campaign_curves(folder: str | Path) -> dict:
-    """The campaign in ``folder``: ``{"initial": rows, "boundary": rows, "validation": rows,
+def campaign_curves(folder: str | Path, profile: str = "camera") -> dict:
+    """The campaign of ``profile`` (``camera``, ``camera2``) in ``folder``: ``{"initial": rows,
+    "boundary": rows, "validation": rows,
     "shipped": row or None, "runs": [run ids in order]}``; an epoch row has ``epoch``, ``loss``,
     ``acc``, ``val_acc``, ``steps``, ``seconds`` and ``run``.
 
@@ -79,12 +81,15 @@ def campaign_curves(folder: str | Path) -> dict:
         If ``folder`` holds neither network's log.
     """
     folder = Path(folder)
-    out = {net: read_jsonl(folder / f"camera-{net}.log.jsonl") for net in NETS}
+    out = {net: read_jsonl(folder / f"{profile}-{net}.log.jsonl") for net in NETS}
     if not any(out[net] for net in NETS):
-        raise FileNotFoundError(f"no campaign logs (camera-initial.log.jsonl, camera-boundary.log.jsonl) in {folder}")
+        raise FileNotFoundError(
+            f"no campaign logs ({profile}-initial.log.jsonl, {profile}-boundary.log.jsonl) in {folder}"
+        )
     validation = read_jsonl(folder / "validation.jsonl")
     out["shipped"] = next((r for r in validation if r.get("nets") == "shipped"), None)
-    out["validation"] = [r for r in validation if r.get("nets") != "shipped"]
+    # rows written before campaigns had names are the first campaign's
+    out["validation"] = [r for r in validation if r.get("nets") != "shipped" and r.get("profile", "camera") == profile]
     runs: list[str] = []
     for net in NETS:
         for r in out[net]:

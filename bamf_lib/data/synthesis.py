@@ -140,7 +140,8 @@ def blurred_pair(
     ``sigma_range``, composed (:func:`make_source_pair`) and rounded to uint8.
 
     ``camera`` (a :class:`~bamf_lib.config.SynthesisConfig`) sets the blur model: its PSF
-    family, sigma law, depth ramp, sensor noise and JPEG quality.  None, or the defaults, is
+    family, sigma law, depth ramp, sensor noise, JPEG quality and the share of clean pairs (neither
+    noise nor JPEG).  None, or the defaults, is
     the paper's Gaussian with sigma uniform in ``sigma_range``, drawn exactly as before these
     options existed (the same generator calls, so the same data).
 
@@ -152,11 +153,14 @@ def blurred_pair(
     family = "gaussian" if camera is None else draw_family(rng, camera.blur)
     ramp = 0.0 if camera is None else camera.depth_ramp
     a, b = make_source_pair(foreground, alpha, bg, sigma_fg=s_fg, sigma_bg=s_bg, family=family, ramp=ramp, rng=rng)
-    if camera is not None and camera.noise_range[1] > 0:
+    # a clean pair (share camera.clean_share) skips noise and JPEG; with no share nothing is drawn,
+    # so the profiles without one make the same data as before the option existed
+    clean = camera is not None and camera.clean_share > 0 and bool(rng.random() < camera.clean_share)
+    if camera is not None and camera.noise_range[1] > 0 and not clean:
         std = float(rng.uniform(*camera.noise_range))
         a, b = camera_noise(a, std, rng), camera_noise(b, std, rng)
     a, b = (np.clip(np.rint(x), 0, 255).astype(np.uint8) for x in (a, b))
-    if camera is not None and camera.jpeg_quality is not None:
+    if camera is not None and camera.jpeg_quality is not None and not clean:
         q = int(rng.integers(camera.jpeg_quality[0], camera.jpeg_quality[1] + 1))
         a, b = jpeg_roundtrip(a, q), jpeg_roundtrip(b, q)
     return bg, a, b, s_fg, s_bg
