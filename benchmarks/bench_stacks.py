@@ -5,7 +5,7 @@ Tools: ``bamf fuse FRAMES -o out.png`` (alignment on by default for more than tw
 ``bamf-fast``: the same with ``--scale 0.5``, not run unless named in ``--tools``),
 Hugin's ``align_image_stack -m`` + ``enfuse`` with issue 25's flags (when installed) and
 ``openfocus`` (StackMFF-V3, when installed in its venv; ``--openfocus-max-mp`` skips it on large
-stacks).  The soft-cell share is :func:`bamf_lib.evaluation.stacks.soft_cell_share` (12 x 12 cells,
+stacks).  The soft-cell share is :func:`bamf_lib.evaluation.soft_cells.soft_cell_share` (12 x 12 cells,
 every frame registered onto the output by ECC homography, mean |LoG| at sigma 2 px, cells where
 the sharpest frame >= 1.5 x the softest; share where the output < 0.8 x the sharpest).
 
@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stack_peers  # noqa: E402
 
-from bamf_lib.evaluation.stacks import soft_cell_share  # noqa: E402
+from bamf_lib.evaluation.soft_cells import soft_cell_share  # noqa: E402
 from bamf_lib.io import LazyFrames  # noqa: E402
 
 _IMAGES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")

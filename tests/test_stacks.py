@@ -10,7 +10,7 @@ from PIL import Image
 
 from bamf_lib import io as stack_io
 from bamf_lib.cli.main import main
-from bamf_lib.evaluation import stacks as stack_score
+from bamf_lib.evaluation import soft_cells as stack_score
 from bamf_lib.fusion import pipeline as fusion
 from bamf_lib.fusion import stack as stack_fusion
 from bamf_lib.fusion import stack_align
