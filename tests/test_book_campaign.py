@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bamf_lib.book.campaign import blur_effect, campaign_curves, campaign_figure, rule_verdict
+from bamf_lib.book.campaign import blur_effect, campaign_curves, campaign_figure, rule_outcome, rule_verdict
 
 
 def _write(path, rows):
@@ -74,3 +74,9 @@ def test_the_blur_effect_gives_signed_differences_and_the_outcome():
     assert "Kodak +0.003" in text and "does not ship" in text
     assert "passes the selection rule" in blur_effect(_candidate(True))
     assert "not measured" in blur_effect(None)
+
+
+def test_the_outcome_names_the_campaign_and_is_empty_without_one():
+    assert rule_outcome(_candidate(True)).endswith("pass the selection rule.")
+    assert "`camera`" in rule_outcome(_candidate(False)) and "fail" in rule_outcome(_candidate(False))
+    assert rule_outcome(None) == ""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["blur_effect", "campaign_curves", "campaign_figure", "read_jsonl", "rule_verdict"]
+__all__ = ["blur_effect", "campaign_curves", "campaign_figure", "read_jsonl", "rule_outcome", "rule_verdict"]
 
 NETS = ("initial", "boundary")
 
@@ -49,6 +49,20 @@ def rule_verdict(row: dict | None) -> str:
         f"{g['candidate']:.3f} against {g['shipped']:.3f}, at most 0.005 below allowed (rule 3 "
         f"{held[rule['3_gaussian_within_slack']]}). "
         + ("It passes." if row["passes"] else "The default is unchanged; `campaign/README.md` says why.")
+    )
+
+
+def rule_outcome(row: dict | None) -> str:
+    """One sentence for chapter 9: whether the latest campaign candidate passes the rule ('' if none).
+
+    >>> rule_outcome({"profile": "camera2", "passes": False})
+    "Nets trained on chapter 1's camera blur (campaign `camera2`, chapter 3) fail the selection rule."
+    """
+    if row is None:
+        return ""
+    return (
+        f"Nets trained on chapter 1's camera blur (campaign `{row.get('profile', 'camera')}`, chapter 3) "
+        f"{'pass' if row['passes'] else 'fail'} the selection rule."
     )
 
 
