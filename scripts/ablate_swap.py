@@ -1,10 +1,10 @@
 """Ablation of scoring both orders of a pair (``--swap-average``) on the validation sets only.
 
-    python scripts/ablate_swap.py [CAMPAIGN_DIR] [--append campaign/ablations.jsonl]
+    python scripts/ablate_swap.py [CAMPAIGN_DIR] [--profile camera] [--append campaign/ablations.jsonl]
 
-For the shipped default nets (their stored (k, tau)) and the campaign's current checkpoints
-(``CAMPAIGN_DIR/camera-{initial,boundary}/checkpoint.pt``, the (k, tau) given by ``--k/--tau``),
-scored once in one order (the paper's method) and once in both
+For the shipped default nets (their stored (k, tau)) and a campaign's current checkpoints
+(``CAMPAIGN_DIR/<profile>-{initial,boundary}/checkpoint.pt``, ``--profile``, default camera; the
+(k, tau) given by ``--k/--tau``), scored once in one order (the paper's method) and once in both
 (:class:`bamf_lib.fusion.scorers.SwapAveraged`): the mean refined pixel accuracy on the camera
 tuning set ``camera_validation_set(24, seed=1)``, the camera validation set (seed 2) and the
 paper's Gaussian validation sets (``groundtruth_set(8, seed=2, images="kodak")``,
@@ -32,27 +32,54 @@ from bamf_lib.fusion.boundary import fdb_for  # noqa: E402
 from bamf_lib.fusion.scorers import SwapAveraged, as_scorer  # noqa: E402
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("folder", nargs="?", default="campaign", type=Path)
-    ap.add_argument("--k", type=int, default=5, help="FDB window of the campaign's nets (default 5)")
-    ap.add_argument("--tau", type=float, default=0.3, help="FDB margin of the campaign's nets (default 0.3)")
-    ap.add_argument("--append", type=Path)
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    si = load_pretrained("initial")
-    ci, e_init = checkpoint_net(args.folder / "camera-initial" / "checkpoint.pt")
-    cb, e_bound = checkpoint_net(args.folder / "camera-boundary" / "checkpoint.pt")
-    nets = {
-        "shipped": (si, load_pretrained("boundary"), fdb_for(si)),
-        f"campaign epochs {e_init}/{e_bound}": (ci, cb, FDBConfig(k=args.k, tau=args.tau)),
-    }
-    sets = {
+def validation_sets() -> dict:
+    """The four validation sets every ablation scores, by the label of its JSON column."""
+    return {
         "camera_tuning_seed1": camera_validation_set(24, seed=1),
         "camera_seed2": camera_validation_set(24, seed=2),
         "gaussian_kodak": groundtruth_set(8, seed=2, images="kodak"),
         "gaussian_embedded": groundtruth_set(8, seed=2),
     }
+
+
+def nets_under_test(folder: Path, profile: str = "camera", k: int = 5, tau: float = 0.3) -> dict:
+    """``{label: (initial, boundary, fdb)}`` for the shipped nets (their stored (k, tau)) and the
+    checkpoints of ``profile``'s campaign in ``folder`` (``(k, tau)`` given)."""
+    si = load_pretrained("initial")
+    ci, e_init = checkpoint_net(folder / f"{profile}-initial" / "checkpoint.pt", profile)
+    cb, e_bound = checkpoint_net(folder / f"{profile}-boundary" / "checkpoint.pt", profile)
+    label = "campaign" if profile == "camera" else f"campaign {profile}"
+    return {
+        "shipped": (si, load_pretrained("boundary"), fdb_for(si)),
+        f"{label} epochs {e_init}/{e_bound}": (ci, cb, FDBConfig(k=k, tau=tau)),
+    }
+
+
+def parse_args(doc: str) -> argparse.Namespace:
+    """The arguments every ablation script takes (one scoring thread is set too)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("folder", nargs="?", default="campaign", type=Path)
+    ap.add_argument("--profile", default="camera", help="the campaign whose checkpoints are scored")
+    ap.add_argument("--k", type=int, default=5, help="FDB window of the campaign's nets (default 5)")
+    ap.add_argument("--tau", type=float, default=0.3, help="FDB margin of the campaign's nets (default 0.3)")
+    ap.add_argument("--append", type=Path, help="a JSON-lines file the rows are appended to")
+    torch.set_num_threads(1)
+    return ap.parse_args()
+
+
+def emit(row: dict, append: Path | None) -> None:
+    """Print one ablation row as JSON and append it to ``append`` if given."""
+    line = json.dumps(row)
+    print(line, flush=True)
+    if append:
+        with open(append, "a") as fh:
+            fh.write(line + "\n")
+
+
+def main() -> None:
+    args = parse_args(__doc__)
+    sets = validation_sets()
+    nets = nets_under_test(args.folder, args.profile, args.k, args.tau)
     for name, (initial, boundary, fdb) in nets.items():
         for swap in (False, True):
             t0 = time.perf_counter()
@@ -62,11 +89,7 @@ def main() -> None:
             for label, pairs in sets.items():
                 row[label] = round(refined_accuracy(pairs, *scored, fdb), 4)
             row["seconds"] = round(time.perf_counter() - t0, 1)
-            line = json.dumps(row)
-            print(line, flush=True)
-            if args.append:
-                with open(args.append, "a") as fh:
-                    fh.write(line + "\n")
+            emit(row, args.append)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,15 @@ import json
 
 import pytest
 
-from bamf_lib.book.campaign import blur_effect, campaign_curves, campaign_figure, rule_outcome, rule_verdict
+from bamf_lib.book.campaign import (
+    blur_effect,
+    campaign_curves,
+    campaign_figure,
+    rule_outcome,
+    rule_verdict,
+    scale_reading,
+    scale_verdicts,
+)
 
 
 def _write(path, rows):
@@ -80,3 +88,31 @@ def test_the_outcome_names_the_campaign_and_is_empty_without_one():
     assert rule_outcome(_candidate(True)).endswith("pass the selection rule.")
     assert "`camera`" in rule_outcome(_candidate(False)) and "fail" in rule_outcome(_candidate(False))
     assert rule_outcome(None) == ""
+
+
+def _ablation(nets, swap, two, tuning, embedded):
+    return {"nets": nets, "swap_average": swap, "two_scale": two, "camera_tuning_seed1": tuning,
+            "camera_seed2": 0.95, "gaussian_kodak": 0.99, "gaussian_embedded": embedded}  # fmt: skip
+
+
+def test_two_scales_help_only_with_a_tuning_gain_and_no_large_loss_elsewhere():
+    """The rule ablate_scale.py fixed before its run: a gain on the tuning set, at most 0.005
+    lost on any other set; a setting with no two-scale row is not read."""
+    rows = [
+        _ablation("a", False, False, 0.90, 0.97),
+        _ablation("a", False, True, 0.91, 0.966),  # tuning up, embedded -0.004: helps
+        _ablation("a", True, False, 0.90, 0.97),
+        _ablation("a", True, True, 0.91, 0.96),  # embedded -0.01: does not
+        _ablation("b", False, False, 0.90, 0.80),
+        _ablation("b", False, True, 0.899, 0.97),  # large gain elsewhere, tuning down: does not
+        _ablation("c", False, False, 0.90, 0.80),  # no two-scale row
+    ]
+    verdicts = scale_verdicts(rows)
+    assert [(v["nets"], v["swap_average"], v["helps"]) for v in verdicts] == [
+        ("a", False, True),
+        ("a", True, False),
+        ("b", False, False),
+    ]
+    assert verdicts[2]["delta"]["gaussian_embedded"] == pytest.approx(0.17)
+    text = scale_reading(rows)
+    assert text.count("(helps)") == 1 and text.count("(does not help)") == 2 and "b in one order" in text

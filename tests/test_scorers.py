@@ -118,3 +118,46 @@ def test_swap_averaged_scores_are_antisymmetric_and_the_mean_of_both_orders():
     np.testing.assert_allclose(band[mask], both.score_map(a, b)[mask], atol=1e-5)
     assert is_scorer(both) and both.config == plain.config and both.sha256 == plain.sha256
     assert "both orders" in both.name
+
+
+class _Constant:
+    """A scorer stand-in that records the sizes it is asked to score and answers by size."""
+
+    def __init__(self, by_size):
+        self.by_size, self.sizes = by_size, []
+        self.config, self.metadata, self.backend = ModelConfig(patch_size=16), {}, "test"
+        self.name, self.sha256 = "constant", "0" * 64
+
+    def score_map(self, a, b, *, progress=False):
+        self.sizes.append(a.shape)
+        return np.full(a.shape, self.by_size(a.shape), np.float32)
+
+    def score_masked(self, a, b, mask, *, progress=False):
+        return np.where(mask, self.score_map(a, b), np.nan).astype(np.float32)
+
+
+def test_two_scale_combines_the_full_and_reduced_maps_by_mean_log_odds():
+    """TwoScale scores the pair at full size and at half size, brings the reduced map back to full
+    size and combines: a sure reduced score outweighs an unsure full one (0.55 -> below 0.5), an
+    unsure reduced one (0.5) keeps the full one's side; too small a pair is scored once."""
+    from bamf_lib.fusion.scorers import TwoScale, mean_log_odds
+
+    a = np.zeros((40, 48), np.float32)
+    inner = _Constant(lambda shape: 0.55 if shape == (40, 48) else 0.1)
+    two = TwoScale(inner)
+    s = two.score_map(a, a)
+    assert inner.sizes == [(40, 48), (20, 24)] and s.shape == (40, 48)
+    np.testing.assert_allclose(s, mean_log_odds(np.float32(0.55), np.float32(0.1)), atol=1e-6)
+    assert (s < 0.5).all()
+    unsure = TwoScale(_Constant(lambda shape: 0.55 if shape == (40, 48) else 0.5))
+    np.testing.assert_allclose(unsure.score_map(a, a), 0.5 + (0.55 - 0.5) / 2, atol=0.002)
+    mask = np.zeros(a.shape, bool)
+    mask[3:9, 4:20] = True
+    band = two.score_masked(a, a, mask)
+    assert np.isnan(band[~mask]).all() and np.allclose(band[mask], s[mask])
+    small = _Constant(lambda shape: 0.7)
+    np.testing.assert_allclose(TwoScale(small).score_map(a[:24, :24], a[:24, :24]), 0.7)
+    assert small.sizes == [(24, 24)]  # half of 24 is under the patch size: one scale only
+    assert is_scorer(two) and "scales 1 and 0.5" in two.name and two.sha256 == inner.sha256
+    with pytest.raises(ValueError, match="second scale"):
+        TwoScale(inner, factor=1.0)

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import os
 
+import cv2
+import numpy as np
+
 from bamf_lib.runtime import onnx
 from bamf_lib.runtime.backend import choose_backend
 from bamf_lib.runtime.header import header_info
 from bamf_lib.runtime.locate import existing_weights
 from bamf_lib.runtime.scorer import Scorer, is_scorer
 
-__all__ = ["load_scorer", "as_scorer", "SwapAveraged"]
+__all__ = ["load_scorer", "as_scorer", "SwapAveraged", "TwoScale", "mean_log_odds"]
 
 
 def _torch_needed(why: str | None) -> ValueError:
@@ -121,3 +124,71 @@ class SwapAveraged:
     def score_masked(self, a, b, mask, *, progress: bool = False):
         s_ab = self.scorer.score_masked(a, b, mask, progress=progress)
         return (s_ab + 1.0 - self.scorer.score_masked(b, a, mask, progress=progress)) / 2
+
+
+def mean_log_odds(p: np.ndarray, q: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """``sigmoid((logit p + logit q) / 2)``: two scores combined so that a sure one outweighs an
+    unsure one (a score of 0.5 leaves the other's side unchanged) and two equal scores stay.
+
+    Examples
+    --------
+    >>> [round(float(s), 3) for s in mean_log_odds(np.array([0.9, 0.5, 0.3]), np.array([0.9, 0.2, 0.5]))]
+    [0.9, 0.333, 0.396]
+    """
+    p, q = (np.clip(np.asarray(x, np.float64), eps, 1 - eps) for x in (p, q))
+    z = (np.log(p / (1 - p)) + np.log(q / (1 - q))) / 2
+    return (1 / (1 + np.exp(-z))).astype(np.float32)
+
+
+class TwoScale:
+    """A scorer that also scores the pair reduced by ``factor`` (area resampling) and combines
+    the two maps with :func:`mean_log_odds`, the reduced one brought back to full size
+    (bilinear).
+
+    At half size each 32 px window sees 64 px of the scene, so a blur too wide, or a region too
+    flat, for one window can still be judged from its surroundings; mild blur that the reduction
+    hides leaves the reduced score near 0.5, which keeps the full-size decision.  An option
+    beyond the paper (the paper scores at one scale); it adds ``factor**2`` of the scoring cost.
+    Its ablation is ``scripts/ablate_scale.py`` (rows in ``campaign/ablations.jsonl``).
+    """
+
+    def __init__(self, scorer: Scorer, factor: float = 0.5) -> None:
+        if not 0.0 < factor < 1.0:
+            raise ValueError(f"the second scale must lie in (0, 1), got {factor!r}")
+        self.scorer, self.factor = scorer, factor
+        self.config, self.metadata, self.backend = scorer.config, scorer.metadata, scorer.backend
+
+    @property
+    def name(self) -> str:
+        return f"{self.scorer.name} (scales 1 and {self.factor:g})"
+
+    @property
+    def sha256(self) -> str:
+        return self.scorer.sha256
+
+    def __repr__(self) -> str:
+        return f"TwoScale({self.scorer!r}, factor={self.factor!r})"
+
+    def _reduced(self, a, b, progress: bool):
+        """The score map of the reduced pair at full size, or None if the pair is too small."""
+        h, w = a.shape[:2]
+        size = (round(w * self.factor), round(h * self.factor))
+        if min(size) < self.config.patch_size:
+            return None
+        small = [cv2.resize(np.ascontiguousarray(x, np.float32), size, interpolation=cv2.INTER_AREA) for x in (a, b)]
+        s = self.scorer.score_map(*small, progress=progress)
+        return cv2.resize(np.asarray(s, np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+
+    def score_map(self, a, b, *, progress: bool = False):
+        full = self.scorer.score_map(a, b, progress=progress)
+        reduced = self._reduced(a, b, progress)
+        return full if reduced is None else mean_log_odds(full, reduced)
+
+    def score_masked(self, a, b, mask, *, progress: bool = False):
+        full = self.scorer.score_masked(a, b, mask, progress=progress)
+        reduced = self._reduced(a, b, progress)
+        if reduced is None:
+            return full
+        out = np.full(full.shape, np.nan, np.float32)
+        out[mask] = mean_log_odds(full[mask], reduced[mask])
+        return out
