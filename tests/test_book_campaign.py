@@ -34,6 +34,7 @@ def test_curves_split_sessions_and_the_shipped_row(tmp_path):
     _write(tmp_path / "validation.jsonl", [shipped, cand, second])
     c = campaign_curves(tmp_path)
     assert c["runs"] == ["s1", "s2"] and c["shipped"] == shipped and c["validation"] == [cand]
+    assert c["sessions"] == 2  # the boundary net's one run is not a third session
     assert [r["epoch"] for r in c["initial"]] == [1, 2, 3]
     fig = campaign_figure(c, total_epochs=40)
     lines = fig.axes[0].get_lines()

@@ -102,7 +102,8 @@ def blur_effect(row: dict | None) -> str:
 def campaign_curves(folder: str | Path, profile: str = "camera") -> dict:
     """The campaign of ``profile`` (``camera``, ``camera2``) in ``folder``: ``{"initial": rows,
     "boundary": rows, "validation": rows,
-    "shipped": row or None, "runs": [run ids in order]}``; an epoch row has ``epoch``, ``loss``,
+    "shipped": row or None, "runs": [run ids in order], "sessions": n}`` (``sessions``: the most
+    runs either network took); an epoch row has ``epoch``, ``loss``,
     ``acc``, ``val_acc``, ``steps``, ``seconds`` and ``run``.
 
     Raises
@@ -126,25 +127,25 @@ def campaign_curves(folder: str | Path, profile: str = "camera") -> dict:
             if r.get("run") not in runs:
                 runs.append(r.get("run"))
     out["runs"] = runs
+    # each network trains in its own process, so one session gives each net its own run id
+    out["sessions"] = max(len({r.get("run") for r in out[net]}) for net in NETS)
     return out
 
 
 def campaign_figure(curves: dict, total_epochs: int | None = None):
     """Three panels: each network's training loss and its validation accuracy per epoch (one
-    colour a run, i.e. a session of that network's training), and the refined accuracy of the scored checkpoints on the camera
+    colour a session: the n-th run of either network has the n-th colour), and the refined accuracy of the scored checkpoints on the camera
     validation set against the shipped default's."""
     import matplotlib.pyplot as plt
 
-    colours = {run: plt.cm.tab10(i % 10) for i, run in enumerate(curves["runs"])}
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.0))
     for ax, net in zip(axes[:2], NETS):
         rows = curves[net]
-        for run in curves["runs"]:
+        runs = list(dict.fromkeys(r.get("run") for r in rows))  # this net's runs, one a session
+        for i, run in enumerate(runs):
             mine = [r for r in rows if r.get("run") == run]
-            if not mine:
-                continue
             e = [r["epoch"] for r in mine]
-            ax.plot(e, [r["loss"] for r in mine], "o-", ms=3, color=colours[run], label=f"run {run}")
+            ax.plot(e, [r["loss"] for r in mine], "o-", ms=3, color=plt.cm.tab10(i % 10), label=f"session {i + 1}")
         ax.set_title(f"{net} net: training loss", fontsize=9)
         ax.set_xlabel("epoch")
         if total_epochs:
@@ -167,7 +168,8 @@ def campaign_figure(curves: dict, total_epochs: int | None = None):
     ax.set_xlabel("epoch of the checkpoint")
     if total_epochs:
         ax.set_xlim(0, total_epochs + 0.5)
-    ax.set_ylim(0.5, 1.0)
+    lowest = min([r["refined"]["worst"] for r in val], default=0.5)
+    ax.set_ylim(min(0.5, 0.05 * int(lowest / 0.05)), 1.0)  # room for the worst pair of an early checkpoint
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
