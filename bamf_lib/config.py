@@ -218,10 +218,15 @@ class FDBConfig:
 
 @dataclass(frozen=True)
 class PostprocessConfig:
-    """Binarisation and small-region removal; regions under ``area_fraction * H * W`` flip."""
+    """Binarisation and small-region removal; regions under ``area_fraction * H * W`` flip.
+
+    ``fill_margin`` > 0 (an option beyond the paper, :func:`bamf_lib.fusion.postprocess.fill_uncertain`)
+    first gives every pixel whose score lies within ``fill_margin`` of the threshold the decision
+    of the nearest pixel outside that margin; 0 (the default) is the paper's method."""
 
     threshold: float = 0.5
     area_fraction: float = 0.01
+    fill_margin: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from bamf_lib.book.campaign import (
     blur_effect,
     campaign_curves,
     campaign_figure,
+    fill_reading,
+    fill_verdicts,
     rule_outcome,
     rule_verdict,
     scale_reading,
@@ -117,3 +119,35 @@ def test_two_scales_help_only_with_a_tuning_gain_and_no_large_loss_elsewhere():
     assert verdicts[2]["delta"]["gaussian_embedded"] == pytest.approx(0.17)
     text = scale_reading(rows)
     assert text.count("(helps)") == 1 and text.count("(does not help)") == 2 and "b in one order" in text
+
+
+def _fill(nets, swap, margin, tuning, embedded):
+    return {"nets": nets, "swap_average": swap, "fill_margin": margin, "camera_tuning_seed1": tuning,
+            "camera_seed2": 0.95, "gaussian_kodak": 0.99, "gaussian_embedded": embedded}  # fmt: skip
+
+
+def test_the_fill_margin_is_chosen_on_the_tuning_set_and_judged_elsewhere():
+    """ablate_fill.py's rule: the best tuning-set margin (a tie keeps the smaller); it helps if
+    above 0 and no other set loses more than 0.005 against margin 0."""
+    rows = [
+        _fill("a", False, 0.0, 0.90, 0.97),
+        _fill("a", False, 0.1, 0.92, 0.968),  # chosen, embedded -0.002: helps
+        _fill("a", False, 0.2, 0.91, 0.97),
+        _fill("b", False, 0.0, 0.90, 0.97),
+        _fill("b", False, 0.1, 0.92, 0.95),  # chosen, embedded -0.02: does not help
+        _fill("c", True, 0.0, 0.90, 0.97),
+        _fill("c", True, 0.1, 0.90, 0.99),  # a tie on tuning keeps 0: does not help
+    ]
+    verdicts = fill_verdicts(rows)
+    assert [(v["nets"], v["margin"], v["helps"]) for v in verdicts] == [
+        ("a", 0.1, True),
+        ("b", 0.1, False),
+        ("c", 0.0, False),
+    ]
+    assert verdicts[1]["delta"]["gaussian_embedded"] == pytest.approx(-0.02)
+    text = fill_reading(rows)
+    assert (
+        text.count("; helps)") == 1
+        and text.count("; does not help)") == 1
+        and "c in both orders: margin 0, the paper" in text
+    )

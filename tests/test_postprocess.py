@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from bamf_lib.config import PostprocessConfig
-from bamf_lib.fusion.postprocess import binarize, decision_map, remove_small_regions
+from bamf_lib.fusion.postprocess import binarize, decision_map, fill_uncertain, remove_small_regions
 
 
 def test_binarize_takes_a_above_threshold_and_ties_go_to_b():
@@ -66,3 +66,27 @@ def test_decision_map_follows_the_config():
 def test_bad_input_raises_value_error_naming_the_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+def test_unsure_pixels_take_the_nearest_sure_decision():
+    """A flat region scored near 0.5 with a lean to B, between a sure A region (left) and a sure
+    B region (right): with a margin each unsure pixel takes its nearest sure side, so the split
+    moves to the middle; margin 0 (the paper) keeps the lean."""
+    score = np.full((20, 40), 0.45, np.float32)  # unsure, leaning to B
+    score[:, :5] = 0.95
+    score[:, -5:] = 0.05
+    plain = decision_map(score, PostprocessConfig(area_fraction=0))
+    assert plain[:, 5:-5].sum() == 0  # the lean decides the whole flat region
+    filled = decision_map(score, PostprocessConfig(area_fraction=0, fill_margin=0.1))
+    assert filled[:, :20].all() and not filled[:, 20:].any()
+    # pixels outside the margin are never changed
+    sure = np.abs(score - 0.5) >= 0.1
+    assert (fill_uncertain(score, score > 0.5, 0.1)[sure] == (score > 0.5)[sure]).all()
+    # all unsure, or margin 0: unchanged
+    flat = np.full((8, 8), 0.45)
+    assert not fill_uncertain(flat, flat > 0.5, 0.1).any()
+    assert (fill_uncertain(score, score > 0.5, 0.0) == (score > 0.5)).all()
+    with pytest.raises(ValueError, match="fill_margin"):
+        fill_uncertain(score, score > 0.5, 0.5)
+    with pytest.raises(ValueError, match="one shape"):
+        fill_uncertain(score, score[:, :10] > 0.5, 0.1)

@@ -20,6 +20,8 @@ __all__ = [
     "blur_effect",
     "campaign_curves",
     "campaign_figure",
+    "fill_reading",
+    "fill_verdicts",
     "read_jsonl",
     "rule_outcome",
     "rule_verdict",
@@ -34,6 +36,7 @@ VALIDATION_SETS = (
     ("gaussian_kodak", "Gaussian, Kodak24"),
     ("gaussian_embedded", "Gaussian, embedded"),
 )
+SHORT = ("tuning", "validation", "Gaussian Kodak", "Gaussian embedded")  # the sets in a sentence
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -176,8 +179,9 @@ def campaign_figure(curves: dict, total_epochs: int | None = None):
 
 
 def ablation_table(rows: list[dict]) -> str:
-    """A Markdown table of ablation rows (``scripts/ablate_scale.py``, ``ablate_swap.py``): one
-    line per (nets, orders, scales), the mean refined accuracy on each validation set.
+    """A Markdown table of ablation rows (``scripts/ablate_scale.py``, ``ablate_fill.py``): one
+    line per setting (nets, orders, and the option the rows vary: ``two_scale`` or
+    ``fill_margin``), the mean refined accuracy on each validation set.
 
     >>> print(ablation_table([{"nets": "shipped", "swap_average": False, "two_scale": True,
     ...     "camera_tuning_seed1": 0.9, "camera_seed2": 0.91, "gaussian_kodak": 0.99, "gaussian_embedded": 0.97}]))
@@ -185,17 +189,62 @@ def ablation_table(rows: list[dict]) -> str:
     |---|---|---|---|---|---|---|
     | shipped | one | 1 and 0.5 | 0.9000 | 0.9100 | 0.9900 | 0.9700 |
     """
-    head = "| nets | orders | scales | " + " | ".join(t for _, t in VALIDATION_SETS) + " |"
-    lines = [head, "|---" * (len(VALIDATION_SETS) + 3) + "|"]
+    options = [
+        (key, title, show)
+        for key, title, show in (
+            ("two_scale", "scales", lambda v: "1 and 0.5" if v else "1"),
+            ("fill_margin", "fill margin", lambda v: f"{v:g}"),
+        )
+        if any(key in r for r in rows)
+    ]
+    head = "| nets | orders | " + "".join(f"{t} | " for _, t, _ in options) + " | ".join(t for _, t in VALIDATION_SETS)
+    lines = [head + " |", "|---" * (len(VALIDATION_SETS) + len(options) + 2) + "|"]
     for r in rows:
         cells = [
             r["nets"],
             "both" if r.get("swap_average") else "one",
-            "1 and 0.5" if r.get("two_scale") else "1",
+            *(show(r.get(key, 0)) for key, _, show in options),
             *(f"{r[k]:.4f}" for k, _ in VALIDATION_SETS),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def fill_verdicts(rows: list[dict]) -> list[dict]:
+    """The fill ablation read by the rule ``scripts/ablate_fill.py`` fixed before its first run:
+    for each nets and order the margin with the highest tuning-set accuracy (a tie keeps the
+    smaller), which helps if it is above 0 and loses at most 0.005 against margin 0 on every
+    other set.  One ``{"nets", "swap_average", "margin", "delta", "helps"}`` per nets and order
+    (``delta``: the chosen margin minus margin 0, per validation set)."""
+    out = []
+    for nets, swap in dict.fromkeys((r["nets"], bool(r.get("swap_average"))) for r in rows if "fill_margin" in r):
+        mine = sorted(
+            (r for r in rows if (r["nets"], bool(r.get("swap_average"))) == (nets, swap)),
+            key=lambda r: r["fill_margin"],
+        )
+        base = next((r for r in mine if r["fill_margin"] == 0), None)
+        if base is None:
+            continue
+        best = max(mine, key=lambda r: (r["camera_tuning_seed1"], -r["fill_margin"]))
+        d = {k: best[k] - base[k] for k, _ in VALIDATION_SETS}
+        helps = best["fill_margin"] > 0 and min(d[k] for k, _ in VALIDATION_SETS[1:]) >= -0.005
+        out.append({"nets": nets, "swap_average": swap, "margin": best["fill_margin"], "delta": d, "helps": helps})
+    return out
+
+
+def fill_reading(rows: list[dict]) -> str:
+    """:func:`fill_verdicts` in words, one sentence per nets and order."""
+    out = []
+    for v in fill_verdicts(rows):
+        order = "both orders" if v["swap_average"] else "one order"
+        if v["margin"] == 0:
+            out.append(f"{v['nets']} in {order}: margin 0, the paper's, is best on the tuning set (does not help).")
+            continue
+        changes = ", ".join(f"{t} {v['delta'][k]:+.4f}" for t, (k, _) in zip(SHORT, VALIDATION_SETS))
+        out.append(
+            f"{v['nets']} in {order}: margin {v['margin']:g} ({changes}; {'helps' if v['helps'] else 'does not help'})."
+        )
+    return " ".join(out)
 
 
 def scale_verdicts(rows: list[dict]) -> list[dict]:
@@ -207,7 +256,11 @@ def scale_verdicts(rows: list[dict]) -> list[dict]:
     for r in rows:
         if r.get("two_scale"):
             continue
-        same = [q for q in rows if q.get("two_scale") and (q["nets"], q.get("swap_average")) == (r["nets"], r.get("swap_average"))]
+        same = [
+            q
+            for q in rows
+            if q.get("two_scale") and (q["nets"], q.get("swap_average")) == (r["nets"], r.get("swap_average"))
+        ]
         if not same:
             continue
         d = {k: same[-1][k] - r[k] for k, _ in VALIDATION_SETS}
@@ -218,10 +271,9 @@ def scale_verdicts(rows: list[dict]) -> list[dict]:
 
 def scale_reading(rows: list[dict]) -> str:
     """:func:`scale_verdicts` in words, one sentence per nets and order."""
-    short = ("tuning", "validation", "Gaussian Kodak", "Gaussian embedded")
     out = []
     for v in scale_verdicts(rows):
         order = "both orders" if v["swap_average"] else "one order"
-        changes = ", ".join(f"{t} {v['delta'][k]:+.4f}" for t, (k, _) in zip(short, VALIDATION_SETS))
+        changes = ", ".join(f"{t} {v['delta'][k]:+.4f}" for t, (k, _) in zip(SHORT, VALIDATION_SETS))
         out.append(f"{v['nets']} in {order}: {changes} ({'helps' if v['helps'] else 'does not help'}).")
     return " ".join(out)
