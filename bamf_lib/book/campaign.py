@@ -130,14 +130,14 @@ def campaign_curves(folder: str | Path, profile: str = "camera") -> dict:
             if r.get("run") not in runs:
                 runs.append(r.get("run"))
     out["runs"] = runs
-    # each network trains in its own process, so one session gives each net its own run id
+    # each network trains in its own process with its own run id, so runs are counted per network
     out["sessions"] = max(len({r.get("run") for r in out[net]}) for net in NETS)
     return out
 
 
 def campaign_figure(curves: dict, total_epochs: int | None = None):
     """Three panels: each network's training loss and its validation accuracy per epoch (one
-    colour a session: the n-th run of either network has the n-th colour), and the refined accuracy of the scored checkpoints on the camera
+    colour a run: the n-th run of either network has the n-th colour), and the refined accuracy of the scored checkpoints on the camera
     validation set against the shipped default's."""
     import matplotlib.pyplot as plt
 
@@ -148,7 +148,7 @@ def campaign_figure(curves: dict, total_epochs: int | None = None):
         for i, run in enumerate(runs):
             mine = [r for r in rows if r.get("run") == run]
             e = [r["epoch"] for r in mine]
-            ax.plot(e, [r["loss"] for r in mine], "o-", ms=3, color=plt.cm.tab10(i % 10), label=f"session {i + 1}")
+            ax.plot(e, [r["loss"] for r in mine], "o-", ms=3, color=plt.cm.tab10(i % 10), label=f"run {i + 1}")
         ax.set_title(f"{net} net: training loss", fontsize=9)
         ax.set_xlabel("epoch")
         if total_epochs:
