@@ -210,6 +210,18 @@ def ablation_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _judged(base: dict, chosen: dict) -> tuple[dict, bool]:
+    """Per validation set, ``chosen`` minus ``base``, and whether no set but the tuning set lost
+    more than 0.005 (the slack both ablation rules allow)."""
+    d = {k: chosen[k] - base[k] for k, _ in VALIDATION_SETS}
+    return d, min(d[k] for k, _ in VALIDATION_SETS[1:]) >= -0.005
+
+
+def _changes(delta: dict) -> str:
+    """``delta`` in a sentence: each set's short name and signed difference."""
+    return ", ".join(f"{t} {delta[k]:+.4f}" for t, (k, _) in zip(SHORT, VALIDATION_SETS))
+
+
 def fill_verdicts(rows: list[dict]) -> list[dict]:
     """The fill ablation read by the rule ``scripts/ablate_fill.py`` fixed before its first run:
     for each nets and order the margin with the highest tuning-set accuracy (a tie keeps the
@@ -226,8 +238,8 @@ def fill_verdicts(rows: list[dict]) -> list[dict]:
         if base is None:
             continue
         best = max(mine, key=lambda r: (r["camera_tuning_seed1"], -r["fill_margin"]))
-        d = {k: best[k] - base[k] for k, _ in VALIDATION_SETS}
-        helps = best["fill_margin"] > 0 and min(d[k] for k, _ in VALIDATION_SETS[1:]) >= -0.005
+        d, within = _judged(base, best)
+        helps = best["fill_margin"] > 0 and within
         out.append({"nets": nets, "swap_average": swap, "margin": best["fill_margin"], "delta": d, "helps": helps})
     return out
 
@@ -240,7 +252,7 @@ def fill_reading(rows: list[dict]) -> str:
         if v["margin"] == 0:
             out.append(f"{v['nets']} in {order}: margin 0, the paper's, is best on the tuning set (does not help).")
             continue
-        changes = ", ".join(f"{t} {v['delta'][k]:+.4f}" for t, (k, _) in zip(SHORT, VALIDATION_SETS))
+        changes = _changes(v["delta"])
         out.append(
             f"{v['nets']} in {order}: margin {v['margin']:g} ({changes}; {'helps' if v['helps'] else 'does not help'})."
         )
@@ -263,8 +275,8 @@ def scale_verdicts(rows: list[dict]) -> list[dict]:
         ]
         if not same:
             continue
-        d = {k: same[-1][k] - r[k] for k, _ in VALIDATION_SETS}
-        helps = d["camera_tuning_seed1"] > 0 and min(d[k] for k, _ in VALIDATION_SETS[1:]) >= -0.005
+        d, within = _judged(r, same[-1])
+        helps = d["camera_tuning_seed1"] > 0 and within
         out.append({"nets": r["nets"], "swap_average": bool(r.get("swap_average")), "delta": d, "helps": helps})
     return out
 
@@ -274,6 +286,6 @@ def scale_reading(rows: list[dict]) -> str:
     out = []
     for v in scale_verdicts(rows):
         order = "both orders" if v["swap_average"] else "one order"
-        changes = ", ".join(f"{t} {v['delta'][k]:+.4f}" for t, (k, _) in zip(SHORT, VALIDATION_SETS))
+        changes = _changes(v["delta"])
         out.append(f"{v['nets']} in {order}: {changes} ({'helps' if v['helps'] else 'does not help'}).")
     return " ".join(out)

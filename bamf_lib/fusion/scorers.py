@@ -92,7 +92,19 @@ def as_scorer(net, *, path: str = "fast", device: str = "auto", optimized: bool 
     return TorchScorer(net, device=device, path=path, optimized=optimized)
 
 
-class SwapAveraged:
+class _Wrapped:
+    """What a scorer built on another one keeps of it: configuration, metadata, backend, hash."""
+
+    def __init__(self, scorer: Scorer) -> None:
+        self.scorer = scorer
+        self.config, self.metadata, self.backend = scorer.config, scorer.metadata, scorer.backend
+
+    @property
+    def sha256(self) -> str:
+        return self.scorer.sha256
+
+
+class SwapAveraged(_Wrapped):
     """A scorer whose score is the mean of the pair's two orders: ``(s(a, b) + 1 - s(b, a)) / 2``.
 
     The networks are trained with the sources' order swapped at random (channel swap), yet a
@@ -102,17 +114,9 @@ class SwapAveraged:
     ``campaign/README.md``.
     """
 
-    def __init__(self, scorer: Scorer) -> None:
-        self.scorer = scorer
-        self.config, self.metadata, self.backend = scorer.config, scorer.metadata, scorer.backend
-
     @property
     def name(self) -> str:
         return f"{self.scorer.name} (both orders)"
-
-    @property
-    def sha256(self) -> str:
-        return self.scorer.sha256
 
     def __repr__(self) -> str:
         return f"SwapAveraged({self.scorer!r})"
@@ -140,31 +144,27 @@ def mean_log_odds(p: np.ndarray, q: np.ndarray, eps: float = 1e-6) -> np.ndarray
     return (1 / (1 + np.exp(-z))).astype(np.float32)
 
 
-class TwoScale:
+class TwoScale(_Wrapped):
     """A scorer that also scores the pair reduced by ``factor`` (area resampling) and combines
     the two maps with :func:`mean_log_odds`, the reduced one brought back to full size
     (bilinear).
 
-    At half size each 32 px window sees 64 px of the scene, so a blur too wide, or a region too
+    At half size each P px window sees 2P px of the scene, so a blur too wide, or a region too
     flat, for one window can still be judged from its surroundings; mild blur that the reduction
     hides leaves the reduced score near 0.5, which keeps the full-size decision.  An option
     beyond the paper (the paper scores at one scale); it adds ``factor**2`` of the scoring cost.
-    Its ablation is ``scripts/ablate_scale.py`` (rows in ``campaign/ablations.jsonl``).
+    Its ablation is ``scripts/ablate_scale.py`` (rows in ``campaign/scale_ablation.jsonl``).
     """
 
     def __init__(self, scorer: Scorer, factor: float = 0.5) -> None:
         if not 0.0 < factor < 1.0:
             raise ValueError(f"the second scale must lie in (0, 1), got {factor!r}")
-        self.scorer, self.factor = scorer, factor
-        self.config, self.metadata, self.backend = scorer.config, scorer.metadata, scorer.backend
+        super().__init__(scorer)
+        self.factor = factor
 
     @property
     def name(self) -> str:
         return f"{self.scorer.name} (scales 1 and {self.factor:g})"
-
-    @property
-    def sha256(self) -> str:
-        return self.scorer.sha256
 
     def __repr__(self) -> str:
         return f"TwoScale({self.scorer!r}, factor={self.factor!r})"
